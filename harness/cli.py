@@ -1,0 +1,133 @@
+"""Command line: ``python -m harness COMMAND``.
+
+Bad input is one line on stderr and exit status 2; ``--debug`` shows the
+traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .config import RunConfig, coerce
+from .errors import ConfigError, HarnessError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, not argparse's usage dump.
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _parse_flag_value(key, text):
+    """Turn a flag's text into a RunConfig value, with the flag named in errors."""
+    kind = {f.name: f.type for f in fields(RunConfig)}[key]
+    where = f"flag {_flag(key)}"
+    try:
+        if kind == "tuple[int, ...]":
+            value = [int(part) for part in text.replace("-", ",").split(",") if part.strip()]
+        elif kind == "int":
+            value = int(text)
+        elif kind == "float":
+            value = float(text)
+        elif kind == "str | float":
+            value = text if text == "test" else float(text)
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(f"{where}: cannot read {text!r} as {kind.replace('tuple[int, ...]', 'a layer list like 784,10,10')}") from None
+    return coerce(key, value, where)
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train one network from flags",
+                       description="Train one network and write config.json, metrics.csv and params.npz.")
+    defaults = RunConfig()
+    for f in fields(RunConfig):
+        default = getattr(defaults, f.name)
+        if f.type == "bool":
+            p.add_argument(_flag(f.name), action="store_true", help=f"(default: off)")
+        else:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            p.add_argument(_flag(f.name), metavar=f.name.upper(), help=f"(default: {shown!s})")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: results/train/<run_id>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args):
+    from tqdm import tqdm
+
+    from .train import prepare, run
+
+    values = {}
+    for f in fields(RunConfig):
+        given = getattr(args, f.name)
+        if f.type == "bool":
+            if given:
+                values[f.name] = True
+        elif given is not None:
+            values[f.name] = _parse_flag_value(f.name, given)
+    try:
+        cfg = RunConfig(**values)
+    except ConfigError as e:
+        raise ConfigError(f"flags: {e}") from None
+    source, _ = prepare(cfg)
+    out = Path(args.out) if args.out else Path("results") / "train" / cfg.run_id(source.fingerprint)
+    bar = tqdm(total=cfg.iterations, disable=args.quiet, unit="it", desc=cfg.layers_str, file=sys.stderr)
+    last_val = [None]
+
+    def on_row(row):
+        if row["val_acc"] is not None:
+            last_val[0] = row["val_acc"]
+        bar.update(1)
+        post = {"loss": f"{row['train_loss']:.4f}", "acc": f"{row['train_acc']:.4f}"}
+        if last_val[0] is not None:
+            post["val"] = f"{last_val[0]:.4f}"
+        bar.set_postfix(post, refresh=False)
+
+    try:
+        status = run(cfg, out, source=source, on_row=on_row)
+    finally:
+        bar.close()
+    line = (f"{status['status']}: {status['iterations_run']} iterations, "
+            f"train acc {status['final_train_acc']:.4f}")
+    if status["final_val_acc"] is not None:
+        line += f", val acc {status['final_val_acc']:.4f}"
+    print(f"{line}, {status['total_seconds']:.1f} s -> {out}")
+    if status["status"] == "failed":
+        print(f"failed: {status['reason']} (traceback in {out / 'error.txt'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser():
+    p = _Parser(prog="harness", description="Compare MLP architectures trained by a NumPy core.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_train(sub)
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        return args.func(args)
+    except HarnessError as e:
+        if debug:
+            raise
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130

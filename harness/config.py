@@ -1,0 +1,171 @@
+"""A run's settings: one frozen, strictly validated dataclass, hashed into a run id."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+from .errors import ConfigError
+from .mlp import ACTIVATIONS, DTYPES, INITS
+from .optim import OPTIMIZERS
+
+# Which grid-file section each setting lives in; everything else is [train].
+DATA_KEYS = ("dataset", "path", "train_size", "validation", "data_seed")
+CHOICES = {"optimizer": OPTIMIZERS, "activation": ACTIVATIONS, "init": INITS, "dtype": DTYPES}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run's numbers."""
+
+    layers: tuple[int, ...] = (784, 10, 10)
+    iterations: int = 500
+    lr: float = 0.1
+    optimizer: str = "gd"
+    batch_size: int = 0          # 0 = full batch
+    activation: str = "relu"
+    init: str = "he"
+    dtype: str = "float32"
+    eval_every: int = 10
+    seed: int = 0                # init (and minibatch order) seed
+    weight_decay: float = 0.0    # L2 on the weights, not the biases
+    momentum: float = 0.9        # the momentum optimizer's coefficient
+    article_bias_grad: bool = False
+    dataset: str = "mnist"
+    path: str = ""               # "" = the bundled dataset
+    train_size: int = 0          # 0 = every available training row
+    validation: str | float = "test"
+    data_seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "settings") -> "RunConfig":
+        """Build from plain values (e.g. parsed TOML). Unknown keys and wrong
+        types raise :class:`ConfigError`, naming ``where`` and the key."""
+        names = [f.name for f in fields(cls)]
+        for key in d:
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, n=1)
+                raise ConfigError(f"{where}: unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        values = {k: coerce(k, v, where) for k, v in d.items()}
+        try:
+            return cls(**values)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    def run_id(self, data_fingerprint: str) -> str:
+        """A stable hash of every setting plus the data's content fingerprint."""
+        blob = json.dumps({"config": self.to_dict(), "data": data_fingerprint}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers."""
+        return len(self.layers) - 2
+
+    @property
+    def width(self) -> int:
+        """Width of the first hidden layer (0 for a network without one)."""
+        return self.layers[1] if len(self.layers) > 2 else 0
+
+    @property
+    def layers_str(self) -> str:
+        return "-".join(map(str, self.layers))
+
+
+def _field_types():
+    return {f.name: f.type for f in fields(RunConfig)}
+
+
+def _type_name(v):
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def coerce(key, value, where="settings"):
+    """Check one value's type strictly and return it in the dataclass's form."""
+    kind = _field_types()[key]
+
+    def bad(expected):
+        return ConfigError(f"{where}: {key} must be {expected}, got {_type_name(value)} {value!r}")
+
+    if kind == "tuple[int, ...]":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
+            raise bad("a list of integers such as [784, 10, 10]")
+        return tuple(value)
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("an integer")
+        return value
+    if kind == "float":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise bad("a number")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if key == "validation":
+        if value == "test":
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad('"test" or a fraction such as 0.2')
+    raise AssertionError(f"no coercion for {key}: {kind}")
+
+
+def _validate(c: RunConfig):
+    for key, choices in CHOICES.items():
+        value = getattr(c, key)
+        if value not in choices:
+            hint = difflib.get_close_matches(str(value), choices, n=1)
+            raise ConfigError(f"{key} = {value!r} is not one of {', '.join(choices)}"
+                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    if len(c.layers) < 2 or any(n < 1 for n in c.layers):
+        raise ConfigError(f"layers = {list(c.layers)} must hold at least two sizes, all positive")
+    for key in ("iterations", "eval_every"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"{key} = {getattr(c, key)} must be positive")
+    if not c.lr > 0:
+        raise ConfigError(f"lr = {c.lr} must be positive")
+    for key in ("batch_size", "train_size", "seed", "data_seed"):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"{key} = {getattr(c, key)} must be 0 or more")
+    if c.weight_decay < 0:
+        raise ConfigError(f"weight_decay = {c.weight_decay} must be 0 or more")
+    if not 0 <= c.momentum < 1:
+        raise ConfigError(f"momentum = {c.momentum} must be in [0, 1)")
+    if c.optimizer == "gd" and c.batch_size:
+        raise ConfigError(f"optimizer 'gd' is full batch but batch_size = {c.batch_size}; "
+                          "use optimizer 'sgd' for minibatches")
+    if c.optimizer == "sgd" and not c.batch_size:
+        raise ConfigError("optimizer 'sgd' needs batch_size > 0; use 'gd' for full batch")
+    if c.validation != "test" and not 0 < c.validation < 1:
+        raise ConfigError(f'validation = {c.validation} must be "test" or a fraction in (0, 1)')
+
+
+def check_fits(c: RunConfig, n_features: int, n_classes: int, where="settings"):
+    """The layer list must start at the data's feature count and end at its class count."""
+    if c.layers[0] != n_features:
+        raise ConfigError(f"{where}: layers {c.layers_str} start at {c.layers[0]}, "
+                          f"but the data has {n_features} features")
+    if c.layers[-1] != n_classes:
+        raise ConfigError(f"{where}: layers {c.layers_str} end at {c.layers[-1]}, "
+                          f"but the data has {n_classes} classes")

@@ -1,0 +1,290 @@
+"""Datasets: the bundled MNIST, folders of IDX files, Kaggle-layout CSVs.
+
+Loading gives a :class:`Source` (raw uint8 pixels and labels, plus a content
+fingerprint); :func:`split` turns it into scaled train/validation arrays.
+Every problem with a file is a :class:`DataError` that names the file.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+BUNDLED = {"mnist": Path(__file__).parent / "datasets" / "mnist"}
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+N_CLASSES = 10  # the digit layouts (IDX MNIST, Kaggle CSV) have labels 0..9
+_UBYTE = 0x08
+
+
+@dataclass(frozen=True)
+class Source:
+    """Raw data as loaded. ``X: (N, n_features)`` uint8, ``y: (N,)`` int64 or
+    None when unlabelled; ``X_test``/``y_test`` are the official test split,
+    or None when the source has none (a CSV)."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray | None
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    n_classes: int
+    fingerprint: str
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Arrays ready for training: pixels scaled to [0, 1] in the run's dtype.
+    ``X_*: (m, n_features)``, ``y_*: (m,)``. ``X_test`` is set only when the
+    validation rows come from the training file, so the official test split
+    stays held out."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+# --- IDX ----------------------------------------------------------------------
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            return gzip.decompress(raw)
+        return raw
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+
+
+def parse_idx(raw: bytes, name: str) -> np.ndarray:
+    """Parse the bytes of an IDX file of unsigned bytes into an array of its
+    declared shape. ``name`` is used in error messages."""
+    if len(raw) == 0:
+        raise DataError(f"{name}: empty file")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE or not 1 <= raw[3] <= 4:
+        raise DataError(f"{name}: bad magic number {raw[:4].hex()} (expected 0x000008 then 1-4 dimensions)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{name}: truncated header ({len(raw)} bytes, need {header})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    need = int(np.prod(shape, dtype=np.int64))
+    have = len(raw) - header
+    if have < need:
+        raise DataError(f"{name}: truncated: shape {shape} needs {need} data bytes, file has {have}")
+    if have > need:
+        raise DataError(f"{name}: {have - need} unexpected bytes after the {need} data bytes of shape {shape}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / (stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    out = {}
+    for line in sums.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[1].lstrip("*")] = parts[0].lower()
+    return out
+
+
+def _images_labels(images, labels, img_path, lab_path, n_classes):
+    if images.ndim != 3:
+        raise DataError(f"{img_path}: expected 3 dimensions (count, rows, cols), found {images.ndim}")
+    if labels.ndim != 1:
+        raise DataError(f"{lab_path}: expected 1 dimension (count), found {labels.ndim}")
+    if len(images) != len(labels):
+        raise DataError(f"{img_path} has {len(images)} images but {lab_path} has {len(labels)} labels")
+    _check_labels(labels, lab_path, n_classes)
+    return images.reshape(len(images), -1), labels.astype(np.int64)
+
+
+def _check_labels(labels, where, n_classes):
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if bad.size:
+        raise DataError(f"{where}: label {labels[bad[0]]} at row {bad[0]} is outside 0..{n_classes - 1}")
+
+
+def load_idx_folder(folder, n_classes=N_CLASSES, name=None) -> Source:
+    """Load a folder holding the four standard MNIST IDX files, gzip or raw.
+
+    If the folder has a ``SHA256SUMS`` file (sha256 of the decompressed
+    files), every file is verified against it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such data folder")
+    sums = _checksums(folder)
+    arrays, paths = {}, {}
+    digest = hashlib.sha256()
+    for key, stem in IDX_NAMES.items():
+        path = _find_idx(folder, stem)
+        if path is None:
+            if key.startswith("test"):
+                continue
+            raise DataError(f"{folder}: missing {stem} (or {stem}.gz)")
+        raw = _read_bytes(path)
+        sha = hashlib.sha256(raw).hexdigest()
+        if stem in sums and sums[stem] != sha:
+            raise DataError(f"{path}: corrupt: sha256 {sha[:12]}... does not match SHA256SUMS ({sums[stem][:12]}...)")
+        digest.update(sha.encode())
+        arrays[key], paths[key] = parse_idx(raw, str(path)), path
+    X, y = _images_labels(arrays["train_images"], arrays["train_labels"],
+                          paths["train_images"], paths["train_labels"], n_classes)
+    X_test = y_test = None
+    if "test_images" in arrays and "test_labels" in arrays:
+        X_test, y_test = _images_labels(arrays["test_images"], arrays["test_labels"],
+                                        paths["test_images"], paths["test_labels"], n_classes)
+        if X_test.shape[1] != X.shape[1]:
+            raise DataError(f"{paths['test_images']}: images have {X_test.shape[1]} pixels, "
+                            f"training images have {X.shape[1]}")
+    return Source(name or str(folder), X, y, X_test, y_test, n_classes, digest.hexdigest()[:16])
+
+
+# --- CSV ----------------------------------------------------------------------
+
+def load_csv(path, n_classes=N_CLASSES) -> Source:
+    """Load a CSV in the Kaggle "Digit Recognizer" layout: a header
+    ``label,pixel0,...,pixelN`` and one image per row. Without a ``label``
+    column the data loads unlabelled (``y`` is None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file")
+    raw = _read_bytes(path)
+    text = raw.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(f"{path}: empty file")
+    header = [h.strip() for h in lines[0].split(",")]
+    labelled = header[0] == "label"
+    pixels = header[1:] if labelled else header
+    for j, col in enumerate(pixels):
+        if col != f"pixel{j}":
+            raise DataError(f"{path}: header column {j + labelled + 1} is {col!r}, expected 'pixel{j}' "
+                            "(layout: label,pixel0,...,pixelN)")
+    if not pixels:
+        raise DataError(f"{path}: header has no pixel columns (layout: label,pixel0,...,pixelN)")
+    width = len(header)
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != width:
+            raise DataError(f"{path}: line {lineno} has {len(cells)} columns, the header has {width}")
+        rows.append(cells)
+    if not rows:
+        raise DataError(f"{path}: no data rows after the header")
+    try:
+        table = np.array(rows, dtype=np.int64)
+    except ValueError:
+        for lineno, cells in enumerate(rows, start=2):
+            for j, cell in enumerate(cells):
+                try:
+                    int(cell)
+                except ValueError:
+                    raise DataError(f"{path}: line {lineno}, column {header[j]!r}: "
+                                    f"{cell.strip()!r} is not a whole number") from None
+        raise  # unreachable: some cell failed above
+    X = table[:, 1:] if labelled else table
+    bad = np.argwhere((X < 0) | (X > 255))
+    if bad.size:
+        r, c = bad[0]
+        raise DataError(f"{path}: line {r + 2}, column {pixels[c]!r}: pixel {X[r, c]} is outside 0..255")
+    y = None
+    if labelled:
+        y = table[:, 0]
+        _check_labels(y, path, n_classes)
+    fingerprint = hashlib.sha256(raw).hexdigest()[:16]
+    return Source(str(path), np.ascontiguousarray(X, dtype=np.uint8), y, None, None, n_classes, fingerprint)
+
+
+# --- entry points -------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def load_source(dataset="mnist", path=None) -> Source:
+    """Load the bundled dataset ``dataset``, or ``path`` (an IDX folder or a
+    CSV file) when given. Cached per process, so sweep workers read once."""
+    if path is not None:
+        p = Path(path)
+        if p.is_dir():
+            return load_idx_folder(p)
+        if p.suffix.lower() in (".csv", ".gz") or p.is_file():
+            return load_csv(p)
+        raise DataError(f"{p}: no such data file or folder")
+    if dataset not in BUNDLED:
+        raise DataError(f"unknown dataset {dataset!r}; bundled: {', '.join(BUNDLED)} (or give a path)")
+    return load_idx_folder(BUNDLED[dataset], name=dataset)
+
+
+def split(source: Source, train_size=None, validation="test", data_seed=0, dtype="float32") -> Split:
+    """Choose and scale the rows for one run.
+
+    The training rows are the first ``train_size`` rows of a shuffle of the
+    source's training file seeded by ``data_seed`` (all of them if None).
+    ``validation`` is ``"test"`` (the official test split) or a fraction in
+    (0, 1): that share of the shuffled training rows, taken from the end of
+    the shuffle so it never overlaps the training rows.
+    """
+    if source.y is None:
+        raise DataError(f"{source.name}: has no 'label' column, so it cannot be trained on")
+    n = len(source.X)
+    perm = np.random.default_rng(data_seed).permutation(n)
+    if validation == "test":
+        if source.X_test is None:
+            raise DataError(f"{source.name}: has no test split; set validation to a fraction such as 0.2")
+        n_val = 0
+    else:
+        n_val = int(round(float(validation) * n))
+        if not 0 < n_val < n:
+            raise DataError(f"validation = {validation} leaves {n_val} of {n} rows for validation")
+    available = n - n_val
+    n_train = available if train_size is None else int(train_size)
+    if n_train > available:
+        raise DataError(f"train_size = {n_train} but {source.name} has only {available} training rows"
+                        + (f" after holding out {n_val} for validation" if n_val else ""))
+    train_idx = perm[:n_train]
+    if validation == "test":
+        X_val, y_val = source.X_test, source.y_test
+        X_test = y_test = None
+    else:
+        val_idx = perm[n - n_val:]
+        X_val, y_val = source.X[val_idx], source.y[val_idx]
+        X_test, y_test = source.X_test, source.y_test
+
+    def scale(X):
+        out = X.astype(dtype)
+        out /= 255
+        return out
+
+    return Split(
+        scale(source.X[train_idx]), source.y[train_idx],
+        scale(X_val), y_val,
+        None if X_test is None else scale(X_test), y_test,
+    )

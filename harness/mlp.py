@@ -1,0 +1,241 @@
+"""The multilayer perceptron: pure functions over NumPy arrays.
+
+Layout: one example per row. ``X: (m, n_features)``, ``W: (n_in, n_out)``,
+``b: (n_out,)``, so a layer is ``Z = A_prev @ W + b``. Parameters are a list
+of ``(W, b)`` pairs, one per layer. Nothing here does I/O, prints, or touches
+global random state: randomness comes in as a seed or a ``np.random.Generator``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+INITS = ("he", "xavier", "article")
+DTYPES = ("float32", "float64")
+LEAKY_SLOPE = 0.01
+
+
+# --- hidden activations -------------------------------------------------------
+# Each derivative is written in terms of the activation's *output* A, so the
+# backward pass needs to keep only the A's, not the Z's.
+
+def _relu(Z):
+    return np.maximum(Z, 0, out=Z)
+
+
+def _relu_grad(A):
+    return A > 0
+
+
+def _leaky_relu(Z):
+    return np.where(Z > 0, Z, Z * LEAKY_SLOPE)
+
+
+def _leaky_relu_grad(A):
+    return np.where(A > 0, 1, LEAKY_SLOPE).astype(A.dtype, copy=False)
+
+
+def _tanh(Z):
+    return np.tanh(Z, out=Z)
+
+
+def _tanh_grad(A):
+    return 1 - A * A
+
+
+def _sigmoid(Z):
+    # 0.5 * (1 + tanh(z/2)) is sigmoid without overflow in exp.
+    Z *= 0.5
+    np.tanh(Z, out=Z)
+    Z += 1
+    Z *= 0.5
+    return Z
+
+
+def _sigmoid_grad(A):
+    return A * (1 - A)
+
+
+_ACT = {
+    "relu": (_relu, _relu_grad),
+    "leaky_relu": (_leaky_relu, _leaky_relu_grad),
+    "tanh": (_tanh, _tanh_grad),
+    "sigmoid": (_sigmoid, _sigmoid_grad),
+}
+
+
+def _activation(name):
+    try:
+        return _ACT[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+
+
+# --- parameters ---------------------------------------------------------------
+
+def init_params(layers, init="he", seed=0, dtype="float32"):
+    """Initial parameters for the layer list ``layers`` (input size first).
+
+    Returns ``[(W, b), ...]`` with ``W: (n_in, n_out)`` and ``b: (n_out,)``.
+
+    - ``"he"``: W ~ N(0, 2 / n_in), b = 0.
+    - ``"xavier"``: W ~ U(+-sqrt(6 / (n_in + n_out))), b = 0.
+    - ``"article"``: W and b ~ N(0, 1) * sqrt(1 / n_out), with n_out the width
+      of the layer itself (the article's scheme, not fan-in scaling).
+
+    Draws happen in float64 and are then cast, so one seed gives the same
+    starting point in float32 and float64.
+    """
+    layers = [int(n) for n in layers]
+    if len(layers) < 2 or min(layers) < 1:
+        raise ValueError(f"layers must hold at least two positive sizes, got {layers}")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    params = []
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        if init == "he":
+            W = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
+            b = np.zeros(n_out)
+        elif init == "xavier":
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            W = rng.uniform(-limit, limit, (n_in, n_out))
+            b = np.zeros(n_out)
+        else:
+            scale = np.sqrt(1.0 / n_out)
+            W = rng.standard_normal((n_in, n_out)) * scale
+            b = rng.standard_normal(n_out) * scale
+        params.append((np.ascontiguousarray(W, dtype=dtype), b.astype(dtype)))
+    return params
+
+
+def layer_sizes(params):
+    """The layer list that ``params`` implements, e.g. ``[784, 10, 10]``."""
+    return [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
+
+
+def n_params(layers):
+    return sum(n_in * n_out + n_out for n_in, n_out in zip(layers[:-1], layers[1:]))
+
+
+def flops_per_iter(layers, m):
+    """Floating-point operations of one full-batch training step on m examples.
+
+    Counts the GEMMs only, 2 flops per multiply-add: forward ``2*m*n_in*n_out``
+    per layer, backward ``2*m*n_in*n_out`` for dW and the same for dA_prev
+    (skipped at the input layer).
+    """
+    pairs = list(zip(layers[:-1], layers[1:]))
+    fwd = sum(2 * m * a * b for a, b in pairs)
+    bwd = sum(2 * m * a * b for a, b in pairs) + sum(2 * m * a * b for a, b in pairs[1:])
+    return fwd + bwd
+
+
+# --- forward and backward -----------------------------------------------------
+
+def _hidden_forward(params, X, activation, keep):
+    """Activations of the hidden layers. Returns the list of A's (input first)
+    if ``keep``, else just the last hidden A."""
+    act, _ = _activation(activation)
+    A = X
+    As = [X]
+    for W, b in params[:-1]:
+        Z = A @ W
+        Z += b
+        A = act(Z)
+        if keep:
+            As.append(A)
+    return As if keep else A
+
+
+def logits(params, X, activation="relu"):
+    """Output-layer pre-activations. ``X: (m, n_features)`` -> ``(m, n_classes)``."""
+    A = _hidden_forward(params, X, activation, keep=False)
+    W, b = params[-1]
+    Z = A @ W
+    Z += b
+    return Z
+
+
+def softmax(Z):
+    """Row-wise softmax of ``Z: (m, k)``, shifted by the row max for stability."""
+    E = Z - Z.max(axis=1, keepdims=True)
+    np.exp(E, out=E)
+    E /= E.sum(axis=1, keepdims=True)
+    return E
+
+
+def forward(params, X, activation="relu"):
+    """Class probabilities ``(m, n_classes)`` for ``X: (m, n_features)``."""
+    return softmax(logits(params, X, activation))
+
+
+def predict(params, X, activation="relu"):
+    """Predicted labels ``(m,)`` for ``X: (m, n_features)``."""
+    return np.argmax(logits(params, X, activation), axis=1)
+
+
+def softmax_cross_entropy(Z, y):
+    """Fused, stable softmax + mean cross-entropy.
+
+    ``Z: (m, k)`` logits, ``y: (m,)`` integer labels. Returns
+    ``(loss, P, dZ)``: the mean loss (a Python float), the probabilities
+    ``P: (m, k)`` and the gradient of the loss w.r.t. Z, ``(P - Y) / m``.
+    """
+    m = Z.shape[0]
+    rows = np.arange(m)
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    P = np.exp(shifted)
+    sums = P.sum(axis=1)
+    P /= sums[:, None]
+    # log softmax of the true class = shifted_true - log(sum exp(shifted)); finite for any Z
+    loss = float(np.mean(np.log(sums) - shifted[rows, y]))
+    dZ = P.copy()
+    dZ[rows, y] -= 1
+    dZ *= 1.0 / m
+    return loss, P, dZ
+
+
+def forward_backward(params, X, y, activation="relu", article_bias_grad=False):
+    """One forward and backward pass. Returns ``(loss, grads, P)``, where
+    ``grads`` mirrors ``params`` and ``P: (m, n_classes)`` are the probabilities
+    (the training loop reads its accuracy off them at no extra cost)."""
+    _, act_grad = _activation(activation)
+    As = _hidden_forward(params, X, activation, keep=True)
+    W, b = params[-1]
+    Z = As[-1] @ W
+    Z += b
+    loss, P, dZ = softmax_cross_entropy(Z, y)
+    grads = [None] * len(params)
+    for layer in range(len(params) - 1, -1, -1):
+        W, b = params[layer]
+        A_prev = As[layer]
+        dW = A_prev.T @ dZ
+        if layer == len(params) - 1 and article_bias_grad:
+            # The article's quirk: one scalar, the sum of dZ over classes and examples.
+            db = np.full_like(b, dZ.sum())
+        else:
+            db = dZ.sum(axis=0)
+        grads[layer] = (dW, db)
+        if layer > 0:
+            dA = dZ @ W.T
+            dA *= act_grad(A_prev)
+            dZ = dA
+    return loss, grads, P
+
+
+def loss_and_grads(params, X, y, activation="relu", article_bias_grad=False):
+    """Mean softmax cross-entropy and its gradients.
+
+    ``X: (m, n_features)``, ``y: (m,)`` integer labels. Returns
+    ``(loss, grads)`` with ``grads`` structured exactly like ``params``.
+    """
+    loss, grads, _ = forward_backward(params, X, y, activation, article_bias_grad)
+    return loss, grads
+
+
+def accuracy(params, X, y, activation="relu"):
+    """Fraction of rows of ``X`` whose predicted label equals ``y``."""
+    return float(np.mean(predict(params, X, activation) == y))

@@ -1,0 +1,84 @@
+"""Optimizers: in-place parameter updates from gradients.
+
+Each optimizer holds its own state (velocities, moments) and updates the
+``(W, b)`` arrays of ``params`` in place. L2 weight decay adds
+``weight_decay * W`` to the weight gradients (biases are not decayed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+
+
+class SGD:
+    """Plain gradient descent: ``p -= lr * g``. Used for both ``gd`` (full
+    batch) and ``sgd`` (minibatch); the batch size is the loop's business."""
+
+    def __init__(self, params, lr, weight_decay=0.0):
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    def _decayed(self, params, grads):
+        """Yields (param, grad) over all arrays, with weight decay folded into W's grad."""
+        for (W, b), (dW, db) in zip(params, grads):
+            if self.weight_decay:
+                dW = dW + self.weight_decay * W
+            yield W, dW
+            yield b, db
+
+    def step(self, params, grads, lr=None):
+        lr = self.lr if lr is None else lr
+        for p, g in self._decayed(params, grads):
+            p -= lr * g
+
+
+class Momentum(SGD):
+    """Heavy-ball momentum: ``v = mu * v + g; p -= lr * v``."""
+
+    def __init__(self, params, lr, weight_decay=0.0, momentum=0.9):
+        super().__init__(params, lr, weight_decay)
+        self.momentum = momentum
+        self.velocity = [np.zeros_like(p) for pair in params for p in pair]
+
+    def step(self, params, grads, lr=None):
+        lr = self.lr if lr is None else lr
+        for v, (p, g) in zip(self.velocity, self._decayed(params, grads)):
+            v *= self.momentum
+            v += g
+            p -= lr * v
+
+
+class Adam(SGD):
+    """Adam (Kingma & Ba, 2015) with bias correction."""
+
+    def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr, weight_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.t = 0
+        self.m = [np.zeros_like(p) for pair in params for p in pair]
+        self.v = [np.zeros_like(p) for pair in params for p in pair]
+
+    def step(self, params, grads, lr=None):
+        lr = self.lr if lr is None else lr
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        # Python floats keep float32 arrays float32 (NEP 50 weak scalars).
+        step_size = lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        eps_hat = self.eps * np.sqrt(1 - b2**self.t)
+        for m, v, (p, g) in zip(self.m, self.v, self._decayed(params, grads)):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= float(step_size) * m / (np.sqrt(v) + float(eps_hat))
+
+
+def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
+    if name in ("gd", "sgd"):
+        return SGD(params, lr, weight_decay)
+    if name == "momentum":
+        return Momentum(params, lr, weight_decay, momentum)
+    if name == "adam":
+        return Adam(params, lr, weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")

@@ -1,0 +1,100 @@
+"""Files of a run folder. Each file has one writer, and a finished file is
+written under a temporary name and renamed into place, so a reader (or a
+resumed sweep) never sees half a file.
+
+A run folder holds ``config.json`` (settings and where it ran), ``metrics.csv``
+(one row per iteration), ``params.npz``, ``error.txt`` for a failed run, and
+``status.json``, the completion marker, written last.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+METRIC_COLUMNS = ("iteration", "train_loss", "train_acc", "val_acc", "iter_seconds", "elapsed_seconds")
+STATUS = "status.json"
+
+
+def atomic_write_bytes(path, data: bytes):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def save_params(path, params):
+    """``params.npz`` with arrays W0, b0, W1, b1, ... (layer order)."""
+    buf = io.BytesIO()
+    arrays = {}
+    for i, (W, b) in enumerate(params):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_params(path):
+    with np.load(path) as z:
+        n = len(z.files) // 2
+        return [(z[f"W{i}"], z[f"b{i}"]) for i in range(n)]
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+class MetricsWriter:
+    """Streams metric rows to ``metrics.csv.part``, flushed per row so a crash
+    keeps what was measured; :meth:`finish` renames it to ``metrics.csv``."""
+
+    def __init__(self, folder):
+        self.final = Path(folder) / "metrics.csv"
+        self.part = self.final.with_name("metrics.csv.part")
+        self._f = open(self.part, "w", newline="")
+        self._w = csv.writer(self._f)
+        self._w.writerow(METRIC_COLUMNS)
+
+    def write(self, row: dict):
+        self._w.writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
+        self._f.flush()
+
+    def finish(self):
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.part, self.final)
+
+    def close(self):
+        if not self._f.closed:
+            self._f.close()
+
+
+def read_status(folder):
+    """The completion marker of a run folder, or None if the run never finished."""
+    path = Path(folder) / STATUS
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None

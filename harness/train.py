@@ -1,0 +1,170 @@
+"""One training run: the loop that streams metric rows, and the function that
+runs it into a run folder."""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import statistics
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from . import __version__, data as datamod, mlp, store
+from .config import RunConfig, check_fits
+from .optim import make_optimizer
+
+
+# A loss this many times the first one counts as diverged. The fused softmax
+# keeps the loss finite even when a far-too-high lr blows the logits up, so
+# NaN alone would not catch it.
+DIVERGE_FACTOR = 100
+
+
+def _batches(m, batch_size, rng):
+    """Endless minibatch index arrays: a fresh shuffle per epoch; the last,
+    smaller batch of an epoch is kept so every example is seen."""
+    while True:
+        order = rng.permutation(m)
+        for start in range(0, m, batch_size):
+            yield order[start:start + batch_size]
+
+
+def train_steps(params, cfg: RunConfig, split: datamod.Split):
+    """Train ``params`` in place and yield one metrics row per iteration.
+
+    ``train_loss`` and ``train_acc`` come from the step's own forward pass
+    (before its update), as in the article; ``val_acc`` is measured after the
+    update every ``eval_every`` iterations and at the last one, and is None
+    otherwise. ``iter_seconds`` times the step (batch, forward, backward,
+    update) only. A diverging loss ends the loop after yielding its row.
+    """
+    X, y = split.X_train, split.y_train
+    m = len(X)
+    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
+    batches = None
+    if cfg.batch_size and cfg.batch_size < m:
+        batches = _batches(m, cfg.batch_size, np.random.default_rng([cfg.seed, 1]))
+    limit = math.inf  # set from the first loss
+    start = time.perf_counter()
+    for it in range(1, cfg.iterations + 1):
+        t0 = time.perf_counter()
+        if batches is None:
+            Xb, yb = X, y
+        else:
+            idx = next(batches)
+            Xb, yb = X[idx], y[idx]
+        loss, grads, P = mlp.forward_backward(params, Xb, yb, cfg.activation, cfg.article_bias_grad)
+        finite = loss <= limit  # False for NaN and inf too
+        if it == 1 and finite:
+            limit = DIVERGE_FACTOR * max(loss, math.log(P.shape[1]))
+        if finite:
+            opt.step(params, grads)
+        t1 = time.perf_counter()
+        row = {
+            "iteration": it,
+            "train_loss": loss,
+            "train_acc": float(np.mean(np.argmax(P, axis=1) == yb)),
+            "val_acc": None,
+            "iter_seconds": t1 - t0,
+        }
+        if finite and (it % cfg.eval_every == 0 or it == cfg.iterations):
+            row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation)
+        row["elapsed_seconds"] = time.perf_counter() - start
+        if not finite:
+            row["diverged"] = True  # status only; not a metrics.csv column
+        yield row
+        if not finite:
+            return
+
+
+def summarize(rows):
+    """Final figures of a run from its metric rows."""
+    last = rows[-1] if rows else {}
+    vals = [r["val_acc"] for r in rows if r["val_acc"] is not None]
+    diverged = bool(last.get("diverged"))
+    return {
+        "status": "diverged" if diverged else "done",
+        "reason": (f"loss {last['train_loss']:.4g} at iteration {last['iteration']}: not finite or over "
+                   f"{DIVERGE_FACTOR}x the first loss") if diverged else "",
+        "iterations_run": len(rows),
+        "final_train_acc": last.get("train_acc"),
+        "final_val_acc": vals[-1] if vals else None,
+        "best_val_acc": max(vals) if vals else None,
+        "final_train_loss": last.get("train_loss"),
+        "median_iter_seconds": statistics.median(r["iter_seconds"] for r in rows) if rows else None,
+        "total_seconds": last.get("elapsed_seconds"),
+    }
+
+
+def blas_info():
+    """(library, threads) of the BLAS numpy uses in this process."""
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            return lib.get("internal_api"), lib.get("num_threads")
+    return None, None
+
+
+def prepare(cfg: RunConfig, source=None):
+    """Load and check the data for ``cfg``; raises HarnessError on bad input.
+    Returns ``(source, split)``."""
+    if source is None:
+        source = datamod.load_source(cfg.dataset, cfg.path or None)
+    check_fits(cfg, source.n_features, source.n_classes)
+    split = datamod.split(source, cfg.train_size or None, cfg.validation, cfg.data_seed, cfg.dtype)
+    return source, split
+
+
+def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
+    """Train ``cfg`` into the folder ``out_dir`` and return its status record.
+
+    Bad input (data that does not fit) raises before anything is written.
+    An exception during training is recorded: ``error.txt`` holds the
+    traceback and the status is ``failed``. ``status.json`` is written last,
+    so a folder without it is an unfinished run. ``threads`` caps the BLAS
+    threads for this run; ``on_row`` sees each metrics row as it is logged.
+    """
+    source, split = prepare(cfg, source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_id = cfg.run_id(source.fingerprint)
+    limit = threadpool_limits(threads, user_api="blas") if threads else contextlib.nullcontext()
+    rows = []
+    with limit:
+        blas, blas_threads = blas_info()
+        store.atomic_write_json(out / "config.json", {
+            **cfg.to_dict(),
+            "run_id": run_id,
+            "data_fingerprint": source.fingerprint,
+            "n_train": len(split.y_train),
+            "n_val": len(split.y_val),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "numpy": np.__version__,
+            "blas": blas,
+            "blas_threads": blas_threads,
+            "harness": __version__,
+        })
+        writer = store.MetricsWriter(out)
+        try:
+            params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
+            for row in train_steps(params, cfg, split):
+                writer.write(row)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+            writer.finish()
+            store.save_params(out / "params.npz", params)
+            status = summarize(rows)
+        except Exception as e:
+            writer.close()
+            store.atomic_write_text(out / "error.txt", traceback.format_exc())
+            status = {**summarize(rows), "status": "failed",
+                      "reason": f"{type(e).__name__}: {e}".splitlines()[0]}
+    status["run_id"] = run_id
+    store.atomic_write_json(out / store.STATUS, status)
+    return status
