@@ -67,8 +67,11 @@ class RunConfig:
         return d
 
     def run_id(self, data_fingerprint: str) -> str:
-        """A stable hash of every setting plus the data's content fingerprint."""
-        blob = json.dumps({"config": self.to_dict(), "data": data_fingerprint}, sort_keys=True)
+        """A stable hash of every setting plus the data's content fingerprint.
+        Where the data lives (``dataset``, ``path``) is left out: the
+        fingerprint identifies it, so moving a data folder keeps the ids."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in ("dataset", "path")}
+        blob = json.dumps({"config": settings, "data": data_fingerprint}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property

@@ -135,6 +135,27 @@ def flops_per_iter(layers, m):
 
 # --- forward and backward -----------------------------------------------------
 
+# Rows are processed in fixed chunks of this many examples, and the chunks'
+# gradients are summed in order. Chunk boundaries never depend on the thread
+# count, so with single-threaded BLAS per chunk (as train.run sets up) the
+# numbers are identical whether the chunks run serially or on a thread pool
+# of any size. (Multithreaded OpenBLAS itself is not: its results change in
+# the last bits with the thread count.) Chunks also bound the memory kept
+# for the backward pass.
+ROW_CHUNK = 2048
+
+
+def _chunks(m):
+    return [slice(s, min(s + ROW_CHUNK, m)) for s in range(0, m, ROW_CHUNK)]
+
+
+def _map(fn, items, pool):
+    """``[fn(x) for x in items]``, on ``pool`` (a concurrent.futures executor) if given."""
+    if pool is None or len(items) < 2:
+        return [fn(x) for x in items]
+    return list(pool.map(fn, items))
+
+
 def _hidden_forward(params, X, activation, keep):
     """Activations of the hidden layers. Returns the list of A's (input first)
     if ``keep``, else just the last hidden A."""
@@ -150,13 +171,18 @@ def _hidden_forward(params, X, activation, keep):
     return As if keep else A
 
 
-def logits(params, X, activation="relu"):
-    """Output-layer pre-activations. ``X: (m, n_features)`` -> ``(m, n_classes)``."""
+def _logits_rows(params, X, activation):
     A = _hidden_forward(params, X, activation, keep=False)
     W, b = params[-1]
     Z = A @ W
     Z += b
     return Z
+
+
+def logits(params, X, activation="relu", pool=None):
+    """Output-layer pre-activations. ``X: (m, n_features)`` -> ``(m, n_classes)``."""
+    parts = _map(lambda s: _logits_rows(params, X[s], activation), _chunks(len(X)), pool)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def softmax(Z):
@@ -167,62 +193,83 @@ def softmax(Z):
     return E
 
 
-def forward(params, X, activation="relu"):
+def forward(params, X, activation="relu", pool=None):
     """Class probabilities ``(m, n_classes)`` for ``X: (m, n_features)``."""
-    return softmax(logits(params, X, activation))
+    return softmax(logits(params, X, activation, pool))
 
 
-def predict(params, X, activation="relu"):
+def predict(params, X, activation="relu", pool=None):
     """Predicted labels ``(m,)`` for ``X: (m, n_features)``."""
-    return np.argmax(logits(params, X, activation), axis=1)
+    return np.argmax(logits(params, X, activation, pool), axis=1)
 
 
-def softmax_cross_entropy(Z, y):
-    """Fused, stable softmax + mean cross-entropy.
+def softmax_cross_entropy(Z, y, m=None):
+    """Fused, stable softmax + cross-entropy.
 
-    ``Z: (m, k)`` logits, ``y: (m,)`` integer labels. Returns
-    ``(loss, P, dZ)``: the mean loss (a Python float), the probabilities
-    ``P: (m, k)`` and the gradient of the loss w.r.t. Z, ``(P - Y) / m``.
+    ``Z: (c, k)`` logits, ``y: (c,)`` integer labels, ``m`` the number of
+    examples the loss is a mean over (default ``c``; larger when ``Z`` is one
+    chunk of a batch). Returns ``(loss, P, dZ)``: this chunk's share of the
+    mean loss (a Python float), the probabilities ``P: (c, k)``, and the
+    gradient of the mean loss w.r.t. Z, ``(P - Y) / m``.
     """
-    m = Z.shape[0]
-    rows = np.arange(m)
+    c = Z.shape[0]
+    m = c if m is None else m
+    rows = np.arange(c)
     shifted = Z - Z.max(axis=1, keepdims=True)
     P = np.exp(shifted)
     sums = P.sum(axis=1)
     P /= sums[:, None]
-    # log softmax of the true class = shifted_true - log(sum exp(shifted)); finite for any Z
-    loss = float(np.mean(np.log(sums) - shifted[rows, y]))
+    # -log softmax of the true class = log(sum exp(shifted)) - shifted_true; finite for any Z
+    loss = float(np.sum(np.log(sums) - shifted[rows, y])) / m
     dZ = P.copy()
     dZ[rows, y] -= 1
     dZ *= 1.0 / m
     return loss, P, dZ
 
 
-def forward_backward(params, X, y, activation="relu", article_bias_grad=False):
-    """One forward and backward pass. Returns ``(loss, grads, P)``, where
-    ``grads`` mirrors ``params`` and ``P: (m, n_classes)`` are the probabilities
-    (the training loop reads its accuracy off them at no extra cost)."""
+def _chunk_forward_backward(params, X, y, activation, m):
+    """Forward and backward over the rows ``X: (c, n_features)`` of a batch of
+    ``m`` examples. Returns this chunk's (loss share, grads, P)."""
     _, act_grad = _activation(activation)
     As = _hidden_forward(params, X, activation, keep=True)
     W, b = params[-1]
     Z = As[-1] @ W
     Z += b
-    loss, P, dZ = softmax_cross_entropy(Z, y)
+    loss, P, dZ = softmax_cross_entropy(Z, y, m)
     grads = [None] * len(params)
     for layer in range(len(params) - 1, -1, -1):
         W, b = params[layer]
         A_prev = As[layer]
-        dW = A_prev.T @ dZ
-        if layer == len(params) - 1 and article_bias_grad:
-            # The article's quirk: one scalar, the sum of dZ over classes and examples.
-            db = np.full_like(b, dZ.sum())
-        else:
-            db = dZ.sum(axis=0)
-        grads[layer] = (dW, db)
+        grads[layer] = (A_prev.T @ dZ, dZ.sum(axis=0))
         if layer > 0:
             dA = dZ @ W.T
             dA *= act_grad(A_prev)
             dZ = dA
+    return loss, grads, P
+
+
+def forward_backward(params, X, y, activation="relu", article_bias_grad=False, pool=None):
+    """One forward and backward pass over ``X: (m, n_features)``, ``y: (m,)``.
+
+    Returns ``(loss, grads, P)``: the mean loss, ``grads`` mirroring
+    ``params``, and the probabilities ``P: (m, n_classes)`` (the training loop
+    reads its accuracy off them at no extra cost). ``pool`` (a
+    concurrent.futures executor) runs the row chunks in parallel.
+    """
+    m = len(X)
+    parts = _map(lambda s: _chunk_forward_backward(params, X[s], y[s], activation, m), _chunks(m), pool)
+    loss, grads, P = parts[0]
+    for part_loss, part_grads, _ in parts[1:]:
+        loss += part_loss
+        for (dW, db), (pW, pb) in zip(grads, part_grads):
+            dW += pW
+            db += pb
+    if len(parts) > 1:
+        P = np.concatenate([p[2] for p in parts])
+    if article_bias_grad:
+        # The article's quirk: one scalar, the sum of dZ over classes and examples.
+        dW, db = grads[-1]
+        grads[-1] = (dW, np.full_like(db, db.sum()))
     return loss, grads, P
 
 
@@ -236,6 +283,6 @@ def loss_and_grads(params, X, y, activation="relu", article_bias_grad=False):
     return loss, grads
 
 
-def accuracy(params, X, y, activation="relu"):
+def accuracy(params, X, y, activation="relu", pool=None):
     """Fraction of rows of ``X`` whose predicted label equals ``y``."""
-    return float(np.mean(predict(params, X, activation) == y))
+    return float(np.mean(predict(params, X, activation, pool) == y))

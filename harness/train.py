@@ -9,6 +9,7 @@ import socket
 import statistics
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def _batches(m, batch_size, rng):
             yield order[start:start + batch_size]
 
 
-def train_steps(params, cfg: RunConfig, split: datamod.Split):
+def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     """Train ``params`` in place and yield one metrics row per iteration.
 
     ``train_loss`` and ``train_acc`` come from the step's own forward pass
@@ -42,6 +43,7 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split):
     update every ``eval_every`` iterations and at the last one, and is None
     otherwise. ``iter_seconds`` times the step (batch, forward, backward,
     update) only. A diverging loss ends the loop after yielding its row.
+    ``pool`` (a concurrent.futures executor) runs row chunks in parallel.
     """
     X, y = split.X_train, split.y_train
     m = len(X)
@@ -58,7 +60,7 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split):
         else:
             idx = next(batches)
             Xb, yb = X[idx], y[idx]
-        loss, grads, P = mlp.forward_backward(params, Xb, yb, cfg.activation, cfg.article_bias_grad)
+        loss, grads, P = mlp.forward_backward(params, Xb, yb, cfg.activation, cfg.article_bias_grad, pool)
         finite = loss <= limit  # False for NaN and inf too
         if it == 1 and finite:
             limit = DIVERGE_FACTOR * max(loss, math.log(P.shape[1]))
@@ -73,7 +75,7 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split):
             "iter_seconds": t1 - t0,
         }
         if finite and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation)
+            row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation, pool)
         row["elapsed_seconds"] = time.perf_counter() - start
         if not finite:
             row["diverged"] = True  # status only; not a metrics.csv column
@@ -109,6 +111,15 @@ def blas_info():
     return None, None
 
 
+@contextlib.contextmanager
+def _pool(threads):
+    if threads < 2:
+        yield None
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="harness") as pool:
+        yield pool
+
+
 def prepare(cfg: RunConfig, source=None):
     """Load and check the data for ``cfg``; raises HarnessError on bad input.
     Returns ``(source, split)``."""
@@ -125,16 +136,18 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
     Bad input (data that does not fit) raises before anything is written.
     An exception during training is recorded: ``error.txt`` holds the
     traceback and the status is ``failed``. ``status.json`` is written last,
-    so a folder without it is an unfinished run. ``threads`` caps the BLAS
-    threads for this run; ``on_row`` sees each metrics row as it is logged.
+    so a folder without it is an unfinished run. ``threads`` (default: all
+    cores) is the number of threads the run computes with: BLAS is held to
+    one thread and row chunks run on a pool of ``threads``, so the numbers do
+    not depend on it. ``on_row`` sees each metrics row as it is logged.
     """
     source, split = prepare(cfg, source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_id = cfg.run_id(source.fingerprint)
-    limit = threadpool_limits(threads, user_api="blas") if threads else contextlib.nullcontext()
+    threads = threads or os.cpu_count() or 1
     rows = []
-    with limit:
+    with threadpool_limits(1, user_api="blas"), _pool(threads) as pool:
         blas, blas_threads = blas_info()
         store.atomic_write_json(out / "config.json", {
             **cfg.to_dict(),
@@ -147,12 +160,13 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
             "numpy": np.__version__,
             "blas": blas,
             "blas_threads": blas_threads,
+            "threads": threads,
             "harness": __version__,
         })
         writer = store.MetricsWriter(out)
         try:
             params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
-            for row in train_steps(params, cfg, split):
+            for row in train_steps(params, cfg, split, pool):
                 writer.write(row)
                 rows.append(row)
                 if on_row is not None:

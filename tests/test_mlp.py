@@ -210,3 +210,43 @@ def test_bad_arguments_are_named():
         mlp.init_params([2, 2], init="zeros")
     with pytest.raises(ValueError, match="dtype"):
         mlp.init_params([2, 2], dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", mlp.DTYPES)
+@pytest.mark.parametrize("m,layers", [(5000, [784, 300, 10]), (2 * mlp.ROW_CHUNK + 7, [520, 64, 33, 10])])
+def test_results_do_not_depend_on_the_thread_count(dtype, m, layers):
+    # Plain multithreaded OpenBLAS changes the last bits with its thread count
+    # (e.g. m=500 @ 784x300); the core's fixed row chunks on single-threaded
+    # BLAS must give identical numbers serially and on a pool.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    params = mlp.init_params(layers, seed=0, dtype=dtype)
+    X, y = _problem(layers, m=m, dtype=dtype)
+    results = []
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        for p in (None, pool):
+            loss, grads, P = mlp.forward_backward(params, X, y, pool=p)
+            results.append((loss, grads, P, mlp.logits(params, X, pool=p)))
+    (l1, g1, p1, z1), (l2, g2, p2, z2) = results
+    assert l1 == l2
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(z1, z2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_chunked_pass_equals_one_big_pass(monkeypatch):
+    layers = [30, 20, 10]
+    params = mlp.init_params(layers, seed=0, dtype="float64")
+    X, y = _problem(layers, m=1000)
+    loss, grads, P = mlp.forward_backward(params, X, y)
+    monkeypatch.setattr(mlp, "ROW_CHUNK", 64)  # 16 chunks
+    c_loss, c_grads, c_P = mlp.forward_backward(params, X, y, article_bias_grad=False)
+    assert c_loss == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(c_P, P, rtol=1e-12)
+    for a, b in zip(grads, c_grads):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-14)
