@@ -106,11 +106,37 @@ def cmd_train(args):
     return 0
 
 
+def _add_sweep(sub):
+    p = sub.add_parser("sweep", help="train every run of a TOML grid, in parallel and resumably",
+                       description="Train every combination of a grid file. Finished runs are skipped, "
+                                   "so the same command resumes an interrupted sweep.")
+    p.add_argument("grid", metavar="GRID.toml", help="grid file (see README)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs; train and write nothing")
+    p.add_argument("--force", action="store_true", help="rerun finished runs too")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+    p.add_argument("--out", metavar="DIR", default="results", help="results root (default: results)")
+    p.add_argument("--jobs", type=int, metavar="N", help="parallel workers, overriding [sweep] jobs")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args):
+    from .grid import load_sweep
+    from .sweep import dry_run, run_sweep
+
+    sweep = load_sweep(args.grid, jobs=args.jobs, scheduler=args.scheduler)
+    if args.dry_run:
+        dry_run(sweep)
+        return 0
+    return run_sweep(sweep, args.out, force=args.force, quiet=args.quiet)
+
+
 def build_parser():
     p = _Parser(prog="harness", description="Compare MLP architectures trained by a NumPy core.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
+    _add_sweep(sub)
     return p
 
 

@@ -1,0 +1,219 @@
+"""Grid files: TOML in, a validated list of run configs out.
+
+Everything is checked before any training: unknown keys (with a "did you
+mean"), wrong types, empty axes, layer lists that do not fit the data,
+non-positive numbers, unknown choices and missing data paths all raise one
+:class:`ConfigError` that names the file and the key.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from . import data as datamod
+from .config import DATA_KEYS, RunConfig, check_fits, coerce
+from .errors import ConfigError, DataError
+
+SECTIONS = ("sweep", "data", "train", "grid", "include")
+SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler")
+BACKENDS = ("loky", "dask")
+SHAPES = ("constant", "halving")
+ARCH_AXES = ("depth", "width", "shape")
+TRAIN_KEYS = tuple(f.name for f in fields(RunConfig) if f.name not in DATA_KEYS and f.name != "seed")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated grid file: its settings and the runs it expands to."""
+
+    path: Path
+    text: str                    # the file as read, saved beside the results
+    name: str
+    jobs: int
+    seeds: tuple[int, ...]
+    backend: str
+    scheduler: str
+    runs: tuple[RunConfig, ...]  # one per combination and seed, duplicates removed
+    run_ids: tuple[str, ...]
+    varying: tuple[str, ...]     # settings that differ between runs
+    fingerprint: str             # of the data
+    n_rows: int                  # rows in the data's training file
+
+
+def _unknown(key, allowed, where):
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    return ConfigError(f"{where}: unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+
+
+def _table(doc, name, where):
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    return value
+
+
+def _check_keys(table, allowed, where):
+    for key in table:
+        if key not in allowed:
+            if key == "seed":
+                raise ConfigError(f"{where}: unknown key 'seed'; seeds are set by [sweep] seeds = [...]")
+            raise _unknown(key, allowed, where)
+
+
+def _axis(values, key, where):
+    if not isinstance(values, list):
+        raise ConfigError(f"{where} {key}: an axis must be a list of values, got {values!r}")
+    if not values:
+        raise ConfigError(f"{where} {key}: empty axis; give at least one value")
+    return values
+
+
+def _int_axis(values, key, where, minimum=1):
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ConfigError(f"{where} {key}: values must be integers, got {v!r}")
+        if v < minimum:
+            raise ConfigError(f"{where} {key}: {v} must be at least {minimum}")
+    return values
+
+
+def _architectures(grid, n_in, n_out, where):
+    """Layer lists from explicit ``layers`` and from depth x width x shape."""
+    archs = []
+    if "layers" in grid:
+        for layers in _axis(grid["layers"], "layers", where):
+            archs.append(coerce("layers", layers, f"{where} layers"))
+    gen = [k for k in ARCH_AXES if k in grid]
+    if gen:
+        if "depth" not in grid or "width" not in grid:
+            missing = "width" if "depth" in grid else "depth"
+            raise ConfigError(f"{where}: {', '.join(gen)} given without {missing}; "
+                              "generated architectures need both depth and width")
+        depths = _int_axis(_axis(grid["depth"], "depth", where), "depth", where)
+        widths = _int_axis(_axis(grid["width"], "width", where), "width", where)
+        shapes = _axis(grid.get("shape", ["constant"]), "shape", where)
+        for s in shapes:
+            if s not in SHAPES:
+                raise ConfigError(f"{where} shape: {s!r} is not one of {', '.join(SHAPES)}")
+        for depth, width, shape in itertools.product(depths, widths, shapes):
+            hidden = [width // 2**i if shape == "halving" else width for i in range(depth)]
+            if min(hidden) < 1:
+                raise ConfigError(f"{where}: width {width} halved {depth - 1} times leaves no units")
+            archs.append((n_in, *hidden, n_out))
+    return list(dict.fromkeys(archs))  # keep order, drop repeats
+
+
+def _load_toml(path: Path):
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such grid file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the grid file: {e}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
+    """Read and validate the grid file at ``path``; ``jobs`` and ``scheduler``
+    override the file's [sweep] values (command-line flags)."""
+    path = Path(path)
+    text, doc = _load_toml(path)
+    _check_keys(doc, SECTIONS, f"{path}")
+    sweep = _table(doc, "sweep", path)
+    data = _table(doc, "data", path)
+    train = _table(doc, "train", path)
+    grid = _table(doc, "grid", path)
+    _check_keys(sweep, SWEEP_KEYS, f"{path} [sweep]")
+    _check_keys(data, DATA_KEYS, f"{path} [data]")
+    _check_keys(train, TRAIN_KEYS, f"{path} [train]")
+    _check_keys(grid, TRAIN_KEYS + ARCH_AXES, f"{path} [grid]")
+
+    name = sweep.get("name", path.stem)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"{path} [sweep] name: must be a plain folder name, got {name!r}")
+    jobs = sweep.get("jobs", 1) if jobs is None else jobs
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or (jobs < 1 and jobs != -1):
+        raise ConfigError(f"{path} [sweep] jobs: must be a positive integer or -1 (all cores), got {jobs!r}")
+    seeds = sweep.get("seeds", [0])
+    _int_axis(_axis(seeds, "seeds", f"{path} [sweep]"), "seeds", f"{path} [sweep]", minimum=0)
+    backend = sweep.get("backend", "loky")
+    if backend not in BACKENDS:
+        raise ConfigError(f"{path} [sweep] backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    scheduler = sweep.get("scheduler", "") if scheduler is None else scheduler
+    if not isinstance(scheduler, str):
+        raise ConfigError(f"{path} [sweep] scheduler: must be an address string like 'tcp://host:8786'")
+    if scheduler:
+        backend = "dask"
+    elif backend == "dask":
+        raise ConfigError(f"{path} [sweep] scheduler: backend 'dask' needs scheduler = 'tcp://host:8786' "
+                          "(or --scheduler)")
+
+    # Data settings and [train] defaults are checked by building a base config.
+    base_values = {k: coerce(k, v, f"{path} [data]") for k, v in data.items()}
+    if base_values.get("path"):  # relative to the grid file, like an include
+        base_values["path"] = str((path.parent / base_values["path"]).resolve())
+    base_values.update({k: coerce(k, v, f"{path} [train]") for k, v in train.items()})
+    base_values.setdefault("layers", (1, 1))  # placeholder until the data's sizes are known
+    try:
+        base = RunConfig(**base_values)
+    except ConfigError as e:
+        raise ConfigError(f"{path} [train]: {e}") from None
+    try:
+        source = datamod.load_source(base.dataset, base.path or None)
+    except DataError as e:
+        raise ConfigError(f"{path} [data]: {e}") from None
+
+    archs = _architectures(grid, source.n_features, source.n_classes, f"{path} [grid]")
+    axes = {"layers": archs} if archs else {}
+    for key, values in grid.items():
+        if key in ARCH_AXES or key == "layers":
+            continue
+        axes[key] = [coerce(key, v, f"{path} [grid] {key}") for v in _axis(values, key, f"{path} [grid]")]
+    includes = doc.get("include", [])
+    if not isinstance(includes, list) or not all(isinstance(t, dict) for t in includes):
+        raise ConfigError(f"{path}: [[include]] must be tables of overrides")
+
+    # The product of the axes; with no axes at all, the [train] defaults form
+    # one run unless the file lists only [[include]] runs.
+    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    if not axes and includes:
+        combos = []
+    for i, inc in enumerate(includes, start=1):
+        where = f"{path} [[include]] #{i}"
+        _check_keys(inc, TRAIN_KEYS, where)
+        combos.append({k: coerce(k, v, where) for k, v in inc.items()})
+    has_layers = "layers" in train or archs
+    for i, combo in enumerate(combos):
+        if not has_layers and "layers" not in combo:
+            raise ConfigError(f"{path}: no architecture; set [train] layers, [grid] layers or depth and width, "
+                              "or layers in every [[include]]")
+
+    runs, seen = [], set()
+    for combo in combos:
+        for seed in seeds:
+            where = f"{path} [grid] " + ", ".join(f"{k} = {_show(v)}" for k, v in combo.items()) if combo \
+                else f"{path} [train]"
+            try:
+                cfg = base.replace(**combo, seed=seed)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+            check_fits(cfg, source.n_features, source.n_classes, where)
+            run_id = cfg.run_id(source.fingerprint)
+            if run_id not in seen:
+                seen.add(run_id)
+                runs.append((run_id, cfg))
+    varying = tuple(k for k in (f.name for f in fields(RunConfig))
+                    if len({getattr(c, k) for _, c in runs}) > 1)
+    return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
+                 tuple(c for _, c in runs), tuple(r for r, _ in runs), varying, source.fingerprint,
+                 len(source.X))
+
+
+def _show(v):
+    return "-".join(map(str, v)) if isinstance(v, tuple) else repr(v)

@@ -1,0 +1,40 @@
+"""A real dask.distributed cluster on loopback: a scheduler and two separate
+worker processes. The sweep must train in those processes and give the same
+numbers as a local run."""
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+
+from test_sweep import NUMBERS, write_grid
+
+distributed = pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as c:
+        with distributed.Client(c) as client:
+            pids = set(client.run(os.getpid).values())
+        yield c.scheduler_address, pids
+
+
+def test_sweep_on_a_dask_cluster_matches_local(tmp_path, tiny_csv, cluster):
+    address, worker_pids = cluster
+    assert len(worker_pids) == 2 and os.getpid() not in worker_pids
+    grid = write_grid(tmp_path, tiny_csv)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "local"), "--quiet"]) == 0
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "dask"), "--quiet", "--scheduler", address]) == 0
+
+    local = pd.read_csv(tmp_path / "local" / "tiny" / "summary.csv").sort_values("run_id").reset_index(drop=True)
+    remote = pd.read_csv(tmp_path / "dask" / "tiny" / "summary.csv").sort_values("run_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(local[["run_id"] + NUMBERS], remote[["run_id"] + NUMBERS])
+    used = set()
+    for run_id in remote.run_id:
+        conf = json.loads((tmp_path / "dask" / "tiny" / "runs" / run_id / "config.json").read_text())
+        used.add(conf["pid"])
+    assert used <= worker_pids and len(used) == 2
