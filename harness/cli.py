@@ -131,12 +131,28 @@ def cmd_sweep(args):
     return run_sweep(sweep, args.out, force=args.force, quiet=args.quiet)
 
 
+def _add_report(sub):
+    p = sub.add_parser("report", help="write plots and reports of a sweep folder from its CSV files",
+                       description="Regenerate plots/*.png, report.md and report.html of a sweep folder "
+                                   "from its CSV files; trains nothing.")
+    p.add_argument("folder", metavar="results/NAME", help="a sweep's results folder")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    print(f"report: {write_report(args.folder)}")
+    return 0
+
+
 def build_parser():
     p = _Parser(prog="harness", description="Compare MLP architectures trained by a NumPy core.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
     _add_sweep(sub)
+    _add_report(sub)
     return p
 
 

@@ -28,7 +28,7 @@ N_CLASSES = 10  # the digit layouts (IDX MNIST, Kaggle CSV) have labels 0..9
 _UBYTE = 0x08
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: arrays inside
 class Source:
     """Raw data as loaded. ``X: (N, n_features)`` uint8, ``y: (N,)`` int64 or
     None when unlabelled; ``X_test``/``y_test`` are the official test split,
@@ -47,7 +47,7 @@ class Source:
         return self.X.shape[1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
     """Arrays ready for training: pixels scaled to [0, 1] in the run's dtype.
     ``X_*: (m, n_features)``, ``y_*: (m,)``. ``X_test`` is set only when the

@@ -283,6 +283,13 @@ def loss_and_grads(params, X, y, activation="relu", article_bias_grad=False):
     return loss, grads
 
 
+def evaluate(params, X, y, activation="relu", pool=None):
+    """``(mean loss, accuracy)`` of ``params`` on ``X: (m, n_features)``, ``y: (m,)``."""
+    Z = logits(params, X, activation, pool)
+    loss, _, _ = softmax_cross_entropy(Z, y)
+    return loss, float(np.mean(np.argmax(Z, axis=1) == y))
+
+
 def accuracy(params, X, y, activation="relu", pool=None):
     """Fraction of rows of ``X`` whose predicted label equals ``y``."""
     return float(np.mean(predict(params, X, activation, pool) == y))

@@ -3,7 +3,8 @@ written under a temporary name and renamed into place, so a reader (or a
 resumed sweep) never sees half a file.
 
 A run folder holds ``config.json`` (settings and where it ran), ``metrics.csv``
-(one row per iteration), ``params.npz``, ``error.txt`` for a failed run, and
+(one row per iteration), ``params.npz``, ``confusion.csv`` (validation
+confusion matrix of the final parameters), ``error.txt`` for a failed run, and
 ``status.json``, the completion marker, written last.
 """
 from __future__ import annotations
@@ -56,6 +57,14 @@ def load_params(path):
     with np.load(path) as z:
         n = len(z.files) // 2
         return [(z[f"W{i}"], z[f"b{i}"]) for i in range(n)]
+
+
+def save_confusion(path, counts):
+    """``confusion.csv``: rows are true classes, columns predicted classes."""
+    n = len(counts)
+    lines = ["true," + ",".join(f"pred_{j}" for j in range(n))]
+    lines += [f"{i}," + ",".join(str(int(c)) for c in counts[i]) for i in range(n)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _fmt(v):

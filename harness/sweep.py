@@ -120,6 +120,14 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False):
     summary = write_summary(sweep, out)
     if not quiet:
         print_outcome(summary, out)
+    if not summary.empty:
+        from .report import write_report
+        try:
+            path = write_report(out)
+            say(f"report: {path}")
+        except Exception as e:  # the runs are safe on disk; a broken report must not hide them
+            print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
+                  f"retry with: python -m harness --debug report {out}", file=sys.stderr)
     for status in failed:
         print(f"failed: {status['run_id']}: {status['reason']} "
               f"(traceback in {out / 'runs' / status['run_id'] / 'error.txt'})", file=sys.stderr)

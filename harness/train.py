@@ -3,6 +3,7 @@ runs it into a run folder."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import socket
@@ -103,6 +104,22 @@ def summarize(rows):
     }
 
 
+def confusion(y_true, y_pred, n_classes):
+    """Counts ``C: (n_classes, n_classes)``, ``C[i, j]`` = examples of class i predicted as j."""
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def blas_info():
     """(library, threads) of the BLAS numpy uses in this process."""
     for lib in threadpool_info():
@@ -126,8 +143,19 @@ def prepare(cfg: RunConfig, source=None):
     if source is None:
         source = datamod.load_source(cfg.dataset, cfg.path or None)
     check_fits(cfg, source.n_features, source.n_classes)
-    split = datamod.split(source, cfg.train_size or None, cfg.validation, cfg.data_seed, cfg.dtype)
+    split = _cached_split(source, cfg.train_size or None, cfg.validation, cfg.data_seed, cfg.dtype)
     return source, split
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_split(source, train_size, validation, data_seed, dtype):
+    """A sweep worker trains many runs on the same rows: scale them once.
+    The arrays are made read-only, since every run shares them."""
+    split = datamod.split(source, train_size, validation, data_seed, dtype)
+    for arr in vars(split).values():
+        if arr is not None:
+            arr.flags.writeable = False
+    return split
 
 
 def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
@@ -162,6 +190,8 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
             "blas_threads": blas_threads,
             "threads": threads,
             "harness": __version__,
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
         })
         writer = store.MetricsWriter(out)
         try:
@@ -174,6 +204,12 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
             writer.finish()
             store.save_params(out / "params.npz", params)
             status = summarize(rows)
+            if status["status"] == "done":
+                # The rows' train figures are per batch; the final ones cover every training row.
+                loss, acc = mlp.evaluate(params, split.X_train, split.y_train, cfg.activation, pool)
+                status.update(final_train_loss=loss, final_train_acc=acc)
+                predicted = mlp.predict(params, split.X_val, cfg.activation, pool)
+                store.save_confusion(out / "confusion.csv", confusion(split.y_val, predicted, source.n_classes))
         except Exception as e:
             writer.close()
             store.atomic_write_text(out / "error.txt", traceback.format_exc())

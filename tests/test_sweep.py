@@ -80,7 +80,7 @@ def test_sweep_writes_results_and_resumes(tmp_path, tiny_csv, capsys):
     assert summary.final_val_acc.between(0, 1).all() and summary.final_val_acc.max() > 0.8
     for run_id in summary.run_id:
         files = {p.name for p in (root / "runs" / run_id).iterdir()}
-        assert files == {"config.json", "metrics.csv", "params.npz", "status.json"}
+        assert files == {"config.json", "confusion.csv", "metrics.csv", "params.npz", "status.json"}
         conf = json.loads((root / "runs" / run_id / "config.json").read_text())
         assert conf["threads"] == 1 and conf["blas_threads"] == 1 and conf["pid"] != os.getpid()
 

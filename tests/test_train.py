@@ -58,7 +58,7 @@ def test_run_folder(tiny_csv, tmp_path):
     cfg = _cfg(tiny_csv, iterations=12)
     status = run(cfg, tmp_path / "r")
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
-    assert files == ["config.json", "metrics.csv", "params.npz", "status.json"]
+    assert files == ["config.json", "confusion.csv", "metrics.csv", "params.npz", "status.json"]
     conf = json.loads((tmp_path / "r" / "config.json").read_text())
     assert conf["layers"] == [16, 12, 10] and conf["run_id"] == status["run_id"]
     assert {"host", "pid", "numpy", "blas_threads"} <= set(conf)
@@ -67,9 +67,17 @@ def test_run_folder(tiny_csv, tmp_path):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(store.METRIC_COLUMNS)
     assert len(rows) == 12 and rows[0]["val_acc"] == "" and rows[4]["val_acc"] != ""
-    assert status["status"] == "done" and status["final_train_acc"] == float(rows[-1]["train_acc"])
+    assert status["status"] == "done"
+    counts = np.loadtxt(tmp_path / "r" / "confusion.csv", delimiter=",", skiprows=1, dtype=int)[:, 1:]
+    assert counts.shape == (10, 10) and counts.sum() == conf["n_val"]
+    assert np.trace(counts) / counts.sum() == pytest.approx(status["final_val_acc"])
     params = store.load_params(tmp_path / "r" / "params.npz")
     assert [W.shape for W, _ in params] == [(16, 12), (12, 10)] and params[0][0].dtype == np.float32
+    # the final train figures cover every training row, with the saved parameters
+    _, split = prepare(cfg)
+    loss, acc = mlp.evaluate(params, split.X_train, split.y_train)
+    assert status["final_train_acc"] == acc and status["final_train_loss"] == loss
+    assert status["final_val_acc"] == mlp.accuracy(params, split.X_val, split.y_val)
 
 
 def test_divergence_is_a_result(tiny_csv, tmp_path):

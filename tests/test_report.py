@@ -1,0 +1,131 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import mlp
+from harness.cli import main
+from harness.report import PLOTS, pareto
+
+from test_sweep import GRID, write_grid
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_pngs(folder):
+    import matplotlib.image as mpimg
+
+    for name in PLOTS:
+        path = folder / "plots" / f"{name}.png"
+        data = path.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+        img = mpimg.imread(path)
+        assert img.shape[0] > 200 and img.shape[1] > 200
+        assert img[..., :3].std() > 0.01, f"{name} is blank"
+
+
+def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
+    grid = write_grid(tmp_path, tiny_csv)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    root = tmp_path / "out" / "tiny"
+    _check_pngs(root)
+    md = (root / "report.md").read_text()
+    assert "## Runs, grouped over seeds" in md
+    assert md.count("| architecture | iterations | seeds | validation acc | train acc |") == 1
+    summary = pd.read_csv(root / "summary.csv")
+    for layers in summary.layers.unique():
+        assert f"| {layers} |" in md
+    assert "## Best architecture for each time budget" in md and "## Environment" in md
+    assert "[[include]]" in md  # the settings, verbatim
+    html = (root / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(PLOTS)
+    assert "src=\"http" not in html and "<link" not in html  # self-contained
+    assert html.count("<table") == sum(line.startswith("|---") for line in md.splitlines())
+
+    # regenerated from the CSV files alone: parameters are not needed
+    for p in root.glob("runs/*/params.npz"):
+        p.unlink()
+    for p in list(root.glob("plots/*.png")) + [root / "report.md", root / "report.html"]:
+        p.unlink()
+    assert main(["report", str(root)]) == 0
+    _check_pngs(root)
+    assert (root / "report.md").read_text() == md
+
+
+def test_report_on_partial_sweep_with_failed_and_diverged_runs(tmp_path, tiny_csv, monkeypatch):
+    text = GRID.replace('shape = ["constant", "halving"]', "lr = [0.5, 1e7]").replace("seeds = [0, 1]", "seeds = [0]")
+    grid = write_grid(tmp_path, tiny_csv, text=text, jobs=1)
+    real = mlp.forward_backward
+
+    def flaky(params, X, *a, **kw):
+        if [W.shape[1] for W, _ in params] == [12, 12, 10]:
+            raise FloatingPointError("simulated fault")
+        return real(params, X, *a, **kw)
+
+    monkeypatch.setattr(mlp, "forward_backward", flaky)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    root = tmp_path / "out" / "tiny"
+    # and a run missing altogether
+    summary = pd.read_csv(root / "summary.csv")
+    keep = summary[summary.layers != "16-8-8-10"]
+    keep.to_csv(root / "summary.csv", index=False)
+    assert main(["report", str(root)]) == 0
+    _check_pngs(root)
+    md = (root / "report.md").read_text()
+    section = md.split("## Failed and diverged runs")[1].split("##")[0]
+    assert section.count("| failed | FloatingPointError: simulated fault |") == 2
+    assert "| diverged | loss " in section and "over 100x the first loss" in section
+
+
+def test_report_on_missing_or_empty_folder(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such results folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no summary.csv" in capsys.readouterr().err
+    (tmp_path / "empty" / "summary.csv").write_text("")
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no runs recorded yet" in capsys.readouterr().err
+
+
+def _fake_article_sweep(root):
+    """A results folder shaped like experiments/article.toml's, written directly:
+    the report reads only files, so this exercises the article section."""
+    rows = []
+    for run_id, layers, iters, train_acc, val_acc, sec in (("aaa", "784-10-10", 1000, 0.8808, 0.8835, 0.1),
+                                                          ("bbb", "784-256-128-64-10", 500, 0.966, 0.9544, 0.7)):
+        run = root / "runs" / run_id
+        run.mkdir(parents=True)
+        it = np.arange(1, iters + 1)
+        pd.DataFrame({"iteration": it, "train_loss": 2 / it, "train_acc": train_acc * (1 - 1 / (it + 1)),
+                      "val_acc": np.where(it % 10 == 0, val_acc, np.nan), "iter_seconds": sec,
+                      "elapsed_seconds": it * sec}).to_csv(run / "metrics.csv", index=False)
+        (run / "config.json").write_text(json.dumps({"cpu": "Test CPU", "cores": 2, "numpy": "x", "threads": 2}))
+        rows.append({"run_id": run_id, "status": "done", "layers": layers, "depth": layers.count("-") - 1,
+                     "width": int(layers.split("-")[1]), "n_params": mlp.n_params([int(n) for n in layers.split("-")]),
+                     "flops_per_iter": mlp.flops_per_iter([int(n) for n in layers.split("-")], 33600),
+                     "iterations": iters, "lr": 0.1, "optimizer": "gd", "batch_size": 0, "init": "article",
+                     "dtype": "float64", "validation": "test", "seed": 0, "final_train_acc": train_acc,
+                     "final_val_acc": val_acc, "best_val_acc": val_acc, "final_train_loss": 0.1,
+                     "median_iter_seconds": sec, "total_seconds": sec * iters, "iterations_run": iters, "reason": ""})
+    pd.DataFrame(rows).to_csv(root / "summary.csv", index=False)
+    (root / "sweep.toml").write_text("[sweep]\nname = 'article'\n")
+
+
+def test_article_section(tmp_path):
+    root = tmp_path / "article"
+    _fake_article_sweep(root)
+    assert main(["report", str(root)]) == 0
+    md = (root / "report.md").read_text()
+    section = md.split("## Article vs this run")[1].split("\n## ")[0]
+    assert "| 784-10-10 | 1000 | ~88% | 88.08% | 88.35% |" in section
+    assert "| 784-256-128-64-10 | 500 | ~97% | 96.60% | 95.44% |" in section
+    assert "**7.0×**" in section and "training accuracy only" in section
+    assert "test data" in md  # the validation = test warning
+    _check_pngs(root)
+
+
+def test_pareto_front():
+    pts = pd.DataFrame({"s_per_iter": [1, 2, 3, 4, 5], "val_acc": [0.9, 0.85, 0.95, 0.94, 0.97]})
+    assert list(pareto(pts).index) == [0, 2, 4]
