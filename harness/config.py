@@ -13,6 +13,7 @@ from .optim import OPTIMIZERS
 
 # Which grid-file section each setting lives in; everything else is [train].
 DATA_KEYS = ("dataset", "path", "train_size", "validation", "data_seed")
+NOT_HASHED = ("dataset", "path", "timeout")
 CHOICES = {"optimizer": OPTIMIZERS, "activation": ACTIVATIONS, "init": INITS, "dtype": DTYPES}
 
 
@@ -33,6 +34,7 @@ class RunConfig:
     weight_decay: float = 0.0    # L2 on the weights, not the biases
     momentum: float = 0.9        # the momentum optimizer's coefficient
     article_bias_grad: bool = False
+    timeout: float = 0.0         # seconds; a run still going then fails. 0 = none
     dataset: str = "mnist"
     path: str = ""               # "" = the bundled dataset
     train_size: int = 0          # 0 = every available training row
@@ -68,9 +70,10 @@ class RunConfig:
 
     def run_id(self, data_fingerprint: str) -> str:
         """A stable hash of every setting plus the data's content fingerprint.
-        Where the data lives (``dataset``, ``path``) is left out: the
-        fingerprint identifies it, so moving a data folder keeps the ids."""
-        settings = {k: v for k, v in self.to_dict().items() if k not in ("dataset", "path")}
+        Left out: where the data lives (``dataset``, ``path``), which the
+        fingerprint identifies, so moving a data folder keeps the ids; and
+        ``timeout``, which limits a run but does not change its numbers."""
+        settings = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
         blob = json.dumps({"config": settings, "data": data_fingerprint}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -151,6 +154,8 @@ def _validate(c: RunConfig):
     for key in ("batch_size", "train_size", "seed", "data_seed"):
         if getattr(c, key) < 0:
             raise ConfigError(f"{key} = {getattr(c, key)} must be 0 or more")
+    if c.timeout < 0:
+        raise ConfigError(f"timeout = {c.timeout} must be 0 (none) or a number of seconds")
     if c.weight_decay < 0:
         raise ConfigError(f"weight_decay = {c.weight_decay} must be 0 or more")
     if not 0 <= c.momentum < 1:

@@ -44,6 +44,10 @@ class Sweep:
 
 
 def _unknown(key, allowed, where):
+    home = next((f"[{name}]" for name, keys in (("sweep", SWEEP_KEYS), ("data", DATA_KEYS), ("train", TRAIN_KEYS))
+                 if key in keys and set(keys) != set(allowed)), None)
+    if home:
+        return ConfigError(f"{where}: key {key!r} does not belong here; put it in {home}")
     hint = difflib.get_close_matches(key, allowed, n=1)
     return ConfigError(f"{where}: unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
 

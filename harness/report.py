@@ -344,6 +344,11 @@ def build(folder):
                    + f". Accuracies are fractions of the validation data "
                    + ("(the official MNIST test split)" if (summary.validation.astype(str) == "test").all()
                       else "(rows held out of the training file)") + "."))
+    on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
+    stray = len(on_disk - set(summary.run_id))
+    if stray:
+        blocks.append(("p", f"{stray} run folder{'' if stray == 1 else 's'} on disk "
+                            f"{'is' if stray == 1 else 'are'} not in this grid and left out of this report."))
     if (summary.validation.astype(str) == "test").all():
         blocks.append(("p", "**Note:** this sweep validates on the official test split, so any choice made "
                             "from this report is a choice made on test data."))

@@ -8,8 +8,12 @@ each run folder is written by the one worker that trains it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -17,8 +21,9 @@ import pandas as pd
 
 from . import mlp, store
 from .config import RunConfig
+from .errors import ConfigError
 from .grid import Sweep
-from .train import run as train_run
+from .train import prepare, run as train_run
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
 SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "final_train_loss",
@@ -32,10 +37,42 @@ def cost(cfg: RunConfig, n_train: int) -> int:
     return mlp.flops_per_iter(cfg.layers, m) * cfg.iterations
 
 
-def _worker(cfg: RunConfig, run_dir: str, threads):
-    """Runs in a worker process. Data is loaded (and cached) by the worker
-    itself; only the small config crosses the process boundary."""
-    return train_run(cfg, run_dir, threads=threads)
+def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool):
+    """One run, in a worker process. Data is loaded (and cached) by the
+    worker itself; only the small config crosses the process boundary.
+
+    With ``isolate``, the run trains in a forked child, which inherits the
+    worker's loaded data: if the child dies (killed, out of memory), that run
+    alone is recorded as failed and the worker carries on."""
+    if not isolate:
+        return train_run(cfg, run_dir, threads=threads)
+    prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
+    child = multiprocessing.get_context("fork").Process(target=_child, args=(cfg, run_dir, threads))
+    child.start()
+    try:
+        child.join()
+    except KeyboardInterrupt:
+        child.join()  # Ctrl-C reached the child too; it marks its run interrupted
+        raise
+    status = store.read_status(run_dir)
+    if child.exitcode == 0 and status is not None:
+        return status
+    code = child.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        reason = f"worker process died: killed by {name}" + (" (out of memory, or killed)" if name == "SIGKILL" else "")
+    else:
+        reason = f"worker process exited with code {code} before finishing the run"
+    status = {"status": "failed", "reason": reason, "run_id": Path(run_dir).name}
+    store.atomic_write_json(Path(run_dir) / store.STATUS, status)
+    return status
+
+
+def _child(cfg, run_dir, threads):
+    try:
+        train_run(cfg, run_dir, threads=threads)
+    except KeyboardInterrupt:
+        os._exit(130)  # the run folder says "interrupted"; no traceback from every child
 
 
 def plan(sweep: Sweep, out_dir: Path, force=False):
@@ -54,7 +91,7 @@ def plan(sweep: Sweep, out_dir: Path, force=False):
 
 
 def _parallel(sweep: Sweep, n_tasks: int):
-    """The joblib Parallel object and BLAS threads per run for this sweep."""
+    """The joblib Parallel object and threads per run for this sweep."""
     from joblib import Parallel
 
     if sweep.backend == "dask":
@@ -63,7 +100,7 @@ def _parallel(sweep: Sweep, n_tasks: int):
     cores = os.cpu_count() or 1
     jobs = cores if sweep.jobs == -1 else sweep.jobs
     jobs = max(1, min(jobs, n_tasks))
-    threads = max(1, cores // jobs)  # workers x threads <= cores: no BLAS oversubscription
+    threads = max(1, cores // jobs)  # workers x threads <= cores: no oversubscription
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), threads
 
 
@@ -71,67 +108,150 @@ def _dask_client(address):
     try:
         from dask.distributed import Client
     except ImportError:
-        from .errors import ConfigError
         raise ConfigError("backend 'dask' needs dask.distributed: pip install 'harness[dask]'") from None
-    return Client(address, timeout="20s")
+    try:
+        return Client(address, timeout="20s")
+    except OSError as e:
+        raise ConfigError(f"cannot reach the dask scheduler at {address}: {e}") from None
+
+
+@contextlib.contextmanager
+def locked(out: Path, say):
+    """Hold ``out/.lock`` for the sweep's duration. The kernel drops the
+    lock when its holder dies, so a lock file left by a dead process is
+    simply taken over."""
+    path = out / ".lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ConfigError(f"{out}: another sweep ({holder}) is running on this folder; "
+                          "wait for it to finish, or use --out DIR for a separate results root") from None
+    f.seek(0)
+    stale = f.read().strip()
+    if stale:
+        say(f"taking over a stale lock ({stale}, no longer running)")
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    try:
+        yield
+    finally:
+        f.seek(0)
+        f.truncate()
+        f.close()
+
+
+def _prepare_folder(out: Path, sweep: Sweep):
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{out}: results folder cannot be written ({e.strerror}); "
+                          "choose another with --out DIR") from None
 
 
 def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False):
-    """Train the grid's unfinished runs and write ``summary.csv``.
-    Returns the process exit status: 0, or 1 if any run failed."""
-    from joblib import delayed, parallel_config
-    from tqdm import tqdm
-
+    """Train the grid's unfinished runs, write ``summary.csv`` and the report.
+    Returns the exit status: 0, 1 if any run failed, 130 if interrupted."""
     out = Path(out_root) / sweep.name
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    store.atomic_write_text(out / "sweep.toml", sweep.text)
-    done, todo = plan(sweep, out, force)
+    _prepare_folder(out, sweep)
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-    if done:
-        say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
-    for run_id, _ in todo:
-        shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
-
-    failed = []
-    if todo:
-        client = _dask_client(sweep.scheduler) if sweep.backend == "dask" else None
-        bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, desc=sweep.name)
-        counts = {"done": 0, "diverged": 0, "failed": 0}
+    with locked(out, say):
+        store.atomic_write_text(out / "sweep.toml", sweep.text)
+        done, todo = plan(sweep, out, force)
+        if done:
+            say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
+        stray = {p.name for p in (out / "runs").iterdir() if p.is_dir()} - set(sweep.run_ids)
+        if stray:
+            say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
+                "kept on disk, left out of summary.csv and the report")
+        for run_id, _ in todo:
+            shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
         try:
-            with parallel_config(backend="dask") if client else contextlib.nullcontext():
-                parallel, threads = _parallel(sweep, len(todo))  # inside, so joblib sees the dask backend
-                tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads) for run_id, cfg in todo)
-                for status in parallel(tasks):
-                    counts[status["status"]] += 1
-                    if status["status"] == "failed":
-                        failed.append(status)
-                    bar.update(1)
-                    bar.set_postfix(counts, refresh=False)
+            failed = _execute(sweep, out, todo, quiet)
         except KeyboardInterrupt:
-            bar.close()
             write_summary(sweep, out)
-            print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
-            raise
-        finally:
-            bar.close()
-            if client is not None:
-                client.close()
-
-    summary = write_summary(sweep, out)
+            print(f"interrupted: finished runs are kept; resume with the same command "
+                  f"(python -m harness sweep {sweep.path})", file=sys.stderr)
+            return 130
+        summary = write_summary(sweep, out)
     if not quiet:
         print_outcome(summary, out)
     if not summary.empty:
         from .report import write_report
         try:
-            path = write_report(out)
-            say(f"report: {path}")
+            say(f"report: {write_report(out)}")
         except Exception as e:  # the runs are safe on disk; a broken report must not hide them
             print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
                   f"retry with: python -m harness --debug report {out}", file=sys.stderr)
     for status in failed:
-        print(f"failed: {status['run_id']}: {status['reason']} "
-              f"(traceback in {out / 'runs' / status['run_id'] / 'error.txt'})", file=sys.stderr)
+        error = out / "runs" / status["run_id"] / "error.txt"
+        print(f"failed: {status['run_id']}: {status['reason']}"
+              + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _execute(sweep: Sweep, out: Path, todo, quiet):
+    """Train ``todo`` on the sweep's backend; returns the failed runs' statuses.
+
+    If the backend itself loses a worker (it cannot happen to an isolated
+    run, but can on Dask), the runs that worker had in flight are recorded
+    as failed and the rest are submitted again."""
+    from joblib import delayed, parallel_config
+    from tqdm import tqdm
+
+    if not todo:
+        return []
+    client = _dask_client(sweep.scheduler) if sweep.backend == "dask" else None
+    isolate = client is None and "fork" in multiprocessing.get_all_start_methods()
+    bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, desc=sweep.name)
+    counts = {"done": 0, "diverged": 0, "failed": 0}
+    failed, pending = [], list(todo)
+
+    def record(status):
+        counts[status["status"]] = counts.get(status["status"], 0) + 1
+        if status["status"] == "failed":
+            failed.append(status)
+        bar.update(1)
+        bar.set_postfix(counts, refresh=False)
+
+    try:
+        with parallel_config(backend="dask") if client else contextlib.nullcontext():
+            while pending:
+                parallel, threads = _parallel(sweep, len(pending))  # inside, so joblib sees the dask backend
+                tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate)
+                         for run_id, cfg in pending)
+                try:
+                    for status in parallel(tasks):
+                        record(status)
+                    break
+                except Exception as e:  # a backend fault, not a run's (runs record their own)
+                    lost = [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None
+                            and (out / "runs" / r / "config.json").exists()]
+                    if not lost:
+                        raise
+                    for run_id, _ in lost:
+                        status = {"status": "failed", "run_id": run_id,
+                                  "reason": f"worker lost: {type(e).__name__}: {e}".splitlines()[0]}
+                        store.atomic_write_json(out / "runs" / run_id / store.STATUS, status)
+                        record(status)
+                    pending = [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None]
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    return failed
 
 
 def summary_row(run_dir: Path):

@@ -27,6 +27,10 @@ from .optim import make_optimizer
 DIVERGE_FACTOR = 100
 
 
+class RunTimeout(Exception):
+    """A run went past its ``timeout``."""
+
+
 def _batches(m, batch_size, rng):
     """Endless minibatch index arrays: a fresh shuffle per epoch; the last,
     smaller batch of an epoch is kept so every example is seen."""
@@ -78,6 +82,8 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
         if finite and (it % cfg.eval_every == 0 or it == cfg.iterations):
             row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation, pool)
         row["elapsed_seconds"] = time.perf_counter() - start
+        if cfg.timeout and row["elapsed_seconds"] > cfg.timeout and it < cfg.iterations:
+            raise RunTimeout(f"still running after {cfg.timeout:g} s, at iteration {it} of {cfg.iterations}")
         if not finite:
             row["diverged"] = True  # status only; not a metrics.csv column
         yield row
@@ -210,11 +216,20 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
                 status.update(final_train_loss=loss, final_train_acc=acc)
                 predicted = mlp.predict(params, split.X_val, cfg.activation, pool)
                 store.save_confusion(out / "confusion.csv", confusion(split.y_val, predicted, source.n_classes))
+        except RunTimeout as e:
+            writer.close()
+            status = {**summarize(rows), "status": "failed", "reason": f"timeout: {e}"}
         except Exception as e:
             writer.close()
             store.atomic_write_text(out / "error.txt", traceback.format_exc())
             status = {**summarize(rows), "status": "failed",
                       "reason": f"{type(e).__name__}: {e}".splitlines()[0]}
+        except KeyboardInterrupt:
+            # Marked, so the folder says what happened; a resumed sweep redoes it.
+            writer.close()
+            store.atomic_write_json(out / store.STATUS, {**summarize(rows), "status": "interrupted",
+                                                         "reason": "interrupted (Ctrl-C)", "run_id": run_id})
+            raise
     status["run_id"] = run_id
     store.atomic_write_json(out / store.STATUS, status)
     return status

@@ -1,0 +1,210 @@
+"""Faults and concurrent use: real signals sent to real sweep processes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+
+from conftest import make_digits, write_csv
+
+SLOW_GRID = """
+[sweep]
+name = "slow"
+jobs = 2
+seeds = [0, 1, 2, 3, 4, 5]
+
+[data]
+path = "{data}"
+validation = 0.25
+
+[train]
+layers = [16, 128, 128, 10]
+iterations = {iterations}
+eval_every = 100
+lr = 0.1
+"""
+
+
+def slow_grid(tmp_path, iterations=3000, name="slow.toml"):
+    X, y = make_digits(300)
+    data = write_csv(tmp_path / "data.csv", X, y)
+    path = tmp_path / name
+    path.write_text(SLOW_GRID.format(data=data.name, iterations=iterations))
+    return path
+
+
+def start(grid, out):
+    return subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(grid), "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(predicate, seconds=90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def runs(root):
+    return sorted(p for p in (root / "runs").iterdir() if p.is_dir()) if (root / "runs").is_dir() else []
+
+
+def finished(root):
+    return [r for r in runs(root) if (r / "status.json").exists()
+            and json.loads((r / "status.json").read_text())["status"] == "done"]
+
+
+def in_flight(root):
+    return [r for r in runs(root) if (r / "config.json").exists() and not (r / "status.json").exists()]
+
+
+def snapshot(run_dirs):
+    return {(d.name, f.name): f.read_bytes() for d in run_dirs for f in d.iterdir()}
+
+
+def check_complete(root, n=6):
+    summary = pd.read_csv(root / "summary.csv")
+    assert len(summary) == n and set(summary.status) == {"done"}
+    for run_id in summary.run_id:
+        m = pd.read_csv(root / "runs" / run_id / "metrics.csv")
+        assert list(m.iteration) == list(range(1, len(m) + 1))  # no duplicated rows
+
+
+def test_sigkill_of_the_whole_sweep_loses_only_runs_in_flight(tmp_path):
+    grid, out = slow_grid(tmp_path), tmp_path / "out"
+    root = out / "slow"
+    proc = start(grid, out)
+    wait_for(lambda: len(finished(root)) >= 1 and in_flight(root))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = finished(root)
+    before = snapshot(done_before)
+    assert in_flight(root)  # killed mid-run: no completion marker
+
+    assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 0
+    assert snapshot(done_before) == before  # finished runs are byte-identical
+    check_complete(root)
+
+
+def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
+    grid, out = slow_grid(tmp_path), tmp_path / "out"
+    root = out / "slow"
+    proc = start(grid, out)
+    wait_for(lambda: len(in_flight(root)) >= 1)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "resume with the same command" in err
+    assert "Traceback" not in err, err
+    statuses = {json.loads((r / "status.json").read_text())["status"] for r in runs(root) if (r / "status.json").exists()}
+    assert statuses <= {"done", "interrupted"}
+    assert len(finished(root)) < 6
+
+    done_before = finished(root)
+    before = snapshot(done_before)
+    assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 0
+    assert snapshot(done_before) == before
+    check_complete(root)
+
+
+def test_a_worker_that_dies_fails_only_its_run(tmp_path):
+    grid, out = slow_grid(tmp_path), tmp_path / "out"
+    root = out / "slow"
+    proc = start(grid, out)
+    wait_for(lambda: len(in_flight(root)) >= 1)
+    victim = in_flight(root)[0]
+    pid = json.loads((victim / "config.json").read_text())["pid"]
+    assert pid != proc.pid
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    summary = pd.read_csv(root / "summary.csv")
+    assert len(summary) == 6
+    bad = summary[summary.status == "failed"]
+    assert list(bad.run_id) == [victim.name]
+    assert "worker process died: killed by SIGKILL" in bad.reason.iloc[0]
+    assert (summary.status == "done").sum() == 5
+    assert victim.name in err
+
+
+def test_a_second_sweep_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    grid, out = slow_grid(tmp_path), tmp_path / "out"
+    root = out / "slow"
+    proc = start(grid, out)
+    wait_for(lambda: (root / ".lock").exists() and "pid" in (root / ".lock").read_text())
+    assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"another sweep (pid {proc.pid}" in err and err.count("\n") == 1
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert f"pid {proc.pid}" in (root / ".lock").read_text()  # left behind by the dead process
+    assert main(["sweep", str(grid), "--out", str(out)]) == 0
+    assert "taking over a stale lock" in capsys.readouterr().err
+    check_complete(root)
+
+
+def test_timeout_fails_the_run(tmp_path):
+    grid = slow_grid(tmp_path, iterations=200000)
+    text = grid.read_text().replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0]") + "timeout = 0.5\n"
+    grid.write_text(text)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    summary = pd.read_csv(tmp_path / "out" / "slow" / "summary.csv")
+    assert list(summary.status) == ["failed"]
+    assert summary.reason.iloc[0].startswith("timeout: still running after 0.5 s")
+
+
+def test_grid_that_changes_between_invocations(tmp_path, capsys):
+    grid = slow_grid(tmp_path, iterations=20)
+    out = tmp_path / "out"
+    grid.write_text(grid.read_text().replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1]"))
+    assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 0
+    root = out / "slow"
+    first = pd.read_csv(root / "summary.csv").set_index("seed").run_id
+    kept = snapshot([root / "runs" / first[1]])
+    grid.write_text(grid.read_text().replace("seeds = [0, 1]", "seeds = [1, 2]"))
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 runs already finished" in err
+    assert "1 run folder in" in err and "left out of summary.csv and the report" in err
+    summary = pd.read_csv(root / "summary.csv")
+    assert sorted(summary.seed) == [1, 2] and first[0] not in set(summary.run_id)
+    assert (root / "runs" / first[0] / "status.json").exists()  # still on disk
+    assert snapshot([root / "runs" / first[1]]) == kept  # reused, not retrained
+    assert "1 run folder on disk is not in this grid" in (root / "report.md").read_text()
+
+
+def test_unwritable_results_folder(tmp_path, tiny_csv, capsys):
+    grid = slow_grid(tmp_path, iterations=5)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["sweep", str(grid), "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert "results folder cannot be written" in err and "--out" in err and err.count("\n") == 1
+
+
+def test_a_class_absent_from_the_training_rows(tmp_path, capsys):
+    X, y = make_digits(300)
+    y[y == 9] = 8  # no 9 anywhere in the training file
+    write_csv(tmp_path / "data.csv", X, y)
+    grid = tmp_path / "g.toml"
+    grid.write_text(SLOW_GRID.format(data="data.csv", iterations=30).replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0]"))
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = pd.read_csv(tmp_path / "out" / "slow" / "summary.csv")
+    assert list(summary.status) == ["done"] and summary.final_val_acc.iloc[0] > 0.5
+    assert (tmp_path / "out" / "slow" / "report.html").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no such grid file"):
+        main(["--debug", "sweep", str(tmp_path / "missing.toml")])
