@@ -208,3 +208,42 @@ def test_debug_shows_the_traceback(tmp_path):
 
     with pytest.raises(ConfigError, match="no such grid file"):
         main(["--debug", "sweep", str(tmp_path / "missing.toml")])
+
+
+@pytest.mark.parametrize("fault,message", [
+    ("csv_columns", "line 3 has 4 columns, the header has 17"),
+    ("csv_cell", "line 2, column 'pixel3': 'abc' is not a whole number"),
+    ("idx_truncated", "train-images-idx3-ubyte.gz: truncated"),
+    ("idx_magic", "train-labels-idx1-ubyte.gz: bad magic number"),
+])
+def test_corrupt_data_is_named_before_training(tmp_path, capsys, fault, message):
+    import gzip
+
+    from conftest import idx_bytes, write_idx_folder
+
+    X, y = make_digits(100)
+    if fault.startswith("csv"):
+        path = write_csv(tmp_path / "d.csv", X, y)
+        lines = path.read_text().splitlines()
+        if fault == "csv_columns":
+            lines[2] = "1,2,3,4"
+        else:
+            cells = lines[1].split(",")
+            cells[4] = "abc"
+            lines[1] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        data = "d.csv"
+    else:
+        folder = write_idx_folder(tmp_path / "idx", X, y, X, y)
+        if fault == "idx_truncated":
+            raw = idx_bytes(X.reshape(100, 4, 4))[:-7]
+            (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x09\x01" + bytes(104)))
+        data = "idx"
+    grid = tmp_path / "g.toml"
+    grid.write_text(SLOW_GRID.format(data=data, iterations=5))
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "g.toml [data]" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
