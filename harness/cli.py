@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import RunConfig, coerce
+from .config import RunConfig, check_exclusive, coerce
 from .errors import ConfigError, HarnessError
 
 
@@ -74,6 +74,7 @@ def cmd_train(args):
         elif given is not None:
             values[f.name] = _parse_flag_value(f.name, given)
     try:
+        check_exclusive(values)
         cfg = RunConfig(**values)
     except ConfigError as e:
         raise ConfigError(f"flags: {e}") from None

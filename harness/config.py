@@ -9,12 +9,14 @@ from dataclasses import dataclass, fields
 
 from .errors import ConfigError
 from .mlp import ACTIVATIONS, DTYPES, INITS
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, SCHEDULES
 
 # Which grid-file section each setting lives in; everything else is [train].
 DATA_KEYS = ("dataset", "path", "train_size", "validation", "data_seed")
 NOT_HASHED = ("dataset", "path", "timeout")
-CHOICES = {"optimizer": OPTIMIZERS, "activation": ACTIVATIONS, "init": INITS, "dtype": DTYPES}
+CHOICES = {"optimizer": OPTIMIZERS, "activation": ACTIVATIONS, "init": INITS, "dtype": DTYPES,
+           "lr_schedule": SCHEDULES}
+EXCLUSIVE = ("iterations", "epochs")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class RunConfig:
     weight_decay: float = 0.0    # L2 on the weights, not the biases
     momentum: float = 0.9        # the momentum optimizer's coefficient
     article_bias_grad: bool = False
+    dropout: float = 0.0         # inverted dropout rate on the hidden layers
+    lr_schedule: str = "constant"  # constant | step | cosine
+    lr_step_every: int = 1000    # step: iterations between lr drops
+    lr_gamma: float = 0.1        # step: factor of each drop
+    warmup: int = 0              # iterations of linear lr warm-up
+    epochs: int = 0              # instead of iterations: passes over the training rows
+    early_stopping: int = 0      # patience, in evaluations; 0 = off
     timeout: float = 0.0         # seconds; a run still going then fails. 0 = none
     dataset: str = "mnist"
     path: str = ""               # "" = the bundled dataset
@@ -54,11 +63,18 @@ class RunConfig:
             if key not in names:
                 hint = difflib.get_close_matches(key, names, n=1)
                 raise ConfigError(f"{where}: unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        check_exclusive(d, where)
         values = {k: coerce(k, v, where) for k, v in d.items()}
         try:
             return cls(**values)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+
+    @classmethod
+    def from_saved(cls, conf: dict) -> "RunConfig":
+        """Rebuild from a run's ``config.json`` (which also records where it
+        ran, and both iterations and epochs)."""
+        return cls(**{f.name: coerce(f.name, conf[f.name]) for f in fields(cls) if f.name in conf})
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -73,7 +89,10 @@ class RunConfig:
         Left out: where the data lives (``dataset``, ``path``), which the
         fingerprint identifies, so moving a data folder keeps the ids; and
         ``timeout``, which limits a run but does not change its numbers."""
-        settings = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        # Only settings that differ from their defaults, so adding a setting
+        # later leaves the ids of earlier runs (and their results) valid.
+        settings = {k: v for k, v in self.to_dict().items()
+                    if k not in NOT_HASHED and v != _DEFAULTS[k]}
         blob = json.dumps({"config": settings, "data": data_fingerprint}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -90,6 +109,12 @@ class RunConfig:
     @property
     def layers_str(self) -> str:
         return "-".join(map(str, self.layers))
+
+
+def check_exclusive(keys, where=None):
+    """``iterations`` and ``epochs`` are two ways to say how long to train."""
+    if all(k in keys for k in EXCLUSIVE):
+        raise ConfigError((f"{where}: " if where else "") + "give either iterations or epochs, not both")
 
 
 def _field_types():
@@ -154,6 +179,13 @@ def _validate(c: RunConfig):
     for key in ("batch_size", "train_size", "seed", "data_seed"):
         if getattr(c, key) < 0:
             raise ConfigError(f"{key} = {getattr(c, key)} must be 0 or more")
+    if not 0 <= c.dropout < 1:
+        raise ConfigError(f"dropout = {c.dropout} must be in [0, 1)")
+    for key in ("lr_step_every", "warmup", "epochs", "early_stopping"):
+        if getattr(c, key) < 0 or (key == "lr_step_every" and getattr(c, key) < 1):
+            raise ConfigError(f"{key} = {getattr(c, key)} must be " + ("positive" if key == "lr_step_every" else "0 or more"))
+    if not c.lr_gamma > 0:
+        raise ConfigError(f"lr_gamma = {c.lr_gamma} must be positive")
     if c.timeout < 0:
         raise ConfigError(f"timeout = {c.timeout} must be 0 (none) or a number of seconds")
     if c.weight_decay < 0:
@@ -177,3 +209,7 @@ def check_fits(c: RunConfig, n_features: int, n_classes: int, where="settings"):
     if c.layers[-1] != n_classes:
         raise ConfigError(f"{where}: layers {c.layers_str} end at {c.layers[-1]}, "
                           f"but the data has {n_classes} classes")
+
+
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+_DEFAULTS["layers"] = list(_DEFAULTS["layers"])

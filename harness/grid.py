@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import data as datamod
-from .config import DATA_KEYS, RunConfig, check_fits, coerce
+from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
 
 SECTIONS = ("sweep", "data", "train", "grid", "include")
@@ -158,18 +158,22 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
         raise ConfigError(f"{path} [sweep] scheduler: backend 'dask' needs scheduler = 'tcp://host:8786' "
                           "(or --scheduler)")
 
-    # Data settings and [train] defaults are checked by building a base config.
+    # [data] and [train] values are type-checked here; their combination is
+    # checked per run, since an axis or include may override a value that is
+    # wrong alone (say optimizer = "adam" beside [train] batch_size = 128).
     base_values = {k: coerce(k, v, f"{path} [data]") for k, v in data.items()}
     if base_values.get("path"):  # relative to the grid file, like an include
         base_values["path"] = str((path.parent / base_values["path"]).resolve())
     base_values.update({k: coerce(k, v, f"{path} [train]") for k, v in train.items()})
     base_values.setdefault("layers", (1, 1))  # placeholder until the data's sizes are known
     try:
-        base = RunConfig(**base_values)
+        RunConfig(**base_values)
+        base_error = None
     except ConfigError as e:
-        raise ConfigError(f"{path} [train]: {e}") from None
+        base_error = str(e)
+    defaults = RunConfig()
     try:
-        source = datamod.load_source(base.dataset, base.path or None)
+        source = datamod.load_source(base_values.get("dataset", defaults.dataset), base_values.get("path") or None)
     except DataError as e:
         raise ConfigError(f"{path} [data]: {e}") from None
 
@@ -204,8 +208,13 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
             where = f"{path} [grid] " + ", ".join(f"{k} = {_show(v)}" for k, v in combo.items()) if combo \
                 else f"{path} [train]"
             try:
-                cfg = base.replace(**combo, seed=seed)
+                check_exclusive(set(train) | set(combo))
+                cfg = RunConfig(**{**base_values, **combo, "seed": seed})
             except ConfigError as e:
+                # the [train] defaults alone were already wrong in this way: say so
+                if str(e) == base_error:
+                    section = "[data]" if str(e).split(" ")[0] in DATA_KEYS else "[train]"
+                    raise ConfigError(f"{path} {section}: {e}") from None
                 raise ConfigError(f"{where}: {e}") from None
             check_fits(cfg, source.n_features, source.n_classes, where)
             run_id = cfg.run_id(source.fingerprint)

@@ -156,23 +156,13 @@ def _map(fn, items, pool):
     return list(pool.map(fn, items))
 
 
-def _hidden_forward(params, X, activation, keep):
-    """Activations of the hidden layers. Returns the list of A's (input first)
-    if ``keep``, else just the last hidden A."""
+def _logits_rows(params, X, activation):
     act, _ = _activation(activation)
     A = X
-    As = [X]
     for W, b in params[:-1]:
         Z = A @ W
         Z += b
         A = act(Z)
-        if keep:
-            As.append(A)
-    return As if keep else A
-
-
-def _logits_rows(params, X, activation):
-    A = _hidden_forward(params, X, activation, keep=False)
     W, b = params[-1]
     Z = A @ W
     Z += b
@@ -227,37 +217,61 @@ def softmax_cross_entropy(Z, y, m=None):
     return loss, P, dZ
 
 
-def _chunk_forward_backward(params, X, y, activation, m):
+def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
     """Forward and backward over the rows ``X: (c, n_features)`` of a batch of
-    ``m`` examples. Returns this chunk's (loss share, grads, P)."""
-    _, act_grad = _activation(activation)
-    As = _hidden_forward(params, X, activation, keep=True)
+    ``m`` examples. Returns this chunk's (loss share, grads, P).
+
+    With ``dropout`` p > 0, each hidden activation is multiplied by a mask
+    of Bernoulli(1 - p) / (1 - p) (inverted dropout: the expected activation
+    is unchanged), drawn from ``np.random.default_rng(key)``."""
+    act, act_grad = _activation(activation)
+    rng = np.random.default_rng(key) if dropout else None
+    inputs, acts, masks = [X], [], []
+    A = X
+    for W, b in params[:-1]:
+        Z = A @ W
+        Z += b
+        A = act(Z)
+        acts.append(A)
+        if dropout:
+            mask = (rng.random(A.shape, dtype=A.dtype) >= dropout).astype(A.dtype)
+            mask *= 1.0 / (1.0 - dropout)
+            masks.append(mask)
+            A = A * mask
+        inputs.append(A)
     W, b = params[-1]
-    Z = As[-1] @ W
+    Z = A @ W
     Z += b
     loss, P, dZ = softmax_cross_entropy(Z, y, m)
     grads = [None] * len(params)
     for layer in range(len(params) - 1, -1, -1):
         W, b = params[layer]
-        A_prev = As[layer]
-        grads[layer] = (A_prev.T @ dZ, dZ.sum(axis=0))
+        grads[layer] = (inputs[layer].T @ dZ, dZ.sum(axis=0))
         if layer > 0:
             dA = dZ @ W.T
-            dA *= act_grad(A_prev)
+            if dropout:
+                dA *= masks[layer - 1]
+            dA *= act_grad(acts[layer - 1])
             dZ = dA
     return loss, grads, P
 
 
-def forward_backward(params, X, y, activation="relu", article_bias_grad=False, pool=None):
+def forward_backward(params, X, y, activation="relu", article_bias_grad=False, pool=None,
+                     dropout=0.0, dropout_key=(0,)):
     """One forward and backward pass over ``X: (m, n_features)``, ``y: (m,)``.
 
     Returns ``(loss, grads, P)``: the mean loss, ``grads`` mirroring
     ``params``, and the probabilities ``P: (m, n_classes)`` (the training loop
     reads its accuracy off them at no extra cost). ``pool`` (a
     concurrent.futures executor) runs the row chunks in parallel.
+    ``dropout`` is the rate on hidden layers; chunk i draws its masks from
+    the seed ``(*dropout_key, i)``, so they do not depend on the pool either.
     """
     m = len(X)
-    parts = _map(lambda s: _chunk_forward_backward(params, X[s], y[s], activation, m), _chunks(m), pool)
+    chunks = _chunks(m)
+    keys = [(*dropout_key, i) for i in range(len(chunks))]
+    parts = _map(lambda i: _chunk_forward_backward(params, X[chunks[i]], y[chunks[i]], activation, m,
+                                                   dropout, keys[i]), range(len(chunks)), pool)
     loss, grads, P = parts[0]
     for part_loss, part_grads, _ in parts[1:]:
         loss += part_loss

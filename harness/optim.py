@@ -6,9 +6,30 @@ Each optimizer holds its own state (velocities, moments) and updates the
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def lr_at(it, total, lr, schedule="constant", step_every=1000, gamma=0.1, warmup=0):
+    """Learning rate of iteration ``it`` (1-based) of ``total``.
+
+    ``warmup`` iterations rise linearly to ``lr``; then ``constant`` keeps it,
+    ``step`` multiplies it by ``gamma`` every ``step_every`` iterations and
+    ``cosine`` decays it to 0 at ``total`` along half a cosine.
+    """
+    if it <= warmup:
+        return lr * it / warmup
+    t = it - warmup
+    if schedule == "step":
+        return lr * gamma ** ((t - 1) // step_every)
+    if schedule == "cosine":
+        span = max(1, total - warmup)
+        return lr * 0.5 * (1 + math.cos(math.pi * min(t, span) / span))
+    return lr
 
 
 class SGD:

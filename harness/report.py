@@ -17,6 +17,9 @@ import pandas as pd
 from . import store
 from .errors import ConfigError
 
+# Settings that, when they vary, tell grouped runs apart in the tables.
+SETTING_COLUMNS = ("lr", "optimizer", "batch_size", "activation", "init", "dtype", "iterations", "epochs",
+                   "weight_decay", "dropout", "lr_schedule", "warmup", "early_stopping")
 ARTICLE_CLAIMS = {"784-10-10": (1000, 0.88), "784-256-128-64-10": (500, 0.97)}
 PLOTS = {
     "acc_vs_depth": "Validation accuracy against depth",
@@ -79,8 +82,7 @@ def _environment(folder, summary):
 def grouped(summary):
     """Runs grouped over seeds, mean and std, sorted by validation accuracy."""
     ok = summary[summary.status != "failed"]
-    keys = ["layers"] + [c for c in ("lr", "optimizer", "batch_size", "activation", "init", "dtype", "iterations",
-                                      "weight_decay") if c in ok and ok[c].nunique() > 1]
+    keys = ["layers"] + [c for c in SETTING_COLUMNS if c in ok and ok[c].nunique() > 1]
     g = ok.groupby(keys, sort=False)
     out = g.agg(
         seeds=("seed", "count"),
@@ -90,6 +92,8 @@ def grouped(summary):
         n_params=("n_params", "first"), flops_per_iter=("flops_per_iter", "first"),
         s_per_iter=("median_iter_seconds", "median"),
         diverged=("status", lambda s: int((s == "diverged").sum())),
+        **({"test_acc": ("test_acc", "mean"), "test_sd": ("test_acc", "std")}
+           if "test_acc" in ok and ok.test_acc.notna().any() else {}),
     ).reset_index()
     return out.sort_values("val_acc", ascending=False, na_position="last").reset_index(drop=True)
 
@@ -352,6 +356,10 @@ def build(folder):
     if (summary.validation.astype(str) == "test").all():
         blocks.append(("p", "**Note:** this sweep validates on the official test split, so any choice made "
                             "from this report is a choice made on test data."))
+    elif "test_acc" in summary and summary.test_acc.notna().any():
+        blocks.append(("p", "Runs are ranked by validation accuracy. The official test split was held out "
+                            "of that choice: each run was evaluated on it once, at the end, with the "
+                            "parameters it kept."))
 
     article = _article_section(summary)
     if article is not None:
@@ -369,10 +377,10 @@ def build(folder):
     blocks.append(("h2", "Runs, grouped over seeds"))
     shown = pd.DataFrame({
         "architecture": g.layers,
-        **{c: g[c] for c in g.columns if c in ("lr", "optimizer", "batch_size", "activation", "init", "dtype",
-                                                  "iterations", "weight_decay")},
+        **{c: g[c] for c in g.columns if c in SETTING_COLUMNS},
         "seeds": g.seeds,
         "validation acc": [_pct(m, s) for m, s in zip(g.val_acc, g.val_sd)],
+        **({"test acc (held out)": [_pct(m, s) for m, s in zip(g.test_acc, g.test_sd)]} if "test_acc" in g else {}),
         "train acc": [_pct(m, s) for m, s in zip(g.train_acc, g.train_sd)],
         "params": [_si(v) for v in g.n_params],
         "FLOPs/iter": [_si(v) for v in g.flops_per_iter],

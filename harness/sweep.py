@@ -23,18 +23,18 @@ from . import mlp, store
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
-from .train import prepare, run as train_run
+from .train import prepare, run as train_run, total_iterations
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
-SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "final_train_loss",
-                "median_iter_seconds", "total_seconds", "iterations_run", "reason")
+SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "test_acc", "final_train_loss",
+                "median_iter_seconds", "total_seconds", "iterations_run", "kept_iteration", "reason")
 FINISHED = ("done", "diverged")
 
 
 def cost(cfg: RunConfig, n_train: int) -> int:
     """Estimated work of a run: FLOPs per iteration times iterations."""
     m = min(cfg.batch_size or n_train, n_train)
-    return mlp.flops_per_iter(cfg.layers, m) * cfg.iterations
+    return mlp.flops_per_iter(cfg.layers, m) * total_iterations(cfg, n_train)
 
 
 def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool):
@@ -260,7 +260,7 @@ def summary_row(run_dir: Path):
     if status is None:
         return None
     conf = store.read_json(run_dir / "config.json")
-    cfg = RunConfig.from_dict({k: v for k, v in conf.items() if k in RunConfig.__dataclass_fields__})
+    cfg = RunConfig.from_saved(conf)
     m = min(cfg.batch_size or conf["n_train"], conf["n_train"])
     row = {
         "run_id": status["run_id"],

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import __version__, data as datamod, mlp, store
 from .config import RunConfig, check_fits
-from .optim import make_optimizer
+from .optim import lr_at, make_optimizer
 
 
 # A loss this many times the first one counts as diverged. The fused softmax
@@ -40,6 +40,14 @@ def _batches(m, batch_size, rng):
             yield order[start:start + batch_size]
 
 
+def total_iterations(cfg: RunConfig, n_train: int) -> int:
+    """Training steps of a run: ``iterations``, or ``epochs`` passes of batches."""
+    if not cfg.epochs:
+        return cfg.iterations
+    per_epoch = math.ceil(n_train / cfg.batch_size) if cfg.batch_size else 1
+    return cfg.epochs * per_epoch
+
+
 def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     """Train ``params`` in place and yield one metrics row per iteration.
 
@@ -48,29 +56,36 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     update every ``eval_every`` iterations and at the last one, and is None
     otherwise. ``iter_seconds`` times the step (batch, forward, backward,
     update) only. A diverging loss ends the loop after yielding its row.
-    ``pool`` (a concurrent.futures executor) runs row chunks in parallel.
+    With ``early_stopping``, training stops after that many evaluations
+    without a better validation accuracy, and ``params`` are left at their
+    best evaluation. ``pool`` (a concurrent.futures executor) runs row
+    chunks in parallel.
     """
     X, y = split.X_train, split.y_train
     m = len(X)
+    total = total_iterations(cfg, m)
     opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
     batches = None
     if cfg.batch_size and cfg.batch_size < m:
         batches = _batches(m, cfg.batch_size, np.random.default_rng([cfg.seed, 1]))
     limit = math.inf  # set from the first loss
+    best_acc, best_params, since_best = -1.0, None, 0
     start = time.perf_counter()
-    for it in range(1, cfg.iterations + 1):
+    for it in range(1, total + 1):
         t0 = time.perf_counter()
         if batches is None:
             Xb, yb = X, y
         else:
             idx = next(batches)
             Xb, yb = X[idx], y[idx]
-        loss, grads, P = mlp.forward_backward(params, Xb, yb, cfg.activation, cfg.article_bias_grad, pool)
+        loss, grads, P = mlp.forward_backward(params, Xb, yb, cfg.activation, cfg.article_bias_grad, pool,
+                                              cfg.dropout, (cfg.seed, 2, it))
         finite = loss <= limit  # False for NaN and inf too
         if it == 1 and finite:
             limit = DIVERGE_FACTOR * max(loss, math.log(P.shape[1]))
         if finite:
-            opt.step(params, grads)
+            lr = lr_at(it, total, cfg.lr, cfg.lr_schedule, cfg.lr_step_every, cfg.lr_gamma, cfg.warmup)
+            opt.step(params, grads, lr)
         t1 = time.perf_counter()
         row = {
             "iteration": it,
@@ -79,15 +94,28 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
             "val_acc": None,
             "iter_seconds": t1 - t0,
         }
-        if finite and (it % cfg.eval_every == 0 or it == cfg.iterations):
+        stop = False
+        if finite and (it % cfg.eval_every == 0 or it == total):
             row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation, pool)
+            if cfg.early_stopping:
+                if row["val_acc"] > best_acc:
+                    best_acc, since_best = row["val_acc"], 0
+                    best_params = [(W.copy(), b.copy()) for W, b in params]
+                    row["kept"] = True  # status only, like "diverged"
+                else:
+                    since_best += 1
+                    stop = since_best >= cfg.early_stopping
         row["elapsed_seconds"] = time.perf_counter() - start
-        if cfg.timeout and row["elapsed_seconds"] > cfg.timeout and it < cfg.iterations:
-            raise RunTimeout(f"still running after {cfg.timeout:g} s, at iteration {it} of {cfg.iterations}")
+        if cfg.timeout and row["elapsed_seconds"] > cfg.timeout and it < total:
+            raise RunTimeout(f"still running after {cfg.timeout:g} s, at iteration {it} of {total}")
         if not finite:
             row["diverged"] = True  # status only; not a metrics.csv column
+        if best_params is not None and (stop or it == total):
+            for (W, b), (bW, bb) in zip(params, best_params):
+                W[...] = bW
+                b[...] = bb
         yield row
-        if not finite:
+        if not finite or stop:
             return
 
 
@@ -96,13 +124,16 @@ def summarize(rows):
     last = rows[-1] if rows else {}
     vals = [r["val_acc"] for r in rows if r["val_acc"] is not None]
     diverged = bool(last.get("diverged"))
+    kept = [r for r in rows if r.get("kept")]  # early stopping keeps its best evaluation
+    final = kept[-1] if kept else last
     return {
         "status": "diverged" if diverged else "done",
         "reason": (f"loss {last['train_loss']:.4g} at iteration {last['iteration']}: not finite or over "
                    f"{DIVERGE_FACTOR}x the first loss") if diverged else "",
         "iterations_run": len(rows),
+        "kept_iteration": final.get("iteration"),
         "final_train_acc": last.get("train_acc"),
-        "final_val_acc": vals[-1] if vals else None,
+        "final_val_acc": final["val_acc"] if kept else (vals[-1] if vals else None),
         "best_val_acc": max(vals) if vals else None,
         "final_train_loss": last.get("train_loss"),
         "median_iter_seconds": statistics.median(r["iter_seconds"] for r in rows) if rows else None,
@@ -189,6 +220,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
             "data_fingerprint": source.fingerprint,
             "n_train": len(split.y_train),
             "n_val": len(split.y_val),
+            "total_iterations": total_iterations(cfg, len(split.y_train)),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "numpy": np.__version__,
@@ -214,6 +246,9 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
                 # The rows' train figures are per batch; the final ones cover every training row.
                 loss, acc = mlp.evaluate(params, split.X_train, split.y_train, cfg.activation, pool)
                 status.update(final_train_loss=loss, final_train_acc=acc)
+                if split.X_test is not None:
+                    # Held out from selection: evaluated once, here, with the kept parameters.
+                    status["test_acc"] = mlp.accuracy(params, split.X_test, split.y_test, cfg.activation, pool)
                 predicted = mlp.predict(params, split.X_val, cfg.activation, pool)
                 store.save_confusion(out / "confusion.csv", confusion(split.y_val, predicted, source.n_classes))
         except RunTimeout as e:

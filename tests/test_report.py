@@ -129,3 +129,20 @@ def test_article_section(tmp_path):
 def test_pareto_front():
     pts = pd.DataFrame({"s_per_iter": [1, 2, 3, 4, 5], "val_acc": [0.9, 0.85, 0.95, 0.94, 0.97]})
     assert list(pareto(pts).index) == [0, 2, 4]
+
+
+def test_report_ranks_by_validation_and_shows_held_out_test_accuracy(tmp_path, tiny_idx):
+    grid = tmp_path / "g.toml"
+    grid.write_text(f"[sweep]\nname = 'held'\nseeds = [0, 1]\n[data]\npath = '{tiny_idx}'\nvalidation = 0.25\n"
+                    "[train]\niterations = 40\neval_every = 10\nlr = 0.5\n[grid]\nlayers = [[16, 10], [16, 12, 10]]\n")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    root = tmp_path / "out" / "held"
+    summary = pd.read_csv(root / "summary.csv")
+    assert summary.test_acc.between(0, 1).all()
+    md = (root / "report.md").read_text()
+    assert "| architecture | seeds | validation acc | test acc (held out) | train acc |" in md
+    assert "evaluated on it once" in md and "choice made on test data" not in md
+    table = md.split("## Runs, grouped over seeds")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| 16-")]
+    vals = [float(r.split("|")[3].split("%")[0]) for r in rows]
+    assert vals == sorted(vals, reverse=True)  # ranked by validation accuracy

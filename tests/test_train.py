@@ -62,7 +62,7 @@ def test_run_folder(tiny_csv, tmp_path):
     conf = json.loads((tmp_path / "r" / "config.json").read_text())
     assert conf["layers"] == [16, 12, 10] and conf["run_id"] == status["run_id"]
     assert {"host", "pid", "numpy", "blas_threads"} <= set(conf)
-    assert RunConfig.from_dict({k: v for k, v in conf.items() if k in RunConfig.__dataclass_fields__}) == cfg
+    assert RunConfig.from_saved(conf) == cfg
     with open(tmp_path / "r" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(store.METRIC_COLUMNS)
