@@ -147,6 +147,25 @@ def cmd_report(args):
     return 0
 
 
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="measure training speed against the GEMM limit and PyTorch",
+                       description="Medians and ratios measured side by side in one process; writes "
+                                   "bench.csv and bench.png.")
+    p.add_argument("--repeats", type=int, default=7, metavar="N", help="timed repeats per figure (default 7)")
+    p.add_argument("--quick", action="store_true", help="skip the Adam race and shorten the sweep")
+    p.add_argument("--out", metavar="DIR", default="results/bench", help="output folder (default results/bench)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args):
+    from .bench import run_bench
+
+    if args.repeats < 1:
+        raise ConfigError(f"flag --repeats: {args.repeats} must be at least 1")
+    run_bench(args.out, args.repeats, args.quick)
+    return 0
+
+
 def build_parser():
     p = _Parser(prog="harness", description="Compare MLP architectures trained by a NumPy core.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -154,6 +173,7 @@ def build_parser():
     _add_train(sub)
     _add_sweep(sub)
     _add_report(sub)
+    _add_bench(sub)
     return p
 
 

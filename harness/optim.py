@@ -71,7 +71,8 @@ class Momentum(SGD):
 
 
 class Adam(SGD):
-    """Adam (Kingma & Ba, 2015) with bias correction."""
+    """Adam (Kingma & Ba, 2015) with bias correction, updated in place
+    through one scratch buffer per array (no temporaries per step)."""
 
     def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr, weight_decay)
@@ -79,20 +80,29 @@ class Adam(SGD):
         self.t = 0
         self.m = [np.zeros_like(p) for pair in params for p in pair]
         self.v = [np.zeros_like(p) for pair in params for p in pair]
+        self.buf = [np.empty_like(p) for pair in params for p in pair]
 
     def step(self, params, grads, lr=None):
         lr = self.lr if lr is None else lr
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        # Python floats keep float32 arrays float32 (NEP 50 weak scalars).
-        step_size = lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        eps_hat = self.eps * np.sqrt(1 - b2**self.t)
-        for m, v, (p, g) in zip(self.m, self.v, self._decayed(params, grads)):
+        # The bias corrections folded into the step size and eps; Python
+        # floats keep float32 arrays float32 (NEP 50 weak scalars).
+        step_size = float(lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t))
+        eps_hat = float(self.eps * math.sqrt(1 - b2**self.t))
+        for m, v, buf, (p, g) in zip(self.m, self.v, self.buf, self._decayed(params, grads)):
             m *= b1
-            m += (1 - b1) * g
+            np.multiply(g, 1 - b1, out=buf)
+            m += buf
             v *= b2
-            v += (1 - b2) * (g * g)
-            p -= float(step_size) * m / (np.sqrt(v) + float(eps_hat))
+            np.multiply(g, g, out=buf)
+            buf *= 1 - b2
+            v += buf
+            np.sqrt(v, out=buf)
+            buf += eps_hat
+            np.divide(m, buf, out=buf)
+            buf *= step_size
+            p -= buf
 
 
 def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):

@@ -95,6 +95,8 @@ def grouped(summary):
         **({"test_acc": ("test_acc", "mean"), "test_sd": ("test_acc", "std")}
            if "test_acc" in ok and ok.test_acc.notna().any() else {}),
     ).reset_index()
+    # "784-256-10" alone, or with the settings that tell its variants apart
+    out["label"] = [", ".join([row.layers] + [f"{k} {row[k]}" for k in keys[1:]]) for _, row in out.iterrows()]
     return out.sort_values("val_acc", ascending=False, na_position="last").reset_index(drop=True)
 
 
@@ -202,15 +204,19 @@ def plot_all(summary, metrics, folder, plots_dir):
     if g is None or g.empty:
         empty(ax)
     else:
-        for _, row in g.iterrows():
+        markers = {}
+        for _, row in g.iterrows():  # colour: architecture; marker: its variant
+            markers[row.layers] = markers.get(row.layers, -1) + 1
             ax.errorbar(row.s_per_iter, row.val_acc, yerr=0 if math.isnan(row.val_sd) else row.val_sd,
-                        fmt="o", color=palette[row.layers], label=row.layers, capsize=3, markersize=7)
+                        fmt="osD^vP*X"[markers[row.layers] % 8], color=palette[row.layers], label=row.label,
+                        capsize=3, markersize=7)
         front = pareto(g)
         ax.step(front.s_per_iter, front.val_acc, where="post", color="black", linestyle="--", linewidth=1,
                 label="Pareto front")
         ax.scatter(front.s_per_iter, front.val_acc, s=160, facecolors="none", edgecolors="black", zorder=3)
         ax.set_xscale("log")
-        ax.legend(fontsize=7, ncol=2, title="architecture", title_fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+        ax.legend(fontsize=7, ncol=2 if g.label.str.len().max() < 24 else 1, title="architecture",
+                  title_fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     ax.set_xlabel("median time per training iteration (seconds, log scale)")
     ax.set_ylabel("final validation accuracy (fraction)")
     ax.set_title(PLOTS["acc_vs_time"])
@@ -323,7 +329,7 @@ def _budget_table(g):
     for i, row in front.iterrows():
         upper = front.s_per_iter.iloc[i + 1] if i + 1 < len(front) else None
         budget = f"{row.s_per_iter:.4g} s" + (f" to {upper:.4g} s" if upper is not None else " or more")
-        rows.append({"time per iteration": budget, "best architecture": row.layers,
+        rows.append({"time per iteration": budget, "best architecture": row.label,
                      "validation acc": _pct(row.val_acc, row.val_sd)})
     return pd.DataFrame(rows)
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import math
 import os
+import resource
 import socket
 import statistics
 import time
@@ -266,5 +267,6 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
                                                          "reason": "interrupted (Ctrl-C)", "run_id": run_id})
             raise
     status["run_id"] = run_id
+    status["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     store.atomic_write_json(out / store.STATUS, status)
     return status
