@@ -44,6 +44,12 @@ def start(grid, out):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def start_slow(tmp_path):
+    """A slow sweep started in its own process group: (grid, out, root, process)."""
+    grid, out = slow_grid(tmp_path), tmp_path / "out"
+    return grid, out, out / "slow", start(grid, out)
+
+
 def wait_for(predicate, seconds=90):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -78,26 +84,26 @@ def check_complete(root, n=6):
         assert list(m.iteration) == list(range(1, len(m) + 1))  # no duplicated rows
 
 
-def test_sigkill_of_the_whole_sweep_loses_only_runs_in_flight(tmp_path):
-    grid, out = slow_grid(tmp_path), tmp_path / "out"
-    root = out / "slow"
-    proc = start(grid, out)
-    wait_for(lambda: len(finished(root)) >= 1 and in_flight(root))
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def resume_keeps_finished_runs(grid, out, root):
+    """Rerun the sweep: it must complete, leaving finished runs byte-identical."""
     done_before = finished(root)
     before = snapshot(done_before)
-    assert in_flight(root)  # killed mid-run: no completion marker
-
     assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 0
-    assert snapshot(done_before) == before  # finished runs are byte-identical
+    assert snapshot(done_before) == before
     check_complete(root)
 
 
+def test_sigkill_of_the_whole_sweep_loses_only_runs_in_flight(tmp_path):
+    grid, out, root, proc = start_slow(tmp_path)
+    wait_for(lambda: len(finished(root)) >= 1 and in_flight(root))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert in_flight(root)  # killed mid-run: no completion marker
+    resume_keeps_finished_runs(grid, out, root)
+
+
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
-    grid, out = slow_grid(tmp_path), tmp_path / "out"
-    root = out / "slow"
-    proc = start(grid, out)
+    grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: len(in_flight(root)) >= 1)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
@@ -107,18 +113,11 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     statuses = {json.loads((r / "status.json").read_text())["status"] for r in runs(root) if (r / "status.json").exists()}
     assert statuses <= {"done", "interrupted"}
     assert len(finished(root)) < 6
-
-    done_before = finished(root)
-    before = snapshot(done_before)
-    assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 0
-    assert snapshot(done_before) == before
-    check_complete(root)
+    resume_keeps_finished_runs(grid, out, root)
 
 
 def test_a_worker_that_dies_fails_only_its_run(tmp_path):
-    grid, out = slow_grid(tmp_path), tmp_path / "out"
-    root = out / "slow"
-    proc = start(grid, out)
+    grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: len(in_flight(root)) >= 1)
     victim = in_flight(root)[0]
     pid = json.loads((victim / "config.json").read_text())["pid"]
@@ -136,9 +135,7 @@ def test_a_worker_that_dies_fails_only_its_run(tmp_path):
 
 
 def test_a_second_sweep_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(tmp_path, capsys):
-    grid, out = slow_grid(tmp_path), tmp_path / "out"
-    root = out / "slow"
-    proc = start(grid, out)
+    grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: (root / ".lock").exists() and "pid" in (root / ".lock").read_text())
     assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
