@@ -37,7 +37,7 @@ def cost(cfg: RunConfig, n_train: int) -> int:
     return mlp.flops_per_iter(cfg.layers, m) * total_iterations(cfg, n_train)
 
 
-def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool):
+def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None):
     """One run, in a worker process. Data is loaded (and cached) by the
     worker itself; only the small config crosses the process boundary.
 
@@ -45,9 +45,9 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool):
     worker's loaded data: if the child dies (killed, out of memory), that run
     alone is recorded as failed and the worker carries on."""
     if not isolate:
-        return train_run(cfg, run_dir, threads=threads)
+        return train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
     prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
-    child = multiprocessing.get_context("fork").Process(target=_child, args=(cfg, run_dir, threads))
+    child = multiprocessing.get_context("fork").Process(target=_child, args=(cfg, run_dir, threads, threads_file))
     child.start()
     try:
         child.join()
@@ -68,9 +68,9 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool):
     return status
 
 
-def _child(cfg, run_dir, threads):
+def _child(cfg, run_dir, threads, threads_file):
     try:
-        train_run(cfg, run_dir, threads=threads)
+        train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
 
@@ -90,6 +90,16 @@ def plan(sweep: Sweep, out_dir: Path, force=False):
     return done, todo
 
 
+def _jobs(sweep: Sweep, n_tasks: int) -> int:
+    jobs = (os.cpu_count() or 1) if sweep.jobs == -1 else sweep.jobs
+    return max(1, min(jobs, n_tasks))
+
+
+def _threads_per_run(running: int) -> int:
+    """Runs x threads <= cores: no oversubscription, and no idle core either."""
+    return max(1, (os.cpu_count() or 1) // max(1, running))
+
+
 def _parallel(sweep: Sweep, n_tasks: int):
     """The joblib Parallel object and threads per run for this sweep."""
     from joblib import Parallel
@@ -97,11 +107,8 @@ def _parallel(sweep: Sweep, n_tasks: int):
     if sweep.backend == "dask":
         # one thread per run; start workers with --nthreads 1 per core
         return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
-    cores = os.cpu_count() or 1
-    jobs = cores if sweep.jobs == -1 else sweep.jobs
-    jobs = max(1, min(jobs, n_tasks))
-    threads = max(1, cores // jobs)  # workers x threads <= cores: no oversubscription
-    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), threads
+    jobs = _jobs(sweep, n_tasks)
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), _threads_per_run(jobs)
 
 
 def _dask_client(address):
@@ -218,6 +225,10 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
     bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, desc=sweep.name)
     counts = {"done": 0, "diverged": 0, "failed": 0}
     failed, pending = [], list(todo)
+    # Runs read their thread count from this file as they go: when fewer runs
+    # are left than workers, the ones still going take over the idle cores.
+    threads_file = None if client else out / ".threads"
+    remaining = [len(todo)]
 
     def record(status):
         counts[status["status"]] = counts.get(status["status"], 0) + 1
@@ -225,12 +236,19 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
             failed.append(status)
         bar.update(1)
         bar.set_postfix(counts, refresh=False)
+        remaining[0] -= 1
+        if threads_file is not None and remaining[0]:
+            running = min(_jobs(sweep, len(todo)), remaining[0])
+            store.atomic_write_text(threads_file, f"{_threads_per_run(running)}\n")
 
     try:
         with parallel_config(backend="dask") if client else contextlib.nullcontext():
             while pending:
                 parallel, threads = _parallel(sweep, len(pending))  # inside, so joblib sees the dask backend
-                tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate)
+                if threads_file is not None:
+                    store.atomic_write_text(threads_file, f"{threads}\n")
+                tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
+                                          threads_file and str(threads_file))
                          for run_id, cfg in pending)
                 try:
                     for status in parallel(tasks):

@@ -166,13 +166,37 @@ def blas_info():
     return None, None
 
 
-@contextlib.contextmanager
-def _pool(threads):
-    if threads < 2:
-        yield None
-        return
-    with ThreadPoolExecutor(threads, thread_name_prefix="harness") as pool:
-        yield pool
+class Threads:
+    """The pool that runs a step's row chunks: ``map`` like an executor's.
+
+    Its size can follow ``follow``, a file holding a thread count that a
+    sweep rewrites when workers go idle, so runs still going use the freed
+    cores. The chunks are fixed, so the size never changes the numbers."""
+
+    def __init__(self, n, follow=None):
+        self.n, self.executor = 0, None
+        self.follow = Path(follow) if follow else None
+        self.next_check = 0.0
+        self.resize(n)
+
+    def resize(self, n):
+        if n != self.n:
+            if self.executor is not None:
+                self.executor.shutdown(wait=True)
+            self.executor = ThreadPoolExecutor(n, thread_name_prefix="harness") if n > 1 else None
+            self.n = n
+
+    def map(self, fn, items):
+        if self.follow is not None and time.monotonic() >= self.next_check:
+            self.next_check = time.monotonic() + 1.0
+            try:
+                self.resize(max(1, int(self.follow.read_text())))
+            except (OSError, ValueError):
+                pass  # no file yet, or half-written: keep the current size
+        return map(fn, items) if self.executor is None else self.executor.map(fn, items)
+
+    def close(self):
+        self.resize(1)
 
 
 def prepare(cfg: RunConfig, source=None):
@@ -196,7 +220,7 @@ def _cached_split(source, train_size, validation, data_seed, dtype):
     return split
 
 
-def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
+def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads_file=None):
     """Train ``cfg`` into the folder ``out_dir`` and return its status record.
 
     Bad input (data that does not fit) raises before anything is written.
@@ -205,7 +229,8 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
     so a folder without it is an unfinished run. ``threads`` (default: all
     cores) is the number of threads the run computes with: BLAS is held to
     one thread and row chunks run on a pool of ``threads``, so the numbers do
-    not depend on it. ``on_row`` sees each metrics row as it is logged.
+    not depend on it; ``threads_file`` lets a sweep change it as the run goes.
+    ``on_row`` sees each metrics row as it is logged.
     """
     source, split = prepare(cfg, source)
     out = Path(out_dir)
@@ -213,7 +238,8 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None):
     run_id = cfg.run_id(source.fingerprint)
     threads = threads or os.cpu_count() or 1
     rows = []
-    with threadpool_limits(1, user_api="blas"), _pool(threads) as pool:
+    pool = Threads(threads, threads_file)
+    with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
         blas, blas_threads = blas_info()
         store.atomic_write_json(out / "config.json", {
             **cfg.to_dict(),

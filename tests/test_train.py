@@ -140,3 +140,31 @@ def test_config_is_strict():
     a, b = RunConfig(lr=0.1), RunConfig.from_dict({"lr": 0.1, "layers": [784, 10, 10]})
     assert a == b and a.run_id("x") == b.run_id("x") != a.run_id("y") != a.replace(seed=1).run_id("x")
 
+
+
+def test_thread_pool_follows_its_file_without_changing_the_numbers(tiny_csv, tmp_path, monkeypatch):
+    from harness.train import Threads
+
+    monkeypatch.setattr(mlp, "ROW_CHUNK", 32)  # several chunks even on tiny data
+    follow = tmp_path / ".threads"
+    follow.write_text("1\n")
+    pool = Threads(1, follow)
+    assert pool.n == 1 and list(pool.map(lambda x: x * 2, [1, 2])) == [2, 4]
+    follow.write_text("3\n")
+    pool.next_check = 0  # skip the once-a-second wait
+    list(pool.map(abs, [1, -2]))
+    assert pool.n == 3 and pool.executor is not None
+    follow.write_text("garbage")
+    pool.next_check = 0
+    list(pool.map(abs, [1]))
+    assert pool.n == 3  # unreadable: keep the current size
+    pool.close()
+
+    cfg = _cfg(tiny_csv, iterations=25)
+    plain = run(cfg, tmp_path / "a", threads=1)
+    follow.write_text("2\n")
+    grown = run(cfg, tmp_path / "b", threads=1, threads_file=follow)
+    keys = ("final_train_acc", "final_val_acc", "final_train_loss", "best_val_acc")
+    assert [plain[k] for k in keys] == [grown[k] for k in keys]
+    assert (tmp_path / "a" / "metrics.csv").read_text().split("\n")[1].split(",")[:4] == \
+        (tmp_path / "b" / "metrics.csv").read_text().split("\n")[1].split(",")[:4]
