@@ -79,10 +79,21 @@ def _environment(folder, summary):
 
 # --- tables -------------------------------------------------------------------
 
+def variant_keys(summary):
+    """The columns that tell runs apart apart from their seed: the layers and
+    any setting that varies in this sweep."""
+    return ["layers"] + [c for c in SETTING_COLUMNS if c in summary and summary[c].nunique() > 1]
+
+
+def variant_label(row, keys):
+    """"784-256-10" alone, or with the settings that tell its variants apart."""
+    return ", ".join([row["layers"]] + [f"{k} {row[k]}" for k in keys[1:]])
+
+
 def grouped(summary):
     """Runs grouped over seeds, mean and std, sorted by validation accuracy."""
     ok = summary[summary.status != "failed"]
-    keys = ["layers"] + [c for c in SETTING_COLUMNS if c in ok and ok[c].nunique() > 1]
+    keys = variant_keys(ok)
     g = ok.groupby(keys, sort=False)
     out = g.agg(
         seeds=("seed", "count"),
@@ -95,8 +106,7 @@ def grouped(summary):
         **({"test_acc": ("test_acc", "mean"), "test_sd": ("test_acc", "std")}
            if "test_acc" in ok and ok.test_acc.notna().any() else {}),
     ).reset_index()
-    # "784-256-10" alone, or with the settings that tell its variants apart
-    out["label"] = [", ".join([row.layers] + [f"{k} {row[k]}" for k in keys[1:]]) for _, row in out.iterrows()]
+    out["label"] = [variant_label(row, keys) for _, row in out.iterrows()]
     return out.sort_values("val_acc", ascending=False, na_position="last").reset_index(drop=True)
 
 
@@ -255,19 +265,25 @@ def plot_all(summary, metrics, folder, plots_dir):
             for col in ("train_acc", "train_loss"):
                 curves[col] = curves.groupby("run_id")[col].transform(lambda c: c.rolling(smooth, min_periods=1).mean())
         step = max(1, n_iter // 300)
+        # one curve per variant (mean over seeds): colour by architecture, dashes by variant
+        keys = variant_keys(ok)
+        labels = {row.run_id: variant_label(row, keys) for _, row in ok.iterrows()}
+        curves["variant"] = curves.run_id.map(labels)
+        colours = {labels[r]: palette[layers] for r, layers in zip(ok.run_id, ok.layers)}
+        order = sorted(colours, key=lambda v: (list(palette).index(v.split(",")[0]), v))
         thin = curves[curves.iteration % step == 0]
-        hue_order = [a for a in palette if a in set(thin.layers)]
         for ax, col in ((ax1, "train_acc"), (ax2, "train_loss")):
-            mean = thin.groupby(["layers", "iteration"], as_index=False)[col].mean()
-            sns.lineplot(data=mean, x="iteration", y=col, hue="layers", hue_order=hue_order, palette=palette,
-                         ax=ax, linewidth=1.2, legend=ax is ax1)
-        vals = curves[curves.val_acc.notna()].groupby(["layers", "iteration"], as_index=False).val_acc.mean()
-        sns.scatterplot(data=vals, x="iteration", y="val_acc", hue="layers", hue_order=hue_order, palette=palette,
+            mean = thin.groupby(["variant", "iteration"], as_index=False)[col].mean()
+            sns.lineplot(data=mean, x="iteration", y=col, hue="variant", style="variant", hue_order=order,
+                         style_order=order, palette=colours, ax=ax, linewidth=1.2, legend=ax is ax1)
+        vals = curves[curves.val_acc.notna()].groupby(["variant", "iteration"], as_index=False).val_acc.mean()
+        sns.scatterplot(data=vals, x="iteration", y="val_acc", hue="variant", hue_order=order, palette=colours,
                         ax=ax1, s=14, marker="D", legend=False, zorder=3)
         ax2.set_yscale("log")
         lo = max(0.0, float(np.nanpercentile(thin.train_acc, 5)) - 0.05)
         ax1.set_ylim(lo, 1.0)
-        ax1.legend(fontsize=7, ncol=2, title="architecture (diamonds: validation)", title_fontsize=8)
+        ax1.legend(fontsize=7, ncol=2 if max(map(len, order)) < 40 else 1, title="architecture (diamonds: validation)",
+                   title_fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.14))
     seeds = " (mean over seeds)" if ok.seed.nunique() > 1 else ""
     roll = f", rolling mean over {smooth} iterations" if smooth > 1 else ""
     ax1.set_xlabel("iteration")
