@@ -192,7 +192,7 @@ def sweep_seconds(jobs, iterations, root):
     sweep = load_sweep(grid)
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = run_sweep(sweep, Path(root) / f"out{jobs}", quiet=True)
+        code = run_sweep(sweep, Path(root) / f"out{jobs}", quiet=True, report=False)  # runs only
     seconds = time.perf_counter() - t
     if code != 0:
         raise RuntimeError(f"benchmark sweep failed (exit {code})")

@@ -164,9 +164,10 @@ def _prepare_folder(out: Path, sweep: Sweep):
                           "choose another with --out DIR") from None
 
 
-def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False):
-    """Train the grid's unfinished runs, write ``summary.csv`` and the report.
-    Returns the exit status: 0, 1 if any run failed, 130 if interrupted."""
+def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False, report=True):
+    """Train the grid's unfinished runs, write ``summary.csv`` and (unless
+    ``report`` is false) the report. Returns the exit status: 0, 1 if any
+    run failed, 130 if interrupted."""
     out = Path(out_root) / sweep.name
     _prepare_folder(out, sweep)
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -191,7 +192,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False):
         summary = write_summary(sweep, out)
     if not quiet:
         print_outcome(summary, out)
-    if not summary.empty:
+    if report and not summary.empty:
         from .report import write_report
         try:
             say(f"report: {write_report(out)}")
