@@ -16,7 +16,6 @@ import contextlib
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor

@@ -51,7 +51,7 @@ def _add_train(sub):
     for f in fields(RunConfig):
         default = getattr(defaults, f.name)
         if f.type == "bool":
-            p.add_argument(_flag(f.name), action="store_true", help=f"(default: off)")
+            p.add_argument(_flag(f.name), action="store_true", help="(default: off)")
         else:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             p.add_argument(_flag(f.name), metavar=f.name.upper(), help=f"(default: {shown!s})")

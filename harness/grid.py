@@ -196,11 +196,9 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
         where = f"{path} [[include]] #{i}"
         _check_keys(inc, TRAIN_KEYS, where)
         combos.append({k: coerce(k, v, where) for k, v in inc.items()})
-    has_layers = "layers" in train or archs
-    for i, combo in enumerate(combos):
-        if not has_layers and "layers" not in combo:
-            raise ConfigError(f"{path}: no architecture; set [train] layers, [grid] layers or depth and width, "
-                              "or layers in every [[include]]")
+    if not ("layers" in train or archs) and any("layers" not in combo for combo in combos):
+        raise ConfigError(f"{path}: no architecture; set [train] layers, [grid] layers or depth and width, "
+                          "or layers in every [[include]]")
 
     runs, seen = [], set()
     for combo in combos:

@@ -367,7 +367,7 @@ def build(folder):
     blocks.append(("h1", f"Sweep report: {name}"))
     counts = summary.status.value_counts()
     blocks.append(("p", f"{len(summary)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-                   + f". Accuracies are fractions of the validation data "
+                   + ". Accuracies are fractions of the validation data "
                    + ("(the official MNIST test split)" if (summary.validation.astype(str) == "test").all()
                       else "(rows held out of the training file)") + "."))
     on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from harness import mlp
 from harness.cli import main

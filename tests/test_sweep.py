@@ -167,6 +167,7 @@ BAD = [
     (doc(grid="layers = [[16, 10]]\nlr = [0.1, 0]"), "lr = 0.0 must be positive"),
     (doc(grid="depth = [1]\nwidth = [0]"), "[grid] width: 0 must be at least 1"),
     (doc(grid="depth = [1]"), "given without width"),
+    (doc(grid="lr = [0.1]"), "no architecture; set [train] layers"),
     (doc(grid="layers = [[784, 10, 10]]"), "layers 784-10-10 start at 784, but the data has 16 features"),
     (doc(grid="layers = [[16, 10, 3]]"), "end at 3, but the data has 10 classes"),
     (doc(grid="layers = [16, 10]"), "layers must be a list of integers"),
