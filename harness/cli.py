@@ -63,7 +63,7 @@ def _add_train(sub):
 def cmd_train(args):
     from tqdm import tqdm
 
-    from .train import prepare, run
+    from .train import prepare, run, total_iterations
 
     values = {}
     for f in fields(RunConfig):
@@ -78,9 +78,9 @@ def cmd_train(args):
         cfg = RunConfig(**values)
     except ConfigError as e:
         raise ConfigError(f"flags: {e}") from None
-    source, _ = prepare(cfg)
+    source, split = prepare(cfg)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.run_id(source.fingerprint)
-    bar = tqdm(total=cfg.iterations, disable=args.quiet, unit="it", desc=cfg.layers_str, file=sys.stderr)
+    bar = tqdm(total=total_iterations(cfg, len(split.y_train)), disable=args.quiet, unit="it", desc=cfg.layers_str, file=sys.stderr)
     last_val = [None]
 
     def on_row(row):
