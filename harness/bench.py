@@ -8,7 +8,9 @@ taken in the same run. Measured:
    against the same step in PyTorch when it is installed;
 2. minibatch Adam to 97.5% test accuracy, training time only, against PyTorch;
 3. sweep throughput: 8 small runs with ``jobs = 1`` against ``jobs = 2``, and
-   the peak memory of a ``jobs = 2`` worker.
+   the peak memory of a ``jobs = 2`` worker;
+4. a mixed sweep (one big run, four small) with ``jobs = 2`` against the same
+   runs one after another with every core.
 """
 from __future__ import annotations
 
@@ -180,22 +182,41 @@ eval_every = 50
 """
 
 
-def sweep_seconds(jobs, iterations, root):
-    """Wall seconds of an 8-run sweep with ``jobs`` workers, and the largest
-    peak RSS (MB) of the processes that trained its runs."""
+# One big run and four small ones: the big one is scheduled first, and takes
+# over the idle core once the small ones are done.
+MIXED_GRID = """
+[sweep]
+name = "mixed"
+jobs = {jobs}
+[data]
+dataset = "mnist"
+train_size = 10000
+[train]
+iterations = {iterations}
+eval_every = 50
+[grid]
+layers = [[784, 256, 128, 64, 10], [784, 16, 10], [784, 24, 10], [784, 32, 10], [784, 48, 10]]
+"""
+
+
+def sweep_seconds(template, jobs, iterations, root):
+    """Wall seconds of the sweep ``template`` with ``jobs`` workers (runs only,
+    no report), and the largest peak RSS (MB) of the processes that trained
+    its runs."""
     from .grid import load_sweep
     from .sweep import run_sweep
 
-    grid = Path(root) / f"jobs{jobs}.toml"
-    grid.write_text(SMALL_GRID.format(jobs=jobs, iterations=iterations))
+    grid = Path(root) / f"grid-{jobs}.toml"
+    grid.write_text(template.format(jobs=jobs, iterations=iterations))
     sweep = load_sweep(grid)
+    out = Path(root) / f"out{jobs}"
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = run_sweep(sweep, Path(root) / f"out{jobs}", quiet=True, report=False)  # runs only
+        code = run_sweep(sweep, out, quiet=True, report=False)
     seconds = time.perf_counter() - t
     if code != 0:
         raise RuntimeError(f"benchmark sweep failed (exit {code})")
-    peaks = [store.read_status(d)["peak_rss_mb"] for d in (Path(root) / f"out{jobs}" / "throughput" / "runs").iterdir()]
+    peaks = [store.read_status(d)["peak_rss_mb"] for d in (out / sweep.name / "runs").iterdir()]
     return seconds, max(peaks)
 
 
@@ -245,14 +266,21 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
             add("adam", "ours / PyTorch", ours_s / torch_s, "x", "target <= 1.0")
 
     say("3. sweep throughput: 8 runs of 784-64-10, full batch, 10,000 rows")
+    iterations = 30 if quick else 150
     with tempfile.TemporaryDirectory() as tmp:
-        iterations = 30 if quick else 150
-        one, _ = sweep_seconds(1, iterations, tmp)
-        two, peak = sweep_seconds(2, iterations, tmp)
+        one, _ = sweep_seconds(SMALL_GRID, 1, iterations, tmp)
+        two, peak = sweep_seconds(SMALL_GRID, 2, iterations, tmp)
     add("sweep", "jobs = 1: wall seconds", one, "s")
     add("sweep", "jobs = 2: wall seconds", two, "s")
     add("sweep", "jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
     add("sweep", "peak memory of a worker process", peak, "MB", "target <= 1024")
+    say("4. mixed sweep: 784-256-128-64-10 and four small networks, full batch, 10,000 rows")
+    with tempfile.TemporaryDirectory() as tmp:
+        one, _ = sweep_seconds(MIXED_GRID, 1, iterations, tmp)
+        two, _ = sweep_seconds(MIXED_GRID, 2, iterations, tmp)
+    add("mixed", "one after another (jobs = 1, all cores each): wall seconds", one, "s")
+    add("mixed", "jobs = 2, longest first: wall seconds", two, "s")
+    add("mixed", "jobs = 2 / one after another", two / one, "x", "target <= 1.0")
 
     frame = pd.DataFrame(rows)
     out = Path(out)
