@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import RunConfig, check_exclusive, coerce
+from .config import HELP, RunConfig, check_exclusive, coerce
 from .errors import ConfigError, HarnessError
 
 
@@ -51,10 +51,10 @@ def _add_train(sub):
     for f in fields(RunConfig):
         default = getattr(defaults, f.name)
         if f.type == "bool":
-            p.add_argument(_flag(f.name), action="store_true", help="(default: off)")
+            p.add_argument(_flag(f.name), action="store_true", help=f"{HELP[f.name]} (default: off)")
         else:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            p.add_argument(_flag(f.name), metavar=f.name.upper(), help=f"(default: {shown!s})")
+            p.add_argument(_flag(f.name), metavar=f.name.upper(), help=f"{HELP[f.name]} (default: {shown!s})")
     p.add_argument("--out", metavar="DIR", help="run folder (default: results/train/<run_id>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

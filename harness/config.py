@@ -111,6 +111,37 @@ class RunConfig:
         return "-".join(map(str, self.layers))
 
 
+# One line per setting, for `harness train --help`.
+HELP = {
+    "layers": "layer list, input size first and classes last, e.g. 784,256,128,64,10",
+    "iterations": "training steps",
+    "lr": "learning rate",
+    "optimizer": "gd (full batch), sgd (minibatch), momentum or adam",
+    "batch_size": "examples per step; 0 = full batch",
+    "activation": "hidden activation: relu, leaky_relu, tanh or sigmoid",
+    "init": "he, xavier, or article (N(0,1)*sqrt(1/n_out) for W and b)",
+    "dtype": "float32 or float64",
+    "eval_every": "iterations between validation evaluations",
+    "seed": "init (and minibatch order) seed",
+    "weight_decay": "L2 on the weights, not the biases",
+    "momentum": "coefficient of the momentum optimizer",
+    "article_bias_grad": "the article's quirk: the output bias gradient is one scalar",
+    "dropout": "inverted dropout rate on the hidden layers, in [0, 1)",
+    "lr_schedule": "constant, step or cosine",
+    "lr_step_every": "step schedule: iterations between lr drops",
+    "lr_gamma": "step schedule: factor of each drop",
+    "warmup": "iterations of linear lr warm-up",
+    "epochs": "instead of --iterations: passes over the training rows",
+    "early_stopping": "patience in evaluations; keeps the best evaluation's parameters. 0 = off",
+    "timeout": "seconds; a run still going then fails. 0 = none",
+    "dataset": "bundled dataset (mnist)",
+    "path": "instead: an IDX folder or a Kaggle-layout CSV",
+    "train_size": "first N rows of a shuffle of the training file; 0 = all",
+    "validation": "test (the official test split) or a fraction of the training rows",
+    "data_seed": "seed of that shuffle",
+}
+
+
 def check_exclusive(keys, where=None):
     """``iterations`` and ``epochs`` are two ways to say how long to train."""
     if all(k in keys for k in EXCLUSIVE):

@@ -168,3 +168,11 @@ def test_thread_pool_follows_its_file_without_changing_the_numbers(tiny_csv, tmp
     assert [plain[k] for k in keys] == [grown[k] for k in keys]
     assert (tmp_path / "a" / "metrics.csv").read_text().split("\n")[1].split(",")[:4] == \
         (tmp_path / "b" / "metrics.csv").read_text().split("\n")[1].split(",")[:4]
+
+
+def test_every_setting_has_help():
+    from dataclasses import fields
+
+    from harness.config import HELP
+
+    assert set(HELP) == {f.name for f in fields(RunConfig)}
