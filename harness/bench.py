@@ -265,19 +265,22 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
         if ours_s and torch_s:
             add("adam", "ours / PyTorch", ours_s / torch_s, "x", "target <= 1.0")
 
-    say("3. sweep throughput: 8 runs of 784-64-10, full batch, 10,000 rows")
     iterations = 30 if quick else 150
-    with tempfile.TemporaryDirectory() as tmp:
-        one, _ = sweep_seconds(SMALL_GRID, 1, iterations, tmp)
-        two, peak = sweep_seconds(SMALL_GRID, 2, iterations, tmp)
+
+    def one_vs_two(template):
+        with tempfile.TemporaryDirectory() as tmp:
+            one, _ = sweep_seconds(template, 1, iterations, tmp)
+            two, peak = sweep_seconds(template, 2, iterations, tmp)
+        return one, two, peak
+
+    say("3. sweep throughput: 8 runs of 784-64-10, full batch, 10,000 rows")
+    one, two, peak = one_vs_two(SMALL_GRID)
     add("sweep", "jobs = 1: wall seconds", one, "s")
     add("sweep", "jobs = 2: wall seconds", two, "s")
     add("sweep", "jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
     add("sweep", "peak memory of a worker process", peak, "MB", "target <= 1024")
     say("4. mixed sweep: 784-256-128-64-10 and four small networks, full batch, 10,000 rows")
-    with tempfile.TemporaryDirectory() as tmp:
-        one, _ = sweep_seconds(MIXED_GRID, 1, iterations, tmp)
-        two, _ = sweep_seconds(MIXED_GRID, 2, iterations, tmp)
+    one, two, _ = one_vs_two(MIXED_GRID)
     add("mixed", "one after another (jobs = 1, all cores each): wall seconds", one, "s")
     add("mixed", "jobs = 2, longest first: wall seconds", two, "s")
     add("mixed", "jobs = 2 / one after another", two / one, "x", "target <= 1.0")

@@ -168,6 +168,14 @@ def load_idx_folder(folder, n_classes=N_CLASSES, name=None) -> Source:
 
 # --- CSV ----------------------------------------------------------------------
 
+def _is_int(text):
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
 def load_csv(path, n_classes=N_CLASSES) -> Source:
     """Load a CSV in the Kaggle "Digit Recognizer" layout: a header
     ``label,pixel0,...,pixelN`` and one image per row. Without a ``label``
@@ -190,7 +198,7 @@ def load_csv(path, n_classes=N_CLASSES) -> Source:
     if not pixels:
         raise DataError(f"{path}: header has no pixel columns (layout: label,pixel0,...,pixelN)")
     width = len(header)
-    rows = []
+    rows, linenos = [], []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -198,24 +206,22 @@ def load_csv(path, n_classes=N_CLASSES) -> Source:
         if len(cells) != width:
             raise DataError(f"{path}: line {lineno} has {len(cells)} columns, the header has {width}")
         rows.append(cells)
+        linenos.append(lineno)
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
     try:
         table = np.array(rows, dtype=np.int64)
     except ValueError:
-        for lineno, cells in enumerate(rows, start=2):
-            for j, cell in enumerate(cells):
-                try:
-                    int(cell)
-                except ValueError:
-                    raise DataError(f"{path}: line {lineno}, column {header[j]!r}: "
-                                    f"{cell.strip()!r} is not a whole number") from None
-        raise  # unreachable: some cell failed above
+        # name the first cell that is not a whole number (the slow path runs only on bad files)
+        lineno, j, cell = next((n, j, c) for n, cells in zip(linenos, rows)
+                               for j, c in enumerate(cells) if not _is_int(c))
+        raise DataError(f"{path}: line {lineno}, column {header[j]!r}: "
+                        f"{cell.strip()!r} is not a whole number") from None
     X = table[:, 1:] if labelled else table
     bad = np.argwhere((X < 0) | (X > 255))
     if bad.size:
         r, c = bad[0]
-        raise DataError(f"{path}: line {r + 2}, column {pixels[c]!r}: pixel {X[r, c]} is outside 0..255")
+        raise DataError(f"{path}: line {linenos[r]}, column {pixels[c]!r}: pixel {X[r, c]} is outside 0..255")
     y = None
     if labelled:
         y = table[:, 0]

@@ -150,3 +150,13 @@ def test_split_sizes_scaling_and_seeding(tiny_idx, tiny_csv):
         data.split(csv, validation="test")
     with pytest.raises(DataError, match="train_size = 290 but .* only 240 training rows"):
         data.split(csv, train_size=290, validation=0.2)
+
+
+def test_csv_errors_name_the_real_line_past_blank_lines(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("label,pixel0\n1,2\n\n\n3,x\n")
+    with pytest.raises(DataError, match="line 5, column 'pixel0': 'x'"):
+        data.load_csv(path)
+    path.write_text("label,pixel0\n1,2\n\n3,256\n")
+    with pytest.raises(DataError, match="line 4, column 'pixel0': pixel 256"):
+        data.load_csv(path)
