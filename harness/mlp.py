@@ -149,6 +149,28 @@ def _chunks(m):
     return [slice(s, min(s + ROW_CHUNK, m)) for s in range(0, m, ROW_CHUNK)]
 
 
+# Which way round each kind of product is handed to BLAS, per dtype: as
+# written (``A @ B``) or as its transpose (``(B.T @ A.T).T``, the examples-as-
+# columns layout of the article). Same product, no copies; only OpenBLAS's
+# kernel choice differs. Measured on its SkylakeX kernels with one thread on
+# 2048-row chunks: in float64 the transposed form is 10-40% faster for every
+# product; in float32 it only helps the weight gradients, whose numbers it
+# leaves bit-identical. The choice depends on the dtype alone, so results
+# stay reproducible. Keys: forward (A @ W), weight gradient (A.T @ dZ),
+# gradient passed back (dZ @ W.T).
+_TRANSPOSED = {
+    "float64": {"forward": True, "dW": True, "dA": True},
+    "float32": {"forward": False, "dW": True, "dA": False},
+}
+
+
+def _matmul(A, B, kind):
+    """``A @ B``, handed to BLAS the way ``_TRANSPOSED`` says is faster."""
+    if _TRANSPOSED.get(A.dtype.name, {}).get(kind):
+        return (B.T @ A.T).T
+    return A @ B
+
+
 def _map(fn, items, pool):
     """``[fn(x) for x in items]``, on ``pool`` (a concurrent.futures executor) if given."""
     if pool is None or len(items) < 2:
@@ -160,11 +182,11 @@ def _logits_rows(params, X, activation):
     act, _ = _activation(activation)
     A = X
     for W, b in params[:-1]:
-        Z = A @ W
+        Z = _matmul(A, W, "forward")
         Z += b
         A = act(Z)
     W, b = params[-1]
-    Z = A @ W
+    Z = _matmul(A, W, "forward")
     Z += b
     return Z
 
@@ -229,7 +251,7 @@ def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
     inputs, acts, masks = [X], [], []
     A = X
     for W, b in params[:-1]:
-        Z = A @ W
+        Z = _matmul(A, W, "forward")
         Z += b
         A = act(Z)
         acts.append(A)
@@ -240,15 +262,15 @@ def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
             A = A * mask
         inputs.append(A)
     W, b = params[-1]
-    Z = A @ W
+    Z = _matmul(A, W, "forward")
     Z += b
     loss, P, dZ = softmax_cross_entropy(Z, y, m)
     grads = [None] * len(params)
     for layer in range(len(params) - 1, -1, -1):
         W, b = params[layer]
-        grads[layer] = (inputs[layer].T @ dZ, dZ.sum(axis=0))
+        grads[layer] = (_matmul(inputs[layer].T, dZ, "dW"), dZ.sum(axis=0))
         if layer > 0:
-            dA = dZ @ W.T
+            dA = _matmul(dZ, W.T, "dA")
             if dropout:
                 dA *= masks[layer - 1]
             dA *= act_grad(acts[layer - 1])

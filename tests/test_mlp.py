@@ -250,3 +250,29 @@ def test_chunked_pass_equals_one_big_pass(monkeypatch):
     for a, b in zip(grads, c_grads):
         np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", mlp.DTYPES)
+def test_transposed_blas_hand_off_equals_the_plain_products(monkeypatch, dtype):
+    # _matmul may hand a product to BLAS as (B.T @ A.T).T for speed; every
+    # combination must give the plain A @ B results within float tolerance.
+    layers = [40, 24, 16, 10]
+    params = mlp.init_params(layers, seed=1, dtype=dtype)
+    X, y = _problem(layers, m=300, dtype=dtype)
+    rtol = 1e-4 if dtype == "float32" else 1e-11
+    outcomes = []
+    for flipped in (False, True):
+        table = {d: dict.fromkeys(("forward", "dW", "dA"), flipped) for d in mlp.DTYPES}
+        monkeypatch.setattr(mlp, "_TRANSPOSED", table)
+        A, B = X[:, :24], params[1][0]
+        assert (mlp._matmul(A, B, "forward").flags.f_contiguous) is flipped
+        np.testing.assert_allclose(mlp._matmul(A, B, "forward"), A @ B, rtol=rtol)
+        outcomes.append((mlp.forward_backward(params, X, y, dropout=0.3), mlp.logits(params, X)))
+    ((l1, g1, p1), z1), ((l2, g2, p2), z2) = outcomes
+    assert l1 == pytest.approx(l2, rel=rtol)
+    np.testing.assert_allclose(p1, p2, rtol=rtol, atol=1e-7)
+    np.testing.assert_allclose(z1, z2, rtol=rtol, atol=1e-6)
+    for a, b in zip(g1, g2):
+        assert a[0].dtype == b[0].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a[0], b[0], rtol=rtol, atol=1e-7)
+        np.testing.assert_allclose(a[1], b[1], rtol=rtol, atol=1e-7)
