@@ -5,18 +5,20 @@ taken in the same run. Measured:
 
 1. the full-batch training step (forward + backward + update) against the
    step's own GEMMs done with ``np.matmul`` (the faster of two layouts), and
-   against the same step in PyTorch when it is installed;
+   against the same step in PyTorch when it is installed; these are timed
+   round-robin, so the machine's drifts hit them alike;
 2. minibatch Adam to 97.5% test accuracy, training time only, against PyTorch;
-3. sweep throughput: 8 small runs with ``jobs = 1`` against ``jobs = 2``, and
-   the peak memory of a ``jobs = 2`` worker;
-4. a mixed sweep (one big run, four small) with ``jobs = 2`` against the same
-   runs one after another with every core.
+3. sweep throughput: 8 small runs with ``jobs = 1`` against ``jobs = 2``, full
+   batch and in minibatches, and the peak memory of a ``jobs = 2`` worker;
+4. a mixed sweep (one big run, four small) and ``experiments/article.toml``
+   with ``jobs = 2`` against the same runs one after another with every core.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -46,21 +48,47 @@ def _median_time(fn, repeats, warmup=1):
 
 # --- 1. the full-batch step -----------------------------------------------------
 
-def ours_step(layers, X, y, dtype, threads, repeats):
-    """Median seconds of our training step: BLAS on one thread, row chunks on a pool."""
+def _interleaved_medians(timed, repeats, warmup=1, settle=0.2):
+    """Median seconds of each of ``timed``, ``{name: (blas_threads, fn)}``,
+    timed round-robin: one call of each per round, so that the machine's
+    drifts (this one is shared) hit all of them alike and the ratios between
+    them stay fair. Each call runs with BLAS on its own thread count, after
+    ``settle`` seconds of quiet: OpenBLAS's and OpenMP's idle threads spin
+    for a while after a call and would otherwise slow down the next one."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    times = {name: [] for name in timed}
+    for round_ in range(warmup + repeats):
+        for name, (blas_threads, fn) in timed.items():
+            with controller.limit(limits=blas_threads, user_api="blas"):
+                time.sleep(settle)
+                t = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - t
+            if round_ >= warmup:
+                times[name].append(elapsed)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def ours_step(layers, X, y, dtype, pool):
+    """Our training step as a callable: row chunks on ``pool`` (None: serial),
+    meant to run with BLAS on one thread. ``step.params`` are the parameters
+    it trains."""
     params = mlp.init_params(layers, seed=0, dtype=dtype)
     opt = make_optimizer("gd", params, 0.1)
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        def step():
-            _, grads, _ = mlp.forward_backward(params, X, y, pool=pool if threads > 1 else None)
-            opt.step(params, grads)
-        return _median_time(step, repeats)
+
+    def step():
+        _, grads, _ = mlp.forward_backward(params, X, y, pool=pool)
+        opt.step(params, grads)
+    step.params = params
+    return step
 
 
-def gemms_alone(layers, m, dtype, threads, repeats):
-    """Median seconds of just the step's matrix products with np.matmul (BLAS on
-    ``threads`` threads), in each layout: examples as rows (ours), and as
-    columns (the article's). Returns ``{"rows": s, "columns": s}``."""
+def gemms_alone(layers, m, dtype):
+    """Just the step's matrix products with np.matmul, as callables, in each
+    layout: examples as rows (ours), and as columns (the article's).
+    Returns ``{"rows": fn, "columns": fn}``."""
     rng = np.random.default_rng(0)
     pairs = list(zip(layers[:-1], layers[1:]))
     r = {n: rng.random((m, n), dtype=np.float64).astype(dtype) for n in set(layers)}
@@ -84,13 +112,13 @@ def gemms_alone(layers, m, dtype, threads, repeats):
             if i > 0:
                 W[i] @ c[b]
 
-    with threadpool_limits(threads, user_api="blas"):
-        return {"rows": _median_time(rows, repeats), "columns": _median_time(columns, repeats)}
+    return {"rows": rows, "columns": columns}
 
 
-def torch_step(layers, X, y, dtype, threads, repeats):
-    """Median seconds of the same step in PyTorch (nn.Linear + ReLU,
-    CrossEntropyLoss, SGD), or None when torch is not installed."""
+def torch_step(layers, X, y, dtype, threads):
+    """The same step in PyTorch (nn.Linear + ReLU, CrossEntropyLoss, SGD) and
+    PyTorch's own GEMMs alone (torch.matmul, examples as rows), as callables:
+    ``{"step": fn, "gemms": fn}``; None when torch is not installed."""
     try:
         import torch
     except ImportError:
@@ -104,13 +132,24 @@ def torch_step(layers, X, y, dtype, threads, repeats):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(y.astype(np.int64))
+    weights = [m.weight.detach().T.contiguous() for m in mods[::2]]
 
     def step():
         opt.zero_grad(set_to_none=True)
         loss_fn(model(Xt), yt).backward()
         opt.step()
 
-    return _median_time(step, repeats)
+    def gemms():
+        outs, A = [], Xt
+        for W in weights:
+            A = A @ W
+            outs.append(A)
+        for i, W in enumerate(weights):
+            (Xt if i == 0 else outs[i - 1]).T @ outs[i]
+            if i > 0:
+                outs[i] @ W.T
+
+    return {"step": step, "gemms": gemms}
 
 
 # --- 2. minibatch Adam to a target accuracy ------------------------------------
@@ -167,10 +206,11 @@ def torch_to_target(split, threads, target, max_epochs, eval_every=100):
 
 # --- 3. sweep throughput --------------------------------------------------------
 
+# Eight small full-batch runs: with jobs = 1 each run already spreads its row
+# chunks over every core, so a second worker has less to win.
 SMALL_GRID = """
 [sweep]
 name = "throughput"
-jobs = {jobs}
 seeds = [0, 1, 2, 3, 4, 5, 6, 7]
 [data]
 dataset = "mnist"
@@ -181,13 +221,17 @@ iterations = {iterations}
 eval_every = 50
 """
 
+# The same eight runs in minibatches of 128 on all 60,000 rows: one chunk
+# per step, so a run cannot use a second core on its own and only a second
+# worker can. Also where a worker's memory on full MNIST is read.
+SMALL_MINIBATCH_GRID = (SMALL_GRID.replace("train_size = 10000", "train_size = 0")
+                        .replace("eval_every = 50", "eval_every = 50\nbatch_size = 128\noptimizer = \"adam\"\nlr = 0.001"))
 
 # One big run and four small ones: the big one is scheduled first, and takes
 # over the idle core once the small ones are done.
 MIXED_GRID = """
 [sweep]
 name = "mixed"
-jobs = {jobs}
 [data]
 dataset = "mnist"
 train_size = 10000
@@ -199,16 +243,28 @@ layers = [[784, 256, 128, 64, 10], [784, 16, 10], [784, 24, 10], [784, 32, 10], 
 """
 
 
-def sweep_seconds(template, jobs, iterations, root):
-    """Wall seconds of the sweep ``template`` with ``jobs`` workers (runs only,
-    no report), and the largest peak RSS (MB) of the processes that trained
-    its runs."""
+def article_grid(quick):
+    """The text of experiments/article.toml (None if this is not a source
+    checkout); with ``quick``, a tenth of its iterations."""
+    for path in (Path("experiments/article.toml"), Path(__file__).resolve().parents[1] / "experiments/article.toml"):
+        if path.is_file():
+            text = path.read_text()
+            if quick:
+                text = re.sub(r"(?m)^iterations = (\d+)", lambda m: f"iterations = {int(m[1]) // 10}", text)
+            return text
+    return None
+
+
+def sweep_seconds(grid_text, jobs, root):
+    """Wall seconds of the sweep ``grid_text`` with ``jobs`` workers (runs
+    only, no report), and the largest peak RSS (MB) of the processes that
+    trained its runs."""
     from .grid import load_sweep
     from .sweep import run_sweep
 
     grid = Path(root) / f"grid-{jobs}.toml"
-    grid.write_text(template.format(jobs=jobs, iterations=iterations))
-    sweep = load_sweep(grid)
+    grid.write_text(grid_text)
+    sweep = load_sweep(grid, jobs=jobs)
     out = Path(root) / f"out{jobs}"
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -238,22 +294,28 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
         split = datamod.split(src, 33600, "test", 0, dtype)
         for layers in NETS:
             name = "-".join(map(str, layers))
-            ours = ours_step(layers, split.X_train, split.y_train, dtype, threads, repeats)
-            g = gemms_alone(layers, 33600, dtype, threads, repeats)
-            limit = min(g.values())
-            torch_s = torch_step(layers, split.X_train, split.y_train, dtype, threads, repeats)
-            add("step", f"{name} {dtype}: ours", ours, "s")
-            add("step", f"{name} {dtype}: GEMMs alone ({min(g, key=g.get)} layout)", limit, "s",
-                f"(rows {g['rows']:.4g}, columns {g['columns']:.4g})")
-            add("step", f"{name} {dtype}: ours / GEMMs", ours / limit, "x", "target <= 1.2")
-            add("step", f"{name} {dtype}: GFLOP/s ours", mlp.flops_per_iter(layers, 33600) / ours / 1e9, "GFLOP/s")
-            if torch_s is not None:
-                add("step", f"{name} {dtype}: PyTorch", torch_s, "s")
-                target = "target <= 0.8" if dtype == "float32" else "target <= 1.0"
-                add("step", f"{name} {dtype}: ours / PyTorch", ours / torch_s, "x",
-                    target if layers == NETS[1] else "")
-            else:
+            with ThreadPoolExecutor(threads) as pool:
+                timed = {"ours": (1, ours_step(layers, split.X_train, split.y_train, dtype,
+                                               pool if threads > 1 else None))}
+                timed.update({k: (threads, fn) for k, fn in gemms_alone(layers, 33600, dtype).items()})
+                pt = torch_step(layers, split.X_train, split.y_train, dtype, threads)
+                timed.update({f"torch {k}": (threads, fn) for k, fn in (pt or {}).items()})
+                t = _interleaved_medians(timed, repeats)
+            layout = min(("rows", "columns"), key=t.get)
+            add("step", f"{name} {dtype}: ours", t["ours"], "s")
+            add("step", f"{name} {dtype}: GEMMs alone ({layout} layout)", t[layout], "s",
+                f"(rows {t['rows']:.4g}, columns {t['columns']:.4g})")
+            add("step", f"{name} {dtype}: ours / GEMMs", t["ours"] / t[layout], "x", "target <= 1.2")
+            add("step", f"{name} {dtype}: GFLOP/s ours", mlp.flops_per_iter(layers, 33600) / t["ours"] / 1e9,
+                "GFLOP/s")
+            if pt is None:
                 add("step", f"{name} {dtype}: PyTorch", None, "s", "(torch not installed: pip install torch==2.13.0)")
+                continue
+            add("step", f"{name} {dtype}: PyTorch", t["torch step"], "s")
+            add("step", f"{name} {dtype}: PyTorch's GEMMs alone", t["torch gemms"], "s", "(torch.matmul, rows)")
+            target = "target <= 0.8" if dtype == "float32" else "target <= 1.0"
+            add("step", f"{name} {dtype}: ours / PyTorch", t["ours"] / t["torch step"], "x",
+                target if layers == NETS[1] else "")
 
     if not quick:
         say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
@@ -267,23 +329,35 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
 
     iterations = 30 if quick else 150
 
-    def one_vs_two(template):
+    def one_vs_two(grid_text):
         with tempfile.TemporaryDirectory() as tmp:
-            one, _ = sweep_seconds(template, 1, iterations, tmp)
-            two, peak = sweep_seconds(template, 2, iterations, tmp)
+            one, _ = sweep_seconds(grid_text, 1, tmp)
+            two, peak = sweep_seconds(grid_text, 2, tmp)
         return one, two, peak
 
-    say("3. sweep throughput: 8 runs of 784-64-10, full batch, 10,000 rows")
-    one, two, peak = one_vs_two(SMALL_GRID)
-    add("sweep", "jobs = 1: wall seconds", one, "s")
-    add("sweep", "jobs = 2: wall seconds", two, "s")
-    add("sweep", "jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
-    add("sweep", "peak memory of a worker process", peak, "MB", "target <= 1024")
-    say("4. mixed sweep: 784-256-128-64-10 and four small networks, full batch, 10,000 rows")
-    one, two, _ = one_vs_two(MIXED_GRID)
-    add("mixed", "one after another (jobs = 1, all cores each): wall seconds", one, "s")
-    add("mixed", "jobs = 2, longest first: wall seconds", two, "s")
-    add("mixed", "jobs = 2 / one after another", two / one, "x", "target <= 1.0")
+    for label, template in (("full batch, 10,000 rows", SMALL_GRID),
+                            ("minibatch 128, Adam, 60,000 rows", SMALL_MINIBATCH_GRID)):
+        say(f"3. sweep throughput: 8 runs of 784-64-10, {label}")
+        one, two, peak = one_vs_two(template.format(iterations=iterations * (1 if template is SMALL_GRID else 4)))
+        add("sweep", f"{label}: jobs = 1: wall seconds", one, "s")
+        add("sweep", f"{label}: jobs = 2: wall seconds", two, "s")
+        add("sweep", f"{label}: jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
+        add("sweep", f"{label}: peak memory of a worker process", peak, "MB", "target <= 1024")
+
+    mixed = [("mixed", "784-256-128-64-10 and four small networks, full batch, 10,000 rows",
+              MIXED_GRID.format(iterations=iterations))]
+    article = article_grid(quick)
+    if article is None:
+        say("  (experiments/article.toml not found: run the bench from a source checkout to time it)")
+    else:
+        mixed.append(("article", "experiments/article.toml" + (" at a tenth of its iterations" if quick else ""),
+                      article))
+    for section, label, grid_text in mixed:
+        say(f"4. {label}")
+        one, two, _ = one_vs_two(grid_text)
+        add(section, "one after another (jobs = 1, all cores each): wall seconds", one, "s")
+        add(section, "jobs = 2, longest first: wall seconds", two, "s")
+        add(section, "jobs = 2 / one after another", two / one, "x", "target <= 1.0")
 
     frame = pd.DataFrame(rows)
     out = Path(out)

@@ -1,21 +1,37 @@
 """The benchmark's building blocks on small data. No timing is asserted:
 timings on a shared machine are noise; the benchmark reports them."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from harness import bench
+from harness import bench, mlp
 
 
-def test_gemm_and_step_timers_run_on_small_data():
+def test_step_and_gemm_callables_do_the_step_s_work():
     rng = np.random.default_rng(0)
     X = rng.random((300, 20)).astype("float32")
     y = rng.integers(0, 5, 300)
     layers = [20, 16, 8, 5]
-    g = bench.gemms_alone(layers, 300, "float32", threads=2, repeats=2)
-    assert set(g) == {"rows", "columns"} and all(v > 0 for v in g.values())
-    assert bench.ours_step(layers, X, y, "float32", threads=2, repeats=2) > 0
+    with ThreadPoolExecutor(2) as pool:
+        step = bench.ours_step(layers, X, y, "float32", pool)
+        timed = {"ours": (1, step)}
+        timed.update({k: (2, fn) for k, fn in bench.gemms_alone(layers, 300, "float32").items()})
+        medians = bench._interleaved_medians(timed, repeats=2, settle=0)
+    assert set(medians) == {"ours", "rows", "columns"} and all(v > 0 for v in medians.values())
+    # the timed step trains: three calls (one warmup, two repeats) lower the loss
+    fresh = mlp.init_params(layers, seed=0, dtype="float32")
+    assert mlp.evaluate(step.params, X, y)[0] < mlp.evaluate(fresh, X, y)[0]
 
 
-def test_median_time_calls_warmup_plus_repeats():
+def test_interleaved_medians_time_each_callable_in_turn():
     calls = []
-    assert bench._median_time(lambda: calls.append(1), repeats=5, warmup=2) >= 0
-    assert len(calls) == 7
+    timed = {name: (1, lambda name=name: calls.append(name)) for name in ("a", "b")}
+    medians = bench._interleaved_medians(timed, repeats=3, warmup=2, settle=0)
+    assert set(medians) == {"a", "b"}
+    assert calls == ["a", "b"] * 5
+
+
+def test_article_grid_is_found_and_shortened_for_quick_runs():
+    full, quick = bench.article_grid(False), bench.article_grid(True)
+    assert "iterations = 1000" in full and "iterations = 500" in full
+    assert "iterations = 100" in quick and "iterations = 50" in quick
