@@ -370,6 +370,17 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
     return frame
 
 
+def _ratios(frame):
+    """The ratio rows of a bench frame, each with a unique ``label`` and its
+    ``target`` (NaN if none)."""
+    ratios = frame[(frame.unit == "x")].copy()
+    # Items repeat across sections ("ours / PyTorch"), so the section names them.
+    ratios["label"] = [item if section == "step" else f"{section}: {item}"
+                       for section, item in zip(ratios.section, ratios["item"])]
+    ratios["target"] = ratios.note.fillna("").str.extract(r"target <= ([\d.]+)", expand=False).astype(float)
+    return ratios
+
+
 def _plot(frame, path):
     import matplotlib
 
@@ -377,10 +388,13 @@ def _plot(frame, path):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    ratios = frame[(frame.unit == "x")].copy()
+    ratios = _ratios(frame)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(ratios) + 1.5))
-    sns.barplot(data=ratios, y="item", x="value", color="steelblue", ax=ax)
+    sns.barplot(data=ratios, y="label", x="value", color="steelblue", ax=ax)
+    marked = ratios.reset_index(drop=True).dropna(subset=["target"])
+    ax.scatter(marked.target, marked.index, marker="|", s=300, color="crimson", zorder=3, label="target")
     ax.axvline(1.0, color="black", linewidth=1)
+    ax.legend(loc="lower right")
     ax.set_xlabel("ratio (lower is better for us)")
     ax.set_ylabel("")
     ax.set_title("harness bench: ratios measured in one run")

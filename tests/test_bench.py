@@ -1,5 +1,6 @@
 """The benchmark's building blocks on small data. No timing is asserted:
 timings on a shared machine are noise; the benchmark reports them."""
+import io
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,3 +36,21 @@ def test_article_grid_is_found_and_shortened_for_quick_runs():
     full, quick = bench.article_grid(False), bench.article_grid(True)
     assert "iterations = 1000" in full and "iterations = 500" in full
     assert "iterations = 100" in quick and "iterations = 50" in quick
+
+
+def test_plot_rows_keep_same_named_ratios_of_different_sections_apart(tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(
+        "section,item,value,unit,note\n"
+        "step,784-10-10 float64: ours,0.04,s,\n"
+        "step,784-10-10 float64: ours / GEMMs,0.95,x,target <= 1.2\n"
+        "mixed,jobs = 2 / one after another,0.91,x,target <= 1.0\n"
+        "article,jobs = 2 / one after another,0.97,x,target <= 1.0\n"
+        "step,784-10-10 float64: ours / PyTorch,0.88,x,\n"))
+    ratios = bench._ratios(frame)
+    assert list(ratios.label) == ["784-10-10 float64: ours / GEMMs", "mixed: jobs = 2 / one after another",
+                                  "article: jobs = 2 / one after another", "784-10-10 float64: ours / PyTorch"]
+    assert list(ratios.target.fillna(-1)) == [1.2, 1.0, 1.0, -1]
+    bench._plot(frame, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
