@@ -35,17 +35,6 @@ from .optim import make_optimizer
 NETS = ([784, 10, 10], [784, 256, 128, 64, 10])
 
 
-def _median_time(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 # --- 1. the full-batch step -----------------------------------------------------
 
 def _interleaved_medians(timed, repeats, warmup=1, settle=0.2):
@@ -336,11 +325,10 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
             two, peak = sweep_seconds(grid_text, 2, tmp)
         return one, two, peak
 
-    for label, template in (("full batch, 10,000 rows", SMALL_GRID),
-                            ("minibatch 128, Adam, 60,000 rows", SMALL_MINIBATCH_GRID)):
+    for label, template, its in (("full batch, 10,000 rows", SMALL_GRID, iterations),
+                                 ("minibatch 128, Adam, 60,000 rows", SMALL_MINIBATCH_GRID, 400 if quick else 2000)):
         say(f"3. sweep throughput: 8 runs of 784-64-10, {label}")
-        minibatch = template is SMALL_MINIBATCH_GRID
-        one, two, peak = one_vs_two(template.format(iterations=(400 if quick else 2000) if minibatch else iterations))
+        one, two, peak = one_vs_two(template.format(iterations=its))
         add("sweep", f"{label}: jobs = 1: wall seconds", one, "s")
         add("sweep", f"{label}: jobs = 2: wall seconds", two, "s")
         add("sweep", f"{label}: jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
