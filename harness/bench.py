@@ -8,6 +8,8 @@ taken in the same run. Measured:
    against the same step in PyTorch when it is installed; these are timed
    round-robin, so the machine's drifts hit them alike;
 2. minibatch Adam to 97.5% test accuracy, training time only, against PyTorch;
+   and a lone minibatch run (batch 128): its epoch against PyTorch's with
+   the same threads, and its step against the step's GEMMs alone;
 3. sweep throughput: 8 small runs with ``jobs = 1`` against ``jobs = 2``, full
    batch and in minibatches, and the peak memory of a ``jobs = 2`` worker;
 4. a mixed sweep (one big run, four small) and ``experiments/article.toml``
@@ -22,7 +24,6 @@ import re
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import data as datamod, mlp, store
+from .parallel import Threads
 from .optim import make_optimizer
 
 NETS = ([784, 10, 10], [784, 256, 128, 64, 10])
@@ -153,8 +155,8 @@ def ours_to_target(split, threads, target, max_epochs, eval_every=100):
                     eval_every=eval_every, epochs=max_epochs)
     params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
     spent = 0.0
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        for row in train_steps(params, cfg, split, pool if threads > 1 else None):
+    with threadpool_limits(1, user_api="blas"), Threads(threads) as pool:
+        for row in train_steps(params, cfg, split, pool):
             spent += row["iter_seconds"]
             if row["val_acc"] is not None and row["val_acc"] >= target:
                 return spent, row["iteration"]
@@ -191,6 +193,119 @@ def torch_to_target(split, threads, target, max_epochs, eval_every=100):
                     if (model(Xv).argmax(1) == yv).float().mean().item() >= target:
                         return spent, it
     return None, None
+
+
+# --- 2b. a lone minibatch run ----------------------------------------------------
+
+MINIBATCH_NETS = ((784, 256, 128, 64, 10), (784, 64, 10))
+
+
+def ours_epoch(layers, split, pool):
+    """One epoch of minibatch Adam (batch 128, float32) as a callable: it
+    trains on, epoch after epoch, and returns the epoch's training seconds
+    (the steps only, evaluation excluded)."""
+    from .config import RunConfig
+    from .train import train_steps
+
+    cfg = RunConfig(layers=tuple(layers), optimizer="adam", lr=1e-3, batch_size=128, dtype="float32",
+                    eval_every=10**9, epochs=1000)
+    params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
+    steps = train_steps(params, cfg, split, pool)
+    per_epoch = -(-len(split.y_train) // 128)
+
+    def epoch():
+        with threadpool_limits(1, user_api="blas"):  # here only: PyTorch's BLAS keeps its threads
+            return sum(next(steps)["iter_seconds"] for _ in range(per_epoch))
+    return epoch
+
+
+def torch_epoch(layers, split, threads):
+    """The same epoch in PyTorch (nn.Linear + ReLU, CrossEntropyLoss, Adam);
+    None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    mods = []
+    for a, b in zip(layers[:-1], layers[1:]):
+        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*mods[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    X, y = torch.from_numpy(split.X_train), torch.from_numpy(split.y_train.astype(np.int64))
+    gen = np.random.default_rng(1)
+
+    def epoch():
+        order = torch.from_numpy(gen.permutation(len(X)))
+        spent = 0.0
+        for start in range(0, len(X), 128):
+            t = time.perf_counter()
+            idx = order[start:start + 128]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(X[idx]), y[idx]).backward()
+            opt.step()
+            spent += time.perf_counter() - t
+        return spent
+    return epoch
+
+
+def _interleaved_results(timed, repeats, settle=0.2):
+    """Median of the values that each of ``timed`` (``{name: fn}``, each
+    returning seconds it measured itself) returns, called round-robin after
+    ``settle`` seconds of quiet, one warm-up round first."""
+    got = {name: [] for name in timed}
+    for round_ in range(repeats + 1):
+        for name, fn in timed.items():
+            time.sleep(settle)
+            value = fn()
+            if round_:
+                got[name].append(value)
+    return {name: statistics.median(v) for name, v in got.items()}
+
+
+def ours_minibatch_steps(layers, X, y, pool, steps=50):
+    """``steps`` minibatch steps (128 rows, forward + backward + Adam) as one callable."""
+    params = mlp.init_params(layers, seed=0, dtype="float32")
+    opt = make_optimizer("adam", params, 1e-3)
+    batches = [np.random.default_rng(i).permutation(len(X))[:128] for i in range(steps)]
+
+    def run():
+        for rows in batches:
+            _, grads, _ = mlp.forward_backward(params, X, y, pool=pool, rows=rows)
+            opt.step(params, grads, pool=pool)
+    return run
+
+
+def minibatch_section(src, threads, repeats, add, say):
+    """A lone minibatch run: its epoch against PyTorch's and its step against its GEMMs."""
+    split = datamod.split(src, None, "test", 0, "float32")
+    for layers in MINIBATCH_NETS:
+        name = "-".join(map(str, layers))
+        with Threads(threads) as pool:
+            timed = {"ours": ours_epoch(layers, split, pool)}
+            pt = torch_epoch(layers, split, threads)
+            if pt is not None:
+                timed["torch"] = pt
+            t = _interleaved_results(timed, max(3, repeats // 2))
+        add("minibatch", f"{name} epoch, Adam, batch 128: ours", t["ours"], "s", f"({threads} threads)")
+        if pt is None:
+            add("minibatch", f"{name} epoch: PyTorch", None, "s", "(torch not installed: pip install torch==2.13.0)")
+        else:
+            add("minibatch", f"{name} epoch: PyTorch", t["torch"], "s", f"({threads} threads)")
+            add("minibatch", f"{name} epoch: ours / PyTorch", t["ours"] / t["torch"], "x",
+                "target <= 0.8" if layers == MINIBATCH_NETS[0] else "")
+        with Threads(threads) as pool:
+            timed = {"ours": (1, ours_minibatch_steps(layers, split.X_train, split.y_train, pool))}
+            gemms = gemms_alone(layers, 128, "float32")
+            timed.update({k: (threads, (lambda fn=fn: [fn() for _ in range(50)])) for k, fn in gemms.items()})
+            t = _interleaved_medians(timed, repeats)
+        layout = min(("rows", "columns"), key=t.get)
+        add("minibatch", f"{name} step (128 rows, Adam): ours", t["ours"] / 50, "s")
+        add("minibatch", f"{name} step: GEMMs alone ({layout} layout)", t[layout] / 50, "s",
+            f"({threads} BLAS threads)")
+        add("minibatch", f"{name} step: ours / GEMMs", t["ours"] / t[layout], "x", "target <= 1.3")
 
 
 # --- 3. sweep throughput --------------------------------------------------------
@@ -284,9 +399,8 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
         split = datamod.split(src, 33600, "test", 0, dtype)
         for layers in NETS:
             name = "-".join(map(str, layers))
-            with ThreadPoolExecutor(threads) as pool:
-                timed = {"ours": (1, ours_step(layers, split.X_train, split.y_train, dtype,
-                                               pool if threads > 1 else None))}
+            with Threads(threads) as pool:
+                timed = {"ours": (1, ours_step(layers, split.X_train, split.y_train, dtype, pool))}
                 timed.update({k: (threads, fn) for k, fn in gemms_alone(layers, 33600, dtype).items()})
                 pt = torch_step(layers, split.X_train, split.y_train, dtype, threads)
                 timed.update({f"torch {k}": (threads, fn) for k, fn in (pt or {}).items()})
@@ -316,6 +430,9 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
         add("adam", "PyTorch: training seconds to 97.5%", torch_s, "s", f"({torch_it} iterations)")
         if ours_s and torch_s:
             add("adam", "ours / PyTorch", ours_s / torch_s, "x", "target <= 1.0")
+
+    say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
+    minibatch_section(src, threads, repeats, add, say)
 
     iterations = 30 if quick else 150
 

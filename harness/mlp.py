@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .parallel import elementwise, pmap
+
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 INITS = ("he", "xavier", "article")
 DTYPES = ("float32", "float64")
@@ -135,32 +137,47 @@ def flops_per_iter(layers, m):
 
 # --- forward and backward -----------------------------------------------------
 
-# Rows are processed in fixed chunks of this many examples, and the chunks'
-# gradients are summed in order. Chunk boundaries never depend on the thread
-# count, so with single-threaded BLAS per chunk (as train.run sets up) the
-# numbers are identical whether the chunks run serially or on a thread pool
-# of any size. (Multithreaded OpenBLAS itself is not: its results change in
-# the last bits with the thread count.) Chunks also bound the memory kept
-# for the backward pass.
+# Rows are processed in fixed chunks whose size depends on the batch size
+# and the layer sizes alone, and the chunks' gradients are summed in order.
+# Chunk boundaries never depend on the thread count, so with single-threaded
+# BLAS per chunk (as train.run sets up) the numbers are identical whether the
+# chunks run serially or on a thread pool of any size. (Multithreaded
+# OpenBLAS itself is not: its results change in the last bits with the
+# thread count.) A large batch is cut into chunks of ROW_CHUNK rows, which
+# also bounds the memory kept for the backward pass. A smaller one is cut
+# into up to MINI_CHUNKS equal chunks, none under MIN_CHUNK rows or
+# MIN_CHUNK_FLOPS of work (so 128 rows of 784-256-128-64-10 become 2 x 64),
+# so that a minibatch run can use several cores too; a chunk smaller than
+# that would cost more in hand-offs than a second core wins.
 ROW_CHUNK = 2048
+MIN_CHUNK = 64
+MIN_CHUNK_FLOPS = 1 << 26
+MINI_CHUNKS = 4
 
 
-def _chunks(m):
-    return [slice(s, min(s + ROW_CHUNK, m)) for s in range(0, m, ROW_CHUNK)]
+def _chunks(m, layers):
+    """Fixed row slices of a batch of ``m`` rows through ``layers``."""
+    if m >= ROW_CHUNK * MINI_CHUNKS:
+        rows = ROW_CHUNK
+    else:
+        least = max(MIN_CHUNK, -(-MIN_CHUNK_FLOPS // flops_per_iter(layers, 1)))
+        rows = -(-m // max(1, min(MINI_CHUNKS, m // least)))
+    return [slice(s, min(s + rows, m)) for s in range(0, m, rows)]
 
 
 # Which way round each kind of product is handed to BLAS, per dtype: as
 # written (``A @ B``) or as its transpose (``(B.T @ A.T).T``, the examples-as-
 # columns layout of the article). Same product, no copies; only OpenBLAS's
-# kernel choice differs. Measured on its SkylakeX kernels with one thread on
-# 2048-row chunks: in float64 the transposed form is 10-40% faster for every
-# product; in float32 it only helps the weight gradients, whose numbers it
-# leaves bit-identical. The choice depends on the dtype alone, so results
+# kernel choice differs, and the transposed form is faster for the float64
+# products (the bench's "GEMMs alone" rows time both layouts). In float32 the
+# weight gradient is kept plain: transposed it comes out Fortran-ordered,
+# and the optimizer's passes over it beside the C-ordered parameters would
+# stride through memory. The choice depends on the dtype alone, so results
 # stay reproducible. Keys: forward (A @ W), weight gradient (A.T @ dZ),
 # gradient passed back (dZ @ W.T).
 _TRANSPOSED = {
     "float64": {"forward": True, "dW": True, "dA": True},
-    "float32": {"forward": False, "dW": True, "dA": False},
+    "float32": {"forward": False, "dW": False, "dA": False},
 }
 
 
@@ -169,13 +186,6 @@ def _matmul(A, B, kind):
     if _TRANSPOSED.get(A.dtype.name, {}).get(kind):
         return (B.T @ A.T).T
     return A @ B
-
-
-def _map(fn, items, pool):
-    """``[fn(x) for x in items]``, on ``pool`` (a concurrent.futures executor) if given."""
-    if pool is None or len(items) < 2:
-        return [fn(x) for x in items]
-    return list(pool.map(fn, items))
 
 
 def _logits_rows(params, X, activation):
@@ -193,7 +203,7 @@ def _logits_rows(params, X, activation):
 
 def logits(params, X, activation="relu", pool=None):
     """Output-layer pre-activations. ``X: (m, n_features)`` -> ``(m, n_classes)``."""
-    parts = _map(lambda s: _logits_rows(params, X[s], activation), _chunks(len(X)), pool)
+    parts = pmap(lambda s: _logits_rows(params, X[s], activation), _chunks(len(X), layer_sizes(params)), pool)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -279,34 +289,59 @@ def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
 
 
 def forward_backward(params, X, y, activation="relu", article_bias_grad=False, pool=None,
-                     dropout=0.0, dropout_key=(0,)):
-    """One forward and backward pass over ``X: (m, n_features)``, ``y: (m,)``.
+                     dropout=0.0, dropout_key=(0,), rows=None):
+    """One forward and backward pass over ``X: (m, n_features)``, ``y: (m,)``,
+    or over the batch ``X[rows]``, ``y[rows]`` when ``rows: (m,)`` is given
+    (each chunk then gathers its own rows).
 
     Returns ``(loss, grads, P)``: the mean loss, ``grads`` mirroring
     ``params``, and the probabilities ``P: (m, n_classes)`` (the training loop
     reads its accuracy off them at no extra cost). ``pool`` (a
-    concurrent.futures executor) runs the row chunks in parallel.
+    :class:`harness.parallel.Threads`) runs the row chunks in parallel.
     ``dropout`` is the rate on hidden layers; chunk i draws its masks from
     the seed ``(*dropout_key, i)``, so they do not depend on the pool either.
     """
-    m = len(X)
-    chunks = _chunks(m)
-    keys = [(*dropout_key, i) for i in range(len(chunks))]
-    parts = _map(lambda i: _chunk_forward_backward(params, X[chunks[i]], y[chunks[i]], activation, m,
-                                                   dropout, keys[i]), range(len(chunks)), pool)
-    loss, grads, P = parts[0]
-    for part_loss, part_grads, _ in parts[1:]:
-        loss += part_loss
-        for (dW, db), (pW, pb) in zip(grads, part_grads):
-            dW += pW
-            db += pb
-    if len(parts) > 1:
-        P = np.concatenate([p[2] for p in parts])
+    m = len(X) if rows is None else len(rows)
+    chunks = _chunks(m, layer_sizes(params))
+
+    def part(i):
+        s = chunks[i] if rows is None else rows[chunks[i]]
+        return _chunk_forward_backward(params, X[s], y[s], activation, m, dropout, (*dropout_key, i))
+
+    parts = pmap(part, range(len(chunks)), pool)
+    loss = parts[0][0]
+    for p in parts[1:]:
+        loss += p[0]
+    grads = _sum_grads([p[1] for p in parts], pool)
+    P = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
     if article_bias_grad:
         # The article's quirk: one scalar, the sum of dZ over classes and examples.
         dW, db = grads[-1]
         grads[-1] = (dW, np.full_like(db, db.sum()))
     return loss, grads, P
+
+
+def _sum_grads(parts, pool):
+    """The sum of the chunks' gradients, added in chunk order, block by block
+    on ``pool``, into new C-ordered arrays: a weight gradient computed
+    transposed is Fortran-ordered, and the optimizer's passes over it beside
+    C-ordered parameters would otherwise stride through memory."""
+    flat = [[g for pair in part for g in pair] for part in parts]
+
+    if len(parts) == 1 and all(g.flags.c_contiguous for g in flat[0]):
+        return parts[0]
+    out = [np.empty(g.shape, g.dtype) for g in flat[0]]
+
+    def add(i, index):
+        target = out[i][index]
+        if len(flat) == 1:
+            target[...] = flat[0][i][index]
+            return
+        np.add(flat[0][i][index], flat[1][i][index], out=target)
+        for part in flat[2:]:
+            target += part[i][index]
+    elementwise(add, [g.shape for g in out], pool)
+    return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
 
 
 def loss_and_grads(params, X, y, activation="relu", article_bias_grad=False):

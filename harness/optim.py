@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+from .parallel import elementwise
+
 SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -34,24 +35,32 @@ def lr_at(it, total, lr, schedule="constant", step_every=1000, gamma=0.1, warmup
 
 class SGD:
     """Plain gradient descent: ``p -= lr * g``. Used for both ``gd`` (full
-    batch) and ``sgd`` (minibatch); the batch size is the loop's business."""
+    batch) and ``sgd`` (minibatch); the batch size is the loop's business.
+
+    Every optimizer updates block by block (see :mod:`harness.parallel`):
+    each block's passes run while it is in cache, and ``pool`` shares the
+    blocks out. The arithmetic is elementwise, so neither changes a bit."""
 
     def __init__(self, params, lr, weight_decay=0.0):
         self.lr = lr
         self.weight_decay = weight_decay
+        self.shapes = [p.shape for pair in params for p in pair]
+        # weight decay applies to the W of each (W, b) pair: the even arrays
+        self.decayed = [weight_decay if i % 2 == 0 else 0.0 for i in range(len(self.shapes))]
 
-    def _decayed(self, params, grads):
-        """Yields (param, grad) over all arrays, with weight decay folded into W's grad."""
-        for (W, b), (dW, db) in zip(params, grads):
-            if self.weight_decay:
-                dW = dW + self.weight_decay * W
-            yield W, dW
-            yield b, db
+    def _grad(self, i, p, g):
+        """The block ``g`` of array i's gradient, with weight decay folded in."""
+        return g + self.decayed[i] * p if self.decayed[i] else g
 
-    def step(self, params, grads, lr=None):
+    def step(self, params, grads, lr=None, pool=None):
+        """Update ``params`` in place from ``grads`` (both lists of (W, b))."""
         lr = self.lr if lr is None else lr
-        for p, g in self._decayed(params, grads):
-            p -= lr * g
+        flat_p, flat_g = _flat(params), _flat(grads)
+
+        def update(i, index):
+            p = flat_p[i][index]
+            p -= lr * self._grad(i, p, flat_g[i][index])
+        elementwise(update, self.shapes, pool)
 
 
 class Momentum(SGD):
@@ -62,12 +71,16 @@ class Momentum(SGD):
         self.momentum = momentum
         self.velocity = [np.zeros_like(p) for pair in params for p in pair]
 
-    def step(self, params, grads, lr=None):
+    def step(self, params, grads, lr=None, pool=None):
         lr = self.lr if lr is None else lr
-        for v, (p, g) in zip(self.velocity, self._decayed(params, grads)):
+        flat_p, flat_g = _flat(params), _flat(grads)
+
+        def update(i, index):
+            p, v = flat_p[i][index], self.velocity[i][index]
             v *= self.momentum
-            v += g
+            v += self._grad(i, p, flat_g[i][index])
             p -= lr * v
+        elementwise(update, self.shapes, pool)
 
 
 class Adam(SGD):
@@ -82,7 +95,7 @@ class Adam(SGD):
         self.v = [np.zeros_like(p) for pair in params for p in pair]
         self.buf = [np.empty_like(p) for pair in params for p in pair]
 
-    def step(self, params, grads, lr=None):
+    def step(self, params, grads, lr=None, pool=None):
         lr = self.lr if lr is None else lr
         self.t += 1
         b1, b2 = self.beta1, self.beta2
@@ -90,7 +103,11 @@ class Adam(SGD):
         # floats keep float32 arrays float32 (NEP 50 weak scalars).
         step_size = float(lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t))
         eps_hat = float(self.eps * math.sqrt(1 - b2**self.t))
-        for m, v, buf, (p, g) in zip(self.m, self.v, self.buf, self._decayed(params, grads)):
+        flat_p, flat_g = _flat(params), _flat(grads)
+
+        def update(i, index):
+            p, m, v, buf = flat_p[i][index], self.m[i][index], self.v[i][index], self.buf[i][index]
+            g = self._grad(i, p, flat_g[i][index])
             m *= b1
             np.multiply(g, 1 - b1, out=buf)
             m += buf
@@ -103,13 +120,22 @@ class Adam(SGD):
             np.divide(m, buf, out=buf)
             buf *= step_size
             p -= buf
+        elementwise(update, self.shapes, pool)
+
+
+def _flat(pairs):
+    """``[(W, b), ...]`` -> ``[W, b, ...]``."""
+    return [a for pair in pairs for a in pair]
+
+
+OPTIMIZER_CLASSES = {"gd": SGD, "sgd": SGD, "momentum": Momentum, "adam": Adam}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 
 
 def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):
-    if name in ("gd", "sgd"):
-        return SGD(params, lr, weight_decay)
-    if name == "momentum":
-        return Momentum(params, lr, weight_decay, momentum)
-    if name == "adam":
-        return Adam(params, lr, weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    try:
+        cls = OPTIMIZER_CLASSES[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}") from None
+    extra = {"momentum": momentum} if cls is Momentum else {}
+    return cls(params, lr, weight_decay, **extra)

@@ -11,7 +11,6 @@ import socket
 import statistics
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from . import __version__, data as datamod, mlp, store
 from .config import RunConfig, check_fits
 from .optim import lr_at, make_optimizer
+from .parallel import Threads
 
 
 # A loss this many times the first one counts as diverged. The fused softmax
@@ -59,8 +59,8 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     update) only. A diverging loss ends the loop after yielding its row.
     With ``early_stopping``, training stops after that many evaluations
     without a better validation accuracy, and ``params`` are left at their
-    best evaluation. ``pool`` (a concurrent.futures executor) runs row
-    chunks in parallel.
+    best evaluation. ``pool`` (a :class:`harness.parallel.Threads`) runs row
+    chunks and the update's blocks in parallel.
     """
     X, y = split.X_train, split.y_train
     m = len(X)
@@ -74,19 +74,16 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     start = time.perf_counter()
     for it in range(1, total + 1):
         t0 = time.perf_counter()
-        if batches is None:
-            Xb, yb = X, y
-        else:
-            idx = next(batches)
-            Xb, yb = X[idx], y[idx]
-        loss, grads, P = mlp.forward_backward(params, Xb, yb, cfg.activation, cfg.article_bias_grad, pool,
-                                              cfg.dropout, (cfg.seed, 2, it))
+        idx = None if batches is None else next(batches)
+        yb = y if idx is None else y[idx]
+        loss, grads, P = mlp.forward_backward(params, X, y, cfg.activation, cfg.article_bias_grad, pool,
+                                              cfg.dropout, (cfg.seed, 2, it), rows=idx)
         finite = loss <= limit  # False for NaN and inf too
         if it == 1 and finite:
             limit = DIVERGE_FACTOR * max(loss, math.log(P.shape[1]))
         if finite:
             lr = lr_at(it, total, cfg.lr, cfg.lr_schedule, cfg.lr_step_every, cfg.lr_gamma, cfg.warmup)
-            opt.step(params, grads, lr)
+            opt.step(params, grads, lr, pool)
         t1 = time.perf_counter()
         row = {
             "iteration": it,
@@ -164,39 +161,6 @@ def blas_info():
         if lib.get("user_api") == "blas":
             return lib.get("internal_api"), lib.get("num_threads")
     return None, None
-
-
-class Threads:
-    """The pool that runs a step's row chunks: ``map`` like an executor's.
-
-    Its size can follow ``follow``, a file holding a thread count that a
-    sweep rewrites when workers go idle, so runs still going use the freed
-    cores. The chunks are fixed, so the size never changes the numbers."""
-
-    def __init__(self, n, follow=None):
-        self.n, self.executor = 0, None
-        self.follow = Path(follow) if follow else None
-        self.next_check = 0.0
-        self.resize(n)
-
-    def resize(self, n):
-        if n != self.n:
-            if self.executor is not None:
-                self.executor.shutdown(wait=True)
-            self.executor = ThreadPoolExecutor(n, thread_name_prefix="harness") if n > 1 else None
-            self.n = n
-
-    def map(self, fn, items):
-        if self.follow is not None and time.monotonic() >= self.next_check:
-            self.next_check = time.monotonic() + 1.0
-            try:
-                self.resize(max(1, int(self.follow.read_text())))
-            except (OSError, ValueError):
-                pass  # no file yet, or half-written: keep the current size
-        return map(fn, items) if self.executor is None else self.executor.map(fn, items)
-
-    def close(self):
-        self.resize(1)
 
 
 def prepare(cfg: RunConfig, source=None):

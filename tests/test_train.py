@@ -143,7 +143,7 @@ def test_config_is_strict():
 
 
 def test_thread_pool_follows_its_file_without_changing_the_numbers(tiny_csv, tmp_path, monkeypatch):
-    from harness.train import Threads
+    from harness.parallel import Threads
 
     monkeypatch.setattr(mlp, "ROW_CHUNK", 32)  # several chunks even on tiny data
     follow = tmp_path / ".threads"

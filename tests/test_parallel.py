@@ -1,0 +1,149 @@
+"""The run's thread pool: fixed chunks and blocks, so any pool size gives the same numbers."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from harness import mlp, optim, parallel
+from harness.config import RunConfig
+from harness.data import Split
+from harness.train import train_steps
+
+
+def _problem(layers, m, seed=0, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(m, layers[0])).astype(dtype), rng.integers(0, layers[-1], size=m)
+
+
+def test_chunks_depend_on_the_batch_and_the_layers_only():
+    big = [784, 256, 128, 64, 10]
+    assert mlp._chunks(128, big) == [slice(0, 64), slice(64, 128)]
+    assert mlp._chunks(256, big) == [slice(s, s + 64) for s in range(0, 256, 64)]
+    assert mlp._chunks(128, [784, 64, 10]) == [slice(0, 128)]  # too little work to share
+    assert mlp._chunks(33600, [784, 10, 10])[:2] == [slice(0, 2048), slice(2048, 4096)]
+    for m in (1, 63, 100, 129, 5000, 9000):
+        rows = np.concatenate([np.arange(m)[s] for s in mlp._chunks(m, big)])
+        np.testing.assert_array_equal(rows, np.arange(m))  # every row once, in order
+
+
+@pytest.mark.parametrize("dtype", mlp.DTYPES)
+def test_chunked_minibatch_equals_one_plain_pass(dtype):
+    layers = [784, 256, 128, 64, 10]
+    params = mlp.init_params(layers, seed=0, dtype=dtype)
+    X, y = _problem(layers, 1000, dtype=dtype)
+    rows = np.random.default_rng(1).permutation(1000)[:128]
+    loss, grads, P = mlp.forward_backward(params, X, y, rows=rows)
+    assert len(mlp._chunks(128, layers)) == 2
+    # the plain path: one pass over the gathered batch, no chunks
+    p_loss, p_grads, p_P = mlp._chunk_forward_backward(params, X[rows], y[rows], "relu", 128)
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    assert loss == pytest.approx(p_loss, rel=rtol)
+    np.testing.assert_allclose(P, p_P, rtol=rtol, atol=1e-7)
+    for (dW, db), (pW, pb) in zip(grads, p_grads):
+        assert dW.flags.c_contiguous
+        np.testing.assert_allclose(dW, pW, rtol=rtol, atol=1e-7)
+        np.testing.assert_allclose(db, pb, rtol=rtol, atol=1e-7)
+    # gathering inside the chunks is the same as gathering first
+    g_loss, g_grads, _ = mlp.forward_backward(params, X[rows], y[rows])
+    assert g_loss == loss
+    np.testing.assert_array_equal(g_grads[0][0], grads[0][0])
+
+
+def test_a_minibatch_step_is_identical_on_any_pool():
+    layers = [784, 256, 128, 64, 10]
+    X, y = _problem(layers, 1000)
+    rows = np.arange(0, 1000, 7)[:128]
+    outcomes = []
+    with threadpool_limits(1, user_api="blas"):
+        for n in (1, 2, 3):
+            params = mlp.init_params(layers, seed=0, dtype="float32")
+            opt = optim.make_optimizer("adam", params, 1e-3, weight_decay=1e-4)
+            with parallel.Threads(n) as pool:
+                for _ in range(3):
+                    loss, grads, _ = mlp.forward_backward(params, X, y, pool=pool, dropout=0.2, rows=rows)
+                    opt.step(params, grads, pool=pool)
+            outcomes.append((loss, params))
+    for loss, params in outcomes[1:]:
+        assert loss == outcomes[0][0]
+        for (W, b), (W0, b0) in zip(params, outcomes[0][1]):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+
+
+def _reference_step(name, params, grads, state, lr, wd, mu=0.9, b1=0.9, b2=0.999, eps=1e-8):
+    """The optimizers written plainly, whole arrays at a time, from their formulas."""
+    state["t"] = state.get("t", 0) + 1
+    out = []
+    for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
+        pair = []
+        for j, (p, g) in enumerate(((W, dW), (b, db))):
+            g = g + wd * p if j == 0 else g
+            key = (i, j)
+            if name == "momentum":
+                v = state[key] = mu * state.get(key, 0) + g
+                p = p - lr * v
+            elif name == "adam":
+                m, v = state.get(key, (0, 0))
+                m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+                state[key] = (m, v)
+                t = state["t"]
+                p = p - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+            else:
+                p = p - lr * g
+            pair.append(p)
+        out.append(tuple(pair))
+    return out
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_blocked_parallel_update_matches_the_plain_formulas(name, monkeypatch):
+    monkeypatch.setattr(parallel, "BLOCK", 100)        # many blocks, rows split across them
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)   # shared out even on small arrays
+    layers = [30, 40, 7]
+    runs = []
+    for n in (1, 2, 3):
+        params = mlp.init_params(layers, seed=0, dtype="float64")
+        ref = [(W.copy(), b.copy()) for W, b in params]
+        state = {}
+        opt = optim.make_optimizer(name, params, 0.01, weight_decay=0.1)
+        with parallel.Threads(n) as pool:
+            for step in range(4):
+                grads = mlp.init_params(layers, seed=10 + step, dtype="float64")
+                opt.step(params, grads, pool=pool)
+                ref = _reference_step(name, ref, grads, state, 0.01, 0.1)
+        for (W, b), (rW, rb) in zip(params, ref):
+            np.testing.assert_allclose(W, rW, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(b, rb, rtol=1e-9, atol=1e-12)
+        runs.append(params)
+    for params in runs[1:]:
+        for (W, b), (W0, b0) in zip(params, runs[0]):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+
+
+def test_elementwise_visits_every_block_once_in_balanced_shares(monkeypatch):
+    monkeypatch.setattr(parallel, "BLOCK", 1000)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)
+    shapes = [(784, 64), (64,), (64, 10), (10,)]
+    seen = []
+    with parallel.Threads(2) as pool:
+        parallel.elementwise(lambda i, index: seen.append((i, index[0].start, index[0].stop)), shapes, pool)
+    covered = {i: sorted((a, b) for j, a, b in seen if j == i) for i in range(len(shapes))}
+    for i, shape in enumerate(shapes):
+        stops = [0] + [b for _, b in covered[i]]
+        assert [a for a, _ in covered[i]] == stops[:-1] and stops[-1] == shape[0]
+
+
+def test_a_minibatch_run_gives_the_same_metrics_on_1_and_2_threads():
+    layers = (784, 256, 128, 64, 10)
+    X, y = _problem(layers, 600)
+    Xv, yv = _problem(layers, 200, seed=1)
+    split = Split(X, y, Xv, yv, None, None)
+    cfg = RunConfig(layers=layers, optimizer="adam", lr=1e-3, batch_size=128, iterations=12, eval_every=4,
+                    dropout=0.1, lr_schedule="cosine")
+    rows = []
+    with threadpool_limits(1, user_api="blas"):
+        for n in (1, 2):
+            params = mlp.init_params(layers, seed=0, dtype="float32")
+            with parallel.Threads(n) as pool:
+                rows.append([(r["train_loss"], r["train_acc"], r["val_acc"]) for r in train_steps(params, cfg, split, pool)])
+    assert rows[0] == rows[1] and len(rows[0]) == 12
