@@ -6,18 +6,51 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
+import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from . import __version__
 from .config import HELP, RunConfig, check_exclusive, coerce
 from .errors import ConfigError, HarnessError
+from .status import parse
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        # One line, not argparse's usage dump.
-        raise ConfigError(f"{self.prog}: {message} (see --help)")
+        # One line, not argparse's usage dump; main() adds the "harness: error:" prefix.
+        where = "" if self.prog == "harness" else f"{self.prog.removeprefix('harness ')}: "
+        raise ConfigError(f"{where}{message}{_did_you_mean(self, message)} (see {self.prog} --help)")
+
+
+def _options(parser):
+    """Every flag of ``parser`` and of its subcommands."""
+    flags = []
+    for action in parser._actions:
+        flags += [o for o in action.option_strings if o.startswith("--")]
+        for sub in getattr(action, "choices", None) or {}:
+            if isinstance(action.choices[sub], argparse.ArgumentParser):
+                flags += _options(action.choices[sub])
+    return flags
+
+
+def _did_you_mean(parser, message):
+    """"; did you mean --jobs?" for a mistyped flag in argparse's message."""
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        hint = difflib.get_close_matches(choice[1], re.findall(r"'([^']*)'", choice[2]), n=1)
+        return f"; did you mean {hint[0]!r}?" if hint else ""
+    if "unrecognized arguments:" not in message:
+        return ""
+    for word in message.split("unrecognized arguments:", 1)[1].split():
+        hint = difflib.get_close_matches(word.split("=")[0], sorted(set(_options(parser))), n=1)
+        if word.startswith("-") and hint:
+            return f"; did you mean {hint[0]}?"
+    return ""
 
 
 def _flag(name):
@@ -63,6 +96,8 @@ def _add_train(sub):
 def cmd_train(args):
     from tqdm import tqdm
 
+    from .data import describe_rows
+    from .store import writable_folder
     from .train import prepare, run, total_iterations
 
     values = {}
@@ -80,6 +115,9 @@ def cmd_train(args):
         raise ConfigError(f"flags: {e}") from None
     source, split = prepare(cfg)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.run_id(source.fingerprint)
+    writable_folder(out, "run folder")
+    if not args.quiet:
+        print(f"data: {describe_rows(source, cfg.train_size, cfg.validation)}", file=sys.stderr)
     bar = tqdm(total=total_iterations(cfg, len(split.y_train)), disable=args.quiet, unit="it", desc=cfg.layers_str, file=sys.stderr)
     last_val = [None]
 
@@ -101,7 +139,7 @@ def cmd_train(args):
     if status["final_val_acc"] is not None:
         line += f", val acc {status['final_val_acc']:.4f}"
     print(f"{line}, {status['total_seconds']:.1f} s -> {out}")
-    if status["status"] == "failed":
+    if parse(status["status"]).is_failure():
         print(f"failed: {status['reason']} (traceback in {out / 'error.txt'})", file=sys.stderr)
         return 1
     return 0
@@ -129,7 +167,21 @@ def cmd_sweep(args):
     if args.dry_run:
         dry_run(sweep)
         return 0
-    return run_sweep(sweep, args.out, force=args.force, quiet=args.quiet)
+    return run_sweep(sweep, args.out, force=args.force, quiet=args.quiet, resume_command=_resume_command(args))
+
+
+def _resume_command(args):
+    """The command that resumes this sweep: the same flags, less --force."""
+    words = ["python", "-m", "harness", "sweep", args.grid]
+    if args.out != "results":
+        words += ["--out", args.out]
+    if args.jobs is not None:
+        words += ["--jobs", str(args.jobs)]
+    if args.scheduler:
+        words += ["--scheduler", args.scheduler]
+    if args.quiet:
+        words.append("--quiet")
+    return shlex.join(words)
 
 
 def _add_report(sub):
@@ -142,7 +194,10 @@ def _add_report(sub):
 
 def cmd_report(args):
     from .report import write_report
+    from .store import sweep_running
 
+    if sweep_running(args.folder):
+        print(f"note: a sweep is still running on {args.folder}; this report is partial", file=sys.stderr)
     print(f"report: {write_report(args.folder)}")
     return 0
 
@@ -169,6 +224,7 @@ def cmd_bench(args):
 def build_parser():
     p = _Parser(prog="harness", description="Compare MLP architectures trained by a NumPy core.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
     _add_sweep(sub)
@@ -185,7 +241,9 @@ def main(argv=None):
         if args.command is None:
             build_parser().print_help()
             return 2
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here
+        return code
     except HarnessError as e:
         if debug:
             raise
@@ -194,3 +252,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as a Unix tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -23,7 +23,6 @@ IDX_NAMES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-N_CLASSES = 10  # the digit layouts (IDX MNIST, Kaggle CSV) have labels 0..9
 _UBYTE = 0x08
 
 
@@ -124,17 +123,24 @@ def _images_labels(images, labels, img_path, lab_path, n_classes):
     return images.reshape(len(images), -1), labels.astype(np.int64)
 
 
-def _check_labels(labels, where, n_classes):
-    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+def _check_labels(labels, where, n_classes=None):
+    bad = np.flatnonzero((labels < 0) | (labels >= (n_classes or np.inf)))
     if bad.size:
-        raise DataError(f"{where}: label {labels[bad[0]]} at row {bad[0]} is outside 0..{n_classes - 1}")
+        span = f"0..{n_classes - 1}" if n_classes else "0 and up"
+        raise DataError(f"{where}: label {labels[bad[0]]} at row {bad[0]} is outside {span}")
 
 
-def load_idx_folder(folder, n_classes=N_CLASSES, name=None) -> Source:
+def _classes(n_classes, *labels):
+    """The number of classes: as given, or one more than the largest label."""
+    return n_classes or int(max(int(y.max()) for y in labels if y is not None and y.size)) + 1
+
+
+def load_idx_folder(folder, n_classes=None, name=None) -> Source:
     """Load a folder holding the four standard MNIST IDX files, gzip or raw.
 
     If the folder has a ``SHA256SUMS`` file (sha256 of the decompressed
-    files), every file is verified against it.
+    files), every file is verified against it. ``n_classes`` defaults to one
+    more than the largest label.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -163,7 +169,8 @@ def load_idx_folder(folder, n_classes=N_CLASSES, name=None) -> Source:
         if X_test.shape[1] != X.shape[1]:
             raise DataError(f"{paths['test_images']}: images have {X_test.shape[1]} pixels, "
                             f"training images have {X.shape[1]}")
-    return Source(name or str(folder), X, y, X_test, y_test, n_classes, digest.hexdigest()[:16])
+    return Source(name or str(folder), X, y, X_test, y_test, _classes(n_classes, y, y_test),
+                  digest.hexdigest()[:16])
 
 
 # --- CSV ----------------------------------------------------------------------
@@ -176,10 +183,11 @@ def _is_int(text):
         return False
 
 
-def load_csv(path, n_classes=N_CLASSES) -> Source:
+def load_csv(path, n_classes=None) -> Source:
     """Load a CSV in the Kaggle "Digit Recognizer" layout: a header
     ``label,pixel0,...,pixelN`` and one image per row. Without a ``label``
-    column the data loads unlabelled (``y`` is None)."""
+    column the data loads unlabelled (``y`` is None). ``n_classes`` defaults
+    to one more than the largest label."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such CSV file")
@@ -227,6 +235,7 @@ def load_csv(path, n_classes=N_CLASSES) -> Source:
         y = table[:, 0]
         _check_labels(y, path, n_classes)
     fingerprint = hashlib.sha256(raw).hexdigest()[:16]
+    n_classes = _classes(n_classes, y) if labelled else (n_classes or 0)
     return Source(str(path), np.ascontiguousarray(X, dtype=np.uint8), y, None, None, n_classes, fingerprint)
 
 
@@ -248,6 +257,41 @@ def load_source(dataset="mnist", path=None) -> Source:
     return load_idx_folder(BUNDLED[dataset], name=dataset)
 
 
+def row_counts(source: Source, train_size=None, validation="test"):
+    """``(n_train, n_val, n_test)``: the rows a run trains on, selects on, and
+    holds out (``n_test`` is 0 when the test split serves as validation).
+    A validation fraction is a share of the whole training file, taken
+    before ``train_size``. Raises DataError when they do not fit."""
+    n = len(source.X)
+    n_test = 0 if source.X_test is None else len(source.X_test)
+    if validation == "test":
+        if source.X_test is None:
+            raise DataError(f"{source.name}: has no test split; set validation to a fraction such as 0.2")
+        n_val, n_test = n_test, 0
+        held = 0
+    else:
+        held = n_val = int(round(float(validation) * n))
+        if not 0 < n_val < n:
+            raise DataError(f"validation = {validation} leaves {n_val} of {n} rows for validation")
+    available = n - held
+    n_train = available if not train_size else int(train_size)
+    if n_train > available:
+        raise DataError(f"train_size = {n_train} but {source.name} has only {available} training rows"
+                        + (f" after holding out {held} for validation" if held else ""))
+    return n_train, n_val, n_test
+
+
+def describe_rows(source: Source, train_size=None, validation="test"):
+    """One line for the user: how many rows train, validate and test."""
+    n_train, n_val, n_test = row_counts(source, train_size, validation)
+    if validation == "test":
+        where = "the official test split; nothing held out"
+    else:
+        where = f"{float(validation):g} of the {len(source.X):,} rows of the training file"
+    return (f"{n_train:,} training rows, {n_val:,} validation rows ({where})"
+            + (f", {n_test:,} test rows held out" if n_test else ""))
+
+
 def split(source: Source, train_size=None, validation="test", data_seed=0, dtype="float32") -> Split:
     """Choose and scale the rows for one run.
 
@@ -261,19 +305,7 @@ def split(source: Source, train_size=None, validation="test", data_seed=0, dtype
         raise DataError(f"{source.name}: has no 'label' column, so it cannot be trained on")
     n = len(source.X)
     perm = np.random.default_rng(data_seed).permutation(n)
-    if validation == "test":
-        if source.X_test is None:
-            raise DataError(f"{source.name}: has no test split; set validation to a fraction such as 0.2")
-        n_val = 0
-    else:
-        n_val = int(round(float(validation) * n))
-        if not 0 < n_val < n:
-            raise DataError(f"validation = {validation} leaves {n_val} of {n} rows for validation")
-    available = n - n_val
-    n_train = available if train_size is None else int(train_size)
-    if n_train > available:
-        raise DataError(f"train_size = {n_train} but {source.name} has only {available} training rows"
-                        + (f" after holding out {n_val} for validation" if n_val else ""))
+    n_train, n_val, _ = row_counts(source, train_size, validation)
     train_idx = perm[:n_train]
     if validation == "test":
         X_val, y_val = source.X_test, source.y_test

@@ -88,7 +88,12 @@ def _architectures(grid, n_in, n_out, where):
     """Layer lists from explicit ``layers`` and from depth x width x shape."""
     archs = []
     if "layers" in grid:
-        for layers in _axis(grid["layers"], "layers", where):
+        values = _axis(grid["layers"], "layers", where)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            flat = ", ".join(map(str, values))
+            raise ConfigError(f"{where} layers: an axis is a list of layer lists; for this one architecture "
+                              f"write layers = [[{flat}]] (or layers = [{flat}] in [train])")
+        for layers in values:
             archs.append(coerce("layers", layers, f"{where} layers"))
     gen = [k for k in ARCH_AXES if k in grid]
     if gen:
@@ -141,9 +146,10 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     name = sweep.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ConfigError(f"{path} [sweep] name: must be a plain folder name, got {name!r}")
+    where = f"{path} [sweep] jobs" if jobs is None else "flag --jobs"
     jobs = sweep.get("jobs", 1) if jobs is None else jobs
     if not isinstance(jobs, int) or isinstance(jobs, bool) or (jobs < 1 and jobs != -1):
-        raise ConfigError(f"{path} [sweep] jobs: must be a positive integer or -1 (all cores), got {jobs!r}")
+        raise ConfigError(f"{where}: must be a positive integer or -1 (all cores), got {jobs!r}")
     seeds = sweep.get("seeds", [0])
     _int_axis(_axis(seeds, "seeds", f"{path} [sweep]"), "seeds", f"{path} [sweep]", minimum=0)
     backend = sweep.get("backend", "loky")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import store
 from .errors import ConfigError
+from .status import RunStatus, in_comparison
 
 # Settings that, when they vary, tell grouped runs apart in the tables.
 SETTING_COLUMNS = ("lr", "optimizer", "batch_size", "activation", "init", "dtype", "iterations", "epochs",
@@ -92,7 +93,7 @@ def variant_label(row, keys):
 
 def grouped(summary):
     """Runs grouped over seeds, mean and std, sorted by validation accuracy."""
-    ok = summary[summary.status != "failed"]
+    ok = summary[in_comparison(summary.status)]
     keys = variant_keys(ok)
     g = ok.groupby(keys, sort=False)
     out = g.agg(
@@ -102,7 +103,7 @@ def grouped(summary):
         depth=("depth", "first"), width=("width", "first"),
         n_params=("n_params", "first"), flops_per_iter=("flops_per_iter", "first"),
         s_per_iter=("median_iter_seconds", "median"),
-        diverged=("status", lambda s: int((s == "diverged").sum())),
+        diverged=("status", lambda s: int((s == RunStatus.DIVERGED).sum())),
         **({"test_acc": ("test_acc", "mean"), "test_sd": ("test_acc", "std")}
            if "test_acc" in ok and ok.test_acc.notna().any() else {}),
     ).reset_index()
@@ -168,7 +169,7 @@ def plot_all(summary, metrics, folder, plots_dir):
     sns.set_theme(style="whitegrid", context="notebook")
     plots_dir.mkdir(parents=True, exist_ok=True)
     palette = _palette(summary)
-    ok = summary[summary.status == "done"].copy()
+    ok = summary[in_comparison(summary.status)].copy()
     ok["shape"] = ok.layers.map(_shape)
     written = {}
 
@@ -207,7 +208,7 @@ def plot_all(summary, metrics, folder, plots_dir):
         ax.set_title(PLOTS[name] + (" (mean ± sd over seeds)" if ok.seed.nunique() > 1 else ""))
         save(fig, name)
 
-    g = grouped(summary[summary.status == "done"]) if not ok.empty else None
+    g = grouped(summary) if not ok.empty else None
 
     # accuracy against time per iteration, Pareto front
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -319,7 +320,7 @@ def plot_all(summary, metrics, folder, plots_dir):
 def _article_section(summary):
     """Rows comparing the article's claims with our runs, or None if this
     sweep does not hold the article's two networks trained its way."""
-    faithful = summary[(summary.optimizer == "gd") & (summary.init == "article") & (summary.status != "failed")]
+    faithful = summary[(summary.optimizer == "gd") & (summary.init == "article") & in_comparison(summary.status)]
     if not set(ARTICLE_CLAIMS) <= set(faithful.layers):
         return None
     rows, times = [], {}
@@ -365,6 +366,10 @@ def build(folder):
     blocks = []
     name = folder.name
     blocks.append(("h1", f"Sweep report: {name}"))
+    if store.sweep_running(folder):
+        written = pd.Timestamp.now().strftime("%Y-%m-%d %H:%M:%S")
+        blocks.append(("p", f"**Partial:** a sweep is still running on this folder. This report, written "
+                            f"{written}, holds only the runs finished by then."))
     counts = summary.status.value_counts()
     blocks.append(("p", f"{len(summary)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
                    + ". Accuracies are fractions of the validation data "
@@ -418,7 +423,7 @@ def build(folder):
                             "at most its time per iteration."))
         blocks.append(("table", _budget_table(done)))
 
-    bad = summary[summary.status != "done"]
+    bad = summary[summary.status != RunStatus.DONE]
     blocks.append(("h2", "Failed and diverged runs"))
     if bad.empty:
         blocks.append(("p", "None."))

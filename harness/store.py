@@ -10,6 +10,7 @@ confusion matrix of the final parameters), ``error.txt`` for a failed run, and
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -17,8 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
+from .status import parse as parse_status
+
 METRIC_COLUMNS = ("iteration", "train_loss", "train_acc", "val_acc", "iter_seconds", "elapsed_seconds")
 STATUS = "status.json"
+LOCK = ".lock"  # held by a running sweep (see harness.sweep.locked)
 
 
 def atomic_write_bytes(path, data: bytes):
@@ -98,6 +103,41 @@ class MetricsWriter:
     def close(self):
         if not self._f.closed:
             self._f.close()
+
+
+def write_status(folder, record: dict):
+    """Write ``status.json``, the completion marker: the one writer of it.
+    ``record["status"]`` must be one of :class:`harness.status.RunStatus`."""
+    parse_status(record["status"])
+    atomic_write_json(Path(folder) / STATUS, record)
+
+
+def writable_folder(folder, what="results folder", flag="--out DIR"):
+    """Create ``folder`` and check that files can be written in it; raises
+    ConfigError naming it (and the flag that chooses another) otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{folder}: {what} cannot be written ({e.strerror or e}); "
+                          f"choose another with {flag}") from None
+
+
+def sweep_running(folder) -> bool:
+    """Whether a sweep holds ``folder/.lock`` now. It is an OS lock, so a
+    sweep that died holds nothing."""
+    path = Path(folder) / LOCK
+    if not path.is_file():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused while a sweep holds it exclusively
+        except BlockingIOError:
+            return True
+    return False
 
 
 def read_status(folder):

@@ -15,6 +15,9 @@ import shutil
 import signal
 import socket
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,12 +26,12 @@ from . import mlp, store
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
+from .status import NAMES, RunStatus, finished, in_comparison, parse
 from .train import prepare, run as train_run, total_iterations
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
 SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "test_acc", "final_train_loss",
                 "median_iter_seconds", "total_seconds", "iterations_run", "kept_iteration", "reason")
-FINISHED = ("done", "diverged")
 
 
 def cost(cfg: RunConfig, n_train: int) -> int:
@@ -37,38 +40,154 @@ def cost(cfg: RunConfig, n_train: int) -> int:
     return mlp.flops_per_iter(cfg.layers, m) * total_iterations(cfg, n_train)
 
 
-def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None):
+# --- no orphans: a run writes only while the sweep that started it lives ----------
+#
+# A sweep's main process may die by any signal (SIGKILL, an OOM kill, a closed
+# terminal). Its workers and their run processes then stop by themselves:
+# each watches the main process (pid and start time, so a reused pid does
+# not fool it) and exits within WATCH_SECONDS. And each holds a shared lock on
+# ``.writers`` while it may write; a new sweep takes ``.lock`` and then waits
+# for an exclusive lock on ``.writers``, so it never races a writer of the old
+# one. Local only: Dask workers on other machines cannot see the main
+# process (see the README).
+WRITERS = ".writers"
+WATCH_SECONDS = 0.5
+WRITERS_WAIT = 60
+
+
+def _start_time(pid):
+    """The process's start time (from /proc), or None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The sweep main process that a worker serves, and its writers' lock file."""
+
+    pid: int
+    started: str | None
+    writers: str
+
+    @classmethod
+    def me(cls, out: Path):
+        return cls(os.getpid(), _start_time(os.getpid()), str(out / WRITERS))
+
+    def alive(self) -> bool:
+        if self.started is None:  # no /proc: the pid alone
+            try:
+                os.kill(self.pid, 0)
+                return True
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        return _start_time(self.pid) == self.started
+
+
+_watched = {"owner": None, "thread": None}
+
+
+def _watch(owner: Owner | None, new_process=False):
+    """Exit this process soon after ``owner`` dies (one watcher thread per process)."""
+    _watched["owner"] = owner
+    if owner is None or (_watched["thread"] is not None and not new_process):
+        return
+
+    def loop():
+        while True:
+            time.sleep(WATCH_SECONDS)
+            current = _watched["owner"]
+            if current is not None and not current.alive():
+                os._exit(3)  # the sweep that started this run is gone: write nothing more
+    _watched["thread"] = threading.Thread(target=loop, name="harness-owner-watch", daemon=True)
+    _watched["thread"].start()
+
+
+@contextlib.contextmanager
+def _writing(owner: Owner | None):
+    """Hold a shared lock on the writers' file while a run may write (a
+    forked run process inherits it), having checked the owner still lives."""
+    if owner is None:
+        yield
+        return
+    fd = os.open(owner.writers, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if not owner.alive():
+            os._exit(3)  # queued before the sweep died: start nothing
+        yield
+    finally:
+        os.close(fd)
+
+
+def _wait_for_old_writers(out: Path, say):
+    """Wait until no process of an earlier sweep on ``out`` can still write."""
+    fd = os.open(out / WRITERS, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, told = time.monotonic() + WRITERS_WAIT, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"{out}: processes of an earlier sweep still write here after "
+                                      f"{WRITERS_WAIT} s; stop them first") from None
+                if not told:
+                    say("waiting for the processes of an earlier sweep on this folder to stop")
+                    told = True
+                time.sleep(0.1)
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None, owner=None):
     """One run, in a worker process. Data is loaded (and cached) by the
     worker itself; only the small config crosses the process boundary.
 
     With ``isolate``, the run trains in a forked child, which inherits the
     worker's loaded data: if the child dies (killed, out of memory), that run
-    alone is recorded as failed and the worker carries on."""
-    if not isolate:
-        return train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
-    prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
-    child = multiprocessing.get_context("fork").Process(target=_child, args=(cfg, run_dir, threads, threads_file))
-    child.start()
-    try:
-        child.join()
-    except KeyboardInterrupt:
-        child.join()  # Ctrl-C reached the child too; it marks its run interrupted
-        raise
+    alone is recorded as failed and the worker carries on. ``owner`` (the
+    sweep's main process) is watched: when it dies, this process and the
+    run's exit without writing more."""
+    _watch(owner)
+    with _writing(owner):
+        if not isolate:
+            return train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
+        prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
+        child = multiprocessing.get_context("fork").Process(target=_child,
+                                                            args=(cfg, run_dir, threads, threads_file, owner))
+        child.start()
+        try:
+            child.join()
+        except KeyboardInterrupt:
+            child.join()  # Ctrl-C reached the child too; it marks its run interrupted
+            raise
+        return _child_outcome(child.exitcode, run_dir, owner)
+
+
+def _child_outcome(code, run_dir, owner):
+    """The status of a run trained in a child that exited with ``code``."""
     status = store.read_status(run_dir)
-    if child.exitcode == 0 and status is not None:
+    if code == 0 and status is not None:
         return status
-    code = child.exitcode
+    if owner is not None and not owner.alive():
+        os._exit(3)  # the child was stopped because the sweep died: record nothing
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         reason = f"worker process died: killed by {name}" + (" (out of memory, or killed)" if name == "SIGKILL" else "")
     else:
         reason = f"worker process exited with code {code} before finishing the run"
-    status = {"status": "failed", "reason": reason, "run_id": Path(run_dir).name}
-    store.atomic_write_json(Path(run_dir) / store.STATUS, status)
+    status = {"status": RunStatus.FAILED.value, "reason": reason, "run_id": Path(run_dir).name}
+    store.write_status(run_dir, status)
     return status
 
 
-def _child(cfg, run_dir, threads, threads_file):
+def _child(cfg, run_dir, threads, threads_file, owner):
+    _watch(owner, new_process=True)  # threads do not survive a fork
     try:
         train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
     except KeyboardInterrupt:
@@ -82,7 +201,7 @@ def plan(sweep: Sweep, out_dir: Path, force=False):
     done, todo = [], []
     for run_id, cfg in zip(sweep.run_ids, sweep.runs):
         status = store.read_status(out_dir / "runs" / run_id)
-        if not force and status is not None and status.get("status") in FINISHED:
+        if not force and status is not None and finished(status.get("status")):
             done.append(run_id)
         else:
             todo.append((run_id, cfg))
@@ -127,7 +246,7 @@ def locked(out: Path, say):
     """Hold ``out/.lock`` for the sweep's duration. The kernel drops the
     lock when its holder dies, so a lock file left by a dead process is
     simply taken over."""
-    path = out / ".lock"
+    path = out / store.LOCK
     f = open(path, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,41 +272,28 @@ def locked(out: Path, say):
         f.close()
 
 
-def _prepare_folder(out: Path, sweep: Sweep):
-    try:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"{out}: results folder cannot be written ({e.strerror}); "
-                          "choose another with --out DIR") from None
-
-
-def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False, report=True):
+def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False, report=True, resume_command=None):
     """Train the grid's unfinished runs, write ``summary.csv`` and (unless
     ``report`` is false) the report. Returns the exit status: 0, 1 if any
-    run failed, 130 if interrupted."""
+    run failed, 130 if interrupted. ``resume_command`` is what the
+    interruption message tells the user to run again."""
     out = Path(out_root) / sweep.name
-    _prepare_folder(out, sweep)
+    store.writable_folder(out)
+    (out / "runs").mkdir(exist_ok=True)
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     with locked(out, say):
+        _wait_for_old_writers(out, say)
         store.atomic_write_text(out / "sweep.toml", sweep.text)
-        done, todo = plan(sweep, out, force)
-        if done:
-            say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
-        stray = {p.name for p in (out / "runs").iterdir() if p.is_dir()} - set(sweep.run_ids)
-        if stray:
-            say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
-                "kept on disk, left out of summary.csv and the report")
-        for run_id, _ in todo:
-            shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
+        say(f"results: {out.resolve()}")
+        for line in _data_lines(sweep):
+            say(f"data: {line}")
+        todo = _plan_and_tell(sweep, out, force, say)
         try:
             failed = _execute(sweep, out, todo, quiet)
         except KeyboardInterrupt:
             write_summary(sweep, out)
-            print(f"interrupted: finished runs are kept; resume with the same command "
-                  f"(python -m harness sweep {sweep.path})", file=sys.stderr)
+            again = resume_command or f"python -m harness sweep {sweep.path}"
+            print(f"interrupted: finished runs are kept; resume with: {again}", file=sys.stderr)
             return 130
         summary = write_summary(sweep, out)
     if not quiet:
@@ -204,6 +310,41 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False, report
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _data_lines(sweep: Sweep):
+    """The row counts of each distinct data setting of the sweep's runs."""
+    from .data import describe_rows, load_source
+
+    settings = dict.fromkeys((c.dataset, c.path or None, c.train_size, c.validation) for c in sweep.runs)
+    return [describe_rows(load_source(dataset, path), train_size, validation)
+            for dataset, path, train_size, validation in settings]
+
+
+def _plan_and_tell(sweep: Sweep, out: Path, force, say):
+    """Plan the runs, say what is kept and what is redone, and clear the
+    folders of runs to redo. Returns the runs to train."""
+    done, todo = plan(sweep, out, force)
+    if done:
+        say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
+    unfinished = {}
+    for run_id, _ in todo:
+        folder = out / "runs" / run_id
+        status = store.read_status(folder)
+        if status is not None and not (force and finished(status.get("status"))):
+            unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1
+        elif status is None and folder.is_dir():
+            unfinished["cut short"] = unfinished.get("cut short", 0) + 1
+    if unfinished:
+        parts = ", ".join(f"{unfinished[what]} {what}" for what in sorted(unfinished, key=lambda w: (w == "cut short", w)))
+        say(f"redoing {_count(sum(unfinished.values()), 'unfinished run')} from the start ({parts})")
+    stray = {p.name for p in (out / "runs").iterdir() if p.is_dir()} - set(sweep.run_ids)
+    if stray:
+        say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
+            "kept on disk, left out of summary.csv and the report")
+    for run_id, _ in todo:
+        shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
+    return todo
 
 
 def _count(n, noun):
@@ -224,19 +365,20 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
     client = _dask_client(sweep.scheduler) if sweep.backend == "dask" else None
     isolate = client is None and "fork" in multiprocessing.get_all_start_methods()
     bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, desc=sweep.name)
-    counts = {"done": 0, "diverged": 0, "failed": 0}
+    counts = dict.fromkeys(NAMES, 0)
     failed, pending = [], list(todo)
     # Runs read their thread count from this file as they go: when fewer runs
     # are left than workers, the ones still going take over the idle cores.
     threads_file = None if client else out / ".threads"
+    owner = None if client else Owner.me(out)
     remaining = [len(todo)]
 
     def record(status):
         counts[status["status"]] = counts.get(status["status"], 0) + 1
-        if status["status"] == "failed":
+        if parse(status["status"]).is_failure():
             failed.append(status)
         bar.update(1)
-        bar.set_postfix(counts, refresh=False)
+        bar.set_postfix({k: n for k, n in counts.items() if n}, refresh=False)
         remaining[0] -= 1
         if threads_file is not None and remaining[0]:
             running = min(_jobs(sweep, len(todo)), remaining[0])
@@ -249,7 +391,7 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
                 if threads_file is not None:
                     store.atomic_write_text(threads_file, f"{threads}\n")
                 tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
-                                          threads_file and str(threads_file))
+                                          threads_file and str(threads_file), owner)
                          for run_id, cfg in pending)
                 try:
                     for status in parallel(tasks):
@@ -261,9 +403,9 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
                     if not lost:
                         raise
                     for run_id, _ in lost:
-                        status = {"status": "failed", "run_id": run_id,
+                        status = {"status": RunStatus.FAILED.value, "run_id": run_id,
                                   "reason": f"worker lost: {type(e).__name__}: {e}".splitlines()[0]}
-                        store.atomic_write_json(out / "runs" / run_id / store.STATUS, status)
+                        store.write_status(out / "runs" / run_id, status)
                         record(status)
                     pending = [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None]
     finally:
@@ -294,6 +436,8 @@ def summary_row(run_dir: Path):
         if key not in ("layers", "seed"):
             row[key] = value
     row["seed"] = cfg.seed
+    if cfg.path:  # the bundled dataset's name would mislead
+        row["dataset"] = Path(cfg.path).name
     row.update({k: status.get(k) for k in SUMMARY_LAST if k != "seed"})
     return row
 
@@ -310,7 +454,7 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
 def print_outcome(summary: pd.DataFrame, out: Path):
     if summary.empty:
         return
-    ok = summary[summary.status != "failed"].sort_values("final_val_acc", ascending=False)
+    ok = summary[in_comparison(summary.status)].sort_values("final_val_acc", ascending=False)
     cols = ["run_id", "layers", "seed", "status", "final_train_acc", "final_val_acc", "median_iter_seconds"]
     print(ok[cols].head(10).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     counts = ", ".join(f"{n} {status}" for status, n in summary.status.value_counts().items())

@@ -20,6 +20,7 @@ from . import __version__, data as datamod, mlp, store
 from .config import RunConfig, check_fits
 from .optim import lr_at, make_optimizer
 from .parallel import Threads
+from .status import RunStatus
 
 
 # A loss this many times the first one counts as diverged. The fused softmax
@@ -125,7 +126,7 @@ def summarize(rows):
     kept = [r for r in rows if r.get("kept")]  # early stopping keeps its best evaluation
     final = kept[-1] if kept else last
     return {
-        "status": "diverged" if diverged else "done",
+        "status": (RunStatus.DIVERGED if diverged else RunStatus.DONE).value,
         "reason": (f"loss {last['train_loss']:.4g} at iteration {last['iteration']}: not finite or over "
                    f"{DIVERGE_FACTOR}x the first loss") if diverged else "",
         "iterations_run": len(rows),
@@ -233,7 +234,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
             writer.finish()
             store.save_params(out / "params.npz", params)
             status = summarize(rows)
-            if status["status"] == "done":
+            if status["status"] == RunStatus.DONE:
                 # The rows' train figures are per batch; the final ones cover every training row.
                 loss, acc = mlp.evaluate(params, split.X_train, split.y_train, cfg.activation, pool)
                 status.update(final_train_loss=loss, final_train_acc=acc)
@@ -244,19 +245,19 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
                 store.save_confusion(out / "confusion.csv", confusion(split.y_val, predicted, source.n_classes))
         except RunTimeout as e:
             writer.close()
-            status = {**summarize(rows), "status": "failed", "reason": f"timeout: {e}"}
+            status = {**summarize(rows), "status": RunStatus.FAILED.value, "reason": f"timeout: {e}"}
         except Exception as e:
             writer.close()
             store.atomic_write_text(out / "error.txt", traceback.format_exc())
-            status = {**summarize(rows), "status": "failed",
+            status = {**summarize(rows), "status": RunStatus.FAILED.value,
                       "reason": f"{type(e).__name__}: {e}".splitlines()[0]}
         except KeyboardInterrupt:
             # Marked, so the folder says what happened; a resumed sweep redoes it.
             writer.close()
-            store.atomic_write_json(out / store.STATUS, {**summarize(rows), "status": "interrupted",
-                                                         "reason": "interrupted (Ctrl-C)", "run_id": run_id})
+            store.write_status(out, {**summarize(rows), "status": RunStatus.INTERRUPTED.value,
+                                     "reason": "interrupted (Ctrl-C)", "run_id": run_id})
             raise
     status["run_id"] = run_id
     status["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    store.atomic_write_json(out / store.STATUS, status)
+    store.write_status(out, status)
     return status

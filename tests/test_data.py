@@ -88,7 +88,6 @@ def _folder_with(tmp_path, name, raw):
     ("train-images-idx3-ubyte", idx_bytes(np.zeros((20, 4, 4)))[:-5], "truncated"),
     ("train-images-idx3-ubyte", idx_bytes(np.zeros((20, 4, 4)))[:10], "truncated header"),
     ("train-labels-idx1-ubyte", idx_bytes(np.zeros(19)), "20 images but .* has 19 labels"),
-    ("train-labels-idx1-ubyte", idx_bytes(np.full(20, 12)), "label 12 at row 0 is outside 0..9"),
     ("train-images-idx3-ubyte", b"", "empty file"),
 ])
 def test_bad_idx_files_are_named(tmp_path, name, raw, message):
@@ -96,6 +95,16 @@ def test_bad_idx_files_are_named(tmp_path, name, raw, message):
     with pytest.raises(DataError, match=message) as e:
         data.load_idx_folder(folder)
     assert "ubyte" in str(e.value)
+
+
+def test_the_number_of_classes_is_read_off_the_labels(tmp_path):
+    folder = _folder_with(tmp_path, "train-labels-idx1-ubyte", idx_bytes(np.arange(20) % 13))
+    assert data.load_idx_folder(folder).n_classes == 13  # train labels reach 12, test labels 9
+    with pytest.raises(DataError, match="label 10 at row 10 is outside 0..9"):
+        data.load_idx_folder(folder, n_classes=10)
+    assert data.load_source("mnist").n_classes == 10
+    X, y = make_digits(50, n_classes=3)
+    assert data.load_csv(write_csv(tmp_path / "three.csv", X, y)).n_classes == 3
 
 
 def test_missing_idx_file_and_folder(tmp_path):
@@ -114,7 +123,7 @@ def test_missing_idx_file_and_folder(tmp_path):
     ("label,pixel0,pixel1\n1,2,3\n4,5\n", "line 3 has 2 columns, the header has 3"),
     ("label,pixel0,pixel1\n1,2,3,4\n", "line 2 has 4 columns"),
     ("label,pixel0,pixel1\n1,2,3\n4,x5,6\n", "line 3, column 'pixel0': 'x5' is not a whole number"),
-    ("label,pixel0,pixel1\n1,2,3\n11,5,6\n", "label 11 at row 1 is outside 0..9"),
+    ("label,pixel0,pixel1\n1,2,3\n-1,5,6\n", "label -1 at row 1 is outside 0 and up"),
     ("label,pixel0,pixel1\n1,2,300\n", "pixel 300 is outside 0..255"),
     ("label,pixel0,pixelX\n1,2,3\n", "header column 3 is 'pixelX'"),
 ])

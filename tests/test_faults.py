@@ -5,7 +5,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,13 +105,63 @@ def test_sigkill_of_the_whole_sweep_loses_only_runs_in_flight(tmp_path):
     resume_keeps_finished_runs(grid, out, root)
 
 
+def _marked(mark):
+    """Pids of live processes whose environment carries ``mark`` (a sweep and all it started)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                env = (d / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"HARNESS_TEST_MARK={mark}".encode() in env:
+                pids.append(int(d.name))
+    return pids
+
+
+def _files(root):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def _start_marked(tmp_path):
+    mark = uuid.uuid4().hex
+    grid, out = slow_grid(tmp_path), tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(grid), "--out", str(out), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "HARNESS_TEST_MARK": mark})
+    root = out / "slow"
+    wait_for(lambda: len(finished(root)) >= 1 and in_flight(root))
+    return grid, out, root, proc, mark
+
+
+def test_sigkill_of_the_main_process_alone_leaves_no_writer(tmp_path):
+    grid, out, root, proc, mark = _start_marked(tmp_path)
+    assert len(_marked(mark)) >= 3  # the main process, its workers and their runs
+    os.kill(proc.pid, signal.SIGKILL)  # the main process only, not its group
+    proc.wait()
+    wait_for(lambda: not _marked(mark), seconds=5)
+    before = _files(root)
+    time.sleep(2)
+    assert _files(root) == before  # nothing writes any more
+    assert in_flight(root)  # the runs it had in flight were cut short
+    resume_keeps_finished_runs(grid, out, root)
+
+
+def test_a_resume_right_after_the_kill_waits_for_the_old_writers(tmp_path):
+    grid, out, root, proc, mark = _start_marked(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resume_keeps_finished_runs(grid, out, root)
+    assert not _marked(mark)
+
+
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: len(in_flight(root)) >= 1)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert "resume with the same command" in err
+    assert f"resume with: python -m harness sweep {grid} --out {out} --quiet" in err
     assert "Traceback" not in err, err
     statuses = {json.loads((r / "status.json").read_text())["status"] for r in runs(root) if (r / "status.json").exists()}
     assert statuses <= {"done", "interrupted"}
@@ -190,7 +243,9 @@ def test_unwritable_results_folder(tmp_path, tiny_csv, capsys):
 
 def test_a_class_absent_from_the_training_rows(tmp_path, capsys):
     X, y = make_digits(300)
-    y[y == 9] = 8  # no 9 anywhere in the training file
+    y[y == 9] = 8
+    last = np.random.default_rng(0).permutation(300)[-1]  # a validation row (the end of the data_seed shuffle)
+    y[last] = 9  # so 9 is a class of the data, but no training row has it
     write_csv(tmp_path / "data.csv", X, y)
     grid = tmp_path / "g.toml"
     grid.write_text(SLOW_GRID.format(data="data.csv", iterations=30).replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0]"))

@@ -170,7 +170,7 @@ BAD = [
     (doc(grid="lr = [0.1]"), "no architecture; set [train] layers"),
     (doc(grid="layers = [[784, 10, 10]]"), "layers 784-10-10 start at 784, but the data has 16 features"),
     (doc(grid="layers = [[16, 10, 3]]"), "end at 3, but the data has 10 classes"),
-    (doc(grid="layers = [16, 10]"), "layers must be a list of integers"),
+    (doc(grid="layers = [16, 10]"), "an axis is a list of layer lists; for this one architecture write layers = [[16, 10]]"),
     (doc(data="dataset = 'cifar'").replace("path = 'DATA'\n", ""), "unknown dataset 'cifar'"),
     (doc().replace("path = 'DATA'", "path = 'missing.csv'"), "missing.csv: no such"),
     (doc(sweep="backend = 'ray'"), "backend: 'ray' is not one of loky, dask"),

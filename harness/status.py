@@ -1,0 +1,51 @@
+"""A run's status: one vocabulary, and the questions asked of it.
+
+The summary, the report, resume and the command line all ask here, so a
+run is finished, or counts in a comparison, in one sense everywhere.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RunStatus(str, Enum):
+    DONE = "done"                # trained to the end
+    DIVERGED = "diverged"        # loss NaN/inf or over 100x its first value: a result
+    FAILED = "failed"            # raised, timed out, or its process died
+    INTERRUPTED = "interrupted"  # Ctrl-C reached it mid-run
+    STOPPED = "stopped"          # stopped early on purpose (successive halving)
+
+    def is_finished(self) -> bool:
+        """A resumed sweep keeps it rather than training it again."""
+        return self in (RunStatus.DONE, RunStatus.DIVERGED, RunStatus.STOPPED)
+
+    def in_comparison(self) -> bool:
+        """Its accuracy enters means, intervals and tests. A diverged run
+        does (its setting diverges: that is the comparison's business);
+        partial runs (failed, interrupted, stopped) never do."""
+        return self in (RunStatus.DONE, RunStatus.DIVERGED)
+
+    def is_failure(self) -> bool:
+        """The sweep lists it at the end and exits 1."""
+        return self is RunStatus.FAILED
+
+
+NAMES = tuple(s.value for s in RunStatus)
+
+
+def parse(value) -> RunStatus:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        raise ValueError(f"unknown run status {value!r}; one of {', '.join(NAMES)}") from None
+
+
+def finished(value) -> bool:
+    return value is not None and parse(value).is_finished()
+
+
+def in_comparison(values):
+    """A boolean mask over status names: which runs a comparison uses."""
+    import numpy as np
+
+    return np.array([parse(v).in_comparison() for v in values], dtype=bool)
