@@ -56,11 +56,13 @@ WRITERS_WAIT = 60
 
 
 def _start_time(pid):
-    """The process's start time (from /proc), or None if there is no such process."""
+    """The process's start time (from /proc), or None if there is no such
+    process or it is a zombie (dead, not yet reaped by its parent)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,8 @@ def _child_outcome(code, run_dir, owner):
 
 
 def _child(cfg, run_dir, threads, threads_file, owner):
-    _watch(owner, new_process=True)  # threads do not survive a fork
     try:
+        _watch(owner, new_process=True)  # threads do not survive a fork
         train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child

@@ -143,7 +143,6 @@ def test_sigkill_of_the_main_process_alone_leaves_no_writer(tmp_path):
     before = _files(root)
     time.sleep(2)
     assert _files(root) == before  # nothing writes any more
-    assert in_flight(root)  # the runs it had in flight were cut short
     resume_keeps_finished_runs(grid, out, root)
 
 
