@@ -202,6 +202,25 @@ def cmd_report(args):
     return 0
 
 
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="one report putting several sweeps' variants side by side",
+                       description="Compare the variants of several sweep folders in one report (tables, "
+                                   "intervals, ties, plots), the sweep as a setting; trains nothing.")
+    p.add_argument("folders", nargs="+", metavar="results/NAME", help="sweep results folders (two or more)")
+    p.add_argument("--out", metavar="DIR", help="where to write the report (default: results/compare-A-vs-B)")
+    p.add_argument("--allow-different-data", action="store_true",
+                   help="compare sweeps trained on different data (the report says so)")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args):
+    from .report import compare
+
+    out = args.out or str(Path("results") / ("compare-" + "-vs-".join(Path(f).name for f in args.folders)))
+    print(f"report: {compare(args.folders, out, args.allow_different_data)}")
+    return 0
+
+
 def _add_bench(sub):
     p = sub.add_parser("bench", help="measure training speed against the GEMM limit and PyTorch",
                        description="Medians and ratios measured side by side in one process; writes "
@@ -229,6 +248,7 @@ def build_parser():
     _add_train(sub)
     _add_sweep(sub)
     _add_report(sub)
+    _add_compare(sub)
     _add_bench(sub)
     return p
 

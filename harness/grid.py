@@ -17,7 +17,8 @@ from . import data as datamod
 from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
 
-SECTIONS = ("sweep", "data", "train", "grid", "include")
+SECTIONS = ("sweep", "data", "train", "grid", "include", "report")
+REPORT_KEYS = ("target",)
 SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler")
 BACKENDS = ("loky", "dask")
 SHAPES = ("constant", "halving")
@@ -115,6 +116,14 @@ def _architectures(grid, n_in, n_out, where):
     return list(dict.fromkeys(archs))  # keep order, drop repeats
 
 
+def _check_report(report, where):
+    """``[report] target``: the validation accuracy of the equal-budget view, a fraction."""
+    _check_keys(report, REPORT_KEYS, where)
+    target = report.get("target", 0.5)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ConfigError(f"{where} target: must be a fraction in (0, 1) such as 0.97, got {target!r}")
+
+
 def _load_toml(path: Path):
     try:
         text = path.read_text()
@@ -142,6 +151,7 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     _check_keys(data, DATA_KEYS, f"{path} [data]")
     _check_keys(train, TRAIN_KEYS, f"{path} [train]")
     _check_keys(grid, TRAIN_KEYS + ARCH_AXES, f"{path} [grid]")
+    _check_report(_table(doc, "report", path), f"{path} [report]")
 
     name = sweep.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):

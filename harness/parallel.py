@@ -93,7 +93,8 @@ def blocks(shape) -> list:
     row = 1
     for n in shape[1:]:
         row *= n
-    step = max(1, BLOCK // max(1, row))
+    count = max(1, min(shape[0], -(-shape[0] * row // BLOCK)))
+    step = -(-shape[0] // count)  # equal blocks, not full ones and a remainder
     return [(slice(s, min(s + step, shape[0])),) for s in range(0, shape[0], step)]
 
 
@@ -108,7 +109,8 @@ def elementwise(fn, shapes, pool):
     """Call ``fn(i, index)`` for every block ``index`` of every array ``i``
     of ``shapes``, spread over ``pool`` in one contiguous share per thread
     (one task per thread keeps the pool's overhead to a few tasks a step).
-    ``fn`` must touch only that block, so the order does not matter."""
+    ``fn`` must touch only that block, so the order does not matter. Work
+    of fewer than PARALLEL_MIN elements stays on this thread."""
     work = [(i, index) for i, shape in enumerate(shapes) for index in blocks(shape)]
     k = min(size(pool), len(work))
     if k < 2 or sum(_elements(s, ()) for s in shapes) < PARALLEL_MIN:

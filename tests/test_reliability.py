@@ -59,14 +59,14 @@ def test_interrupted_and_failed_runs_never_enter_a_mean():
     base = {"layers": "784-10-10", "depth": 0, "width": 0, "n_params": 1, "flops_per_iter": 1,
             "median_iter_seconds": 0.1, "final_train_acc": 0.5, "lr": 0.1}
     summary = pd.DataFrame([
-        {**base, "seed": 0, "status": "done", "final_val_acc": 0.9},
-        {**base, "seed": 1, "status": "done", "final_val_acc": 0.8},
-        {**base, "seed": 2, "status": "interrupted", "final_val_acc": 0.1},
-        {**base, "seed": 3, "status": "failed", "final_val_acc": 0.0},
-        {**base, "seed": 4, "status": "stopped", "final_val_acc": 0.2},
+        {**base, "run_id": "a", "seed": 0, "status": "done", "final_val_acc": 0.9},
+        {**base, "run_id": "b", "seed": 1, "status": "done", "final_val_acc": 0.8},
+        {**base, "run_id": "c", "seed": 2, "status": "interrupted", "final_val_acc": 0.1},
+        {**base, "run_id": "d", "seed": 3, "status": "failed", "final_val_acc": 0.0},
+        {**base, "run_id": "e", "seed": 4, "status": "stopped", "final_val_acc": 0.2},
     ])
     g = grouped(summary)
-    assert len(g) == 1 and g.seeds[0] == 2 and g.val_acc[0] == pytest.approx(0.85)
+    assert len(g) == 1 and g.seeds[0] == 2 and g.val_acc[0] == pytest.approx(0.85) and g.run_ids[0] == ["a", "b"]
 
 
 def test_train_with_an_unwritable_out_is_one_line(tmp_path, tiny_csv, capsys):

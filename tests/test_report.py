@@ -30,12 +30,18 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     root = tmp_path / "out" / "tiny"
     _check_pngs(root)
     md = (root / "report.md").read_text()
-    assert "## Runs, grouped over seeds" in md
-    assert md.count("| architecture | iterations | seeds | validation acc | train acc |") == 1
+    assert "## Variants, over seeds" in md and "## Verdict" in md and "**Best:**" in md
+    assert md.count("| variant | n | validation acc [95% CI] | tied with best | p vs best (Holm) |") == 1
     summary = pd.read_csv(root / "summary.csv")
     for layers in summary.layers.unique():
-        assert f"| {layers} |" in md
-    assert "## Best architecture for each time budget" in md and "## Environment" in md
+        assert f"| {layers}, iterations " in md  # iterations varies (30 and 40): it names the variants
+    assert "## Best variant for each time budget" in md and "## Environment" in md and "## Equal budgets" in md
+    assert "225 training rows, 75 validation rows" in md
+    comparison = pd.read_csv(root / "comparison.csv")
+    assert list(comparison.columns) == ["variant", "layers", "iterations", "n", "mean", "ci_low", "ci_high",
+                                        "p_vs_best", "tied_with_best"]
+    assert len(comparison) == summary.groupby(["layers", "iterations"]).ngroups and (comparison.n == 2).all()
+    assert comparison["mean"].between(0, 100).all() and (comparison.ci_low <= comparison["mean"]).all()
     assert "[[include]]" in md  # the settings, verbatim
     html = (root / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(PLOTS)
@@ -72,7 +78,7 @@ def test_report_on_partial_sweep_with_failed_and_diverged_runs(tmp_path, tiny_cs
     assert main(["report", str(root)]) == 0
     _check_pngs(root)
     md = (root / "report.md").read_text()
-    section = md.split("## Failed and diverged runs")[1].split("##")[0]
+    section = md.split("## Runs that did not finish as done")[1].split("##")[0]
     assert section.count("| failed | FloatingPointError: simulated fault |") == 2
     assert "| diverged | loss " in section and "over 100x the first loss" in section
 
@@ -139,9 +145,47 @@ def test_report_ranks_by_validation_and_shows_held_out_test_accuracy(tmp_path, t
     summary = pd.read_csv(root / "summary.csv")
     assert summary.test_acc.between(0, 1).all()
     md = (root / "report.md").read_text()
-    assert "| architecture | seeds | validation acc | test acc (held out) | train acc |" in md
+    assert "| validation acc [95% CI] | tied with best | p vs best (Holm) | test acc (held out) | train acc |" in md
     assert "evaluated on it once" in md and "choice made on test data" not in md
-    table = md.split("## Runs, grouped over seeds")[1].split("\n## ")[0]
+    table = md.split("## Variants, over seeds")[1].split("\n## ")[0]
     rows = [line for line in table.splitlines() if line.startswith("| 16-")]
     vals = [float(r.split("|")[3].split("%")[0]) for r in rows]
     assert vals == sorted(vals, reverse=True)  # ranked by validation accuracy
+
+
+def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_path, tiny_csv, tiny_idx, capsys):
+    small = GRID.replace("depth = [1, 2]\nwidth = [8, 12]\nshape = [\"constant\", \"halving\"]\n", "layers = [[16, 8, 10]]\n")
+    roots = []
+    for name, lr in (("a", 0.5), ("b", 0.2)):
+        grid = write_grid(tmp_path, tiny_csv, text=small.replace('name = "tiny"', f'name = "{name}"')
+                          .replace("lr = 0.5", f"lr = {lr}"), name=f"{name}.toml")
+        assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+        roots.append(tmp_path / "out" / name)
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, roots), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "# Comparison: a vs b" in md and "Settings that differ between the grid files: train.lr" in md
+    assert "same data" in md
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert "sweep" in comparison.columns and set(comparison.sweep) == {"a", "b"}
+    _check_pngs(out)
+
+    other = tmp_path / "g.toml"
+    other.write_text(f"[sweep]\nname = 'c'\n[data]\npath = '{tiny_idx}'\nvalidation = 0.25\n"
+                     "[train]\niterations = 20\n[grid]\nlayers = [[16, 8, 10]]\n")
+    assert main(["sweep", str(other), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(roots[0]), str(tmp_path / "out" / "c"), "--out", str(tmp_path / "cmp2")]) == 2
+    assert "trained on different data" in capsys.readouterr().err
+    assert main(["compare", str(roots[0]), str(tmp_path / "out" / "c"), "--out", str(tmp_path / "cmp2"),
+                 "--allow-different-data"]) == 0
+    assert "**The sweeps were trained on different data**" in (tmp_path / "cmp2" / "report.md").read_text()
+
+
+def test_report_target_comes_from_the_grid_file(tmp_path, tiny_csv, capsys):
+    grid = write_grid(tmp_path, tiny_csv, text=GRID + "\n[report]\ntarget = 1.5\n")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "[report] target: must be a fraction" in capsys.readouterr().err
+    grid = write_grid(tmp_path, tiny_csv, text=GRID.replace("seeds = [0, 1]", "seeds = [0]") + "\n[report]\ntarget = 0.3\n")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "first reach 30% validation accuracy" in (tmp_path / "out" / "tiny" / "report.md").read_text()

@@ -1,0 +1,12 @@
+"""Reports of sweep folders, from their CSV files alone.
+
+Floors, imports only downward: :mod:`.stats` (pure statistics over arrays),
+:mod:`.tables` (variants, intervals, ties, verdict, budgets, Pareto front),
+:mod:`.plots`, :mod:`.render` (Markdown and HTML) and :mod:`.document`
+(the report of a folder, and :func:`compare` of several).
+"""
+from .document import build, compare, write_report
+from .plots import PLOTS
+from .tables import grouped, load, pareto, variant_keys
+
+__all__ = ["PLOTS", "build", "compare", "grouped", "load", "pareto", "variant_keys", "write_report"]

@@ -1,0 +1,275 @@
+"""The report of a sweep folder (or of several, side by side): its blocks,
+built from the CSV files and each run's config.json, then plots, report.md,
+report.html and comparison.csv. Nothing is trained."""
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+
+from .. import store
+from ..errors import ConfigError
+from ..status import RunStatus, in_comparison
+from . import tables
+from .plots import PLOTS, plot_all
+from .render import render_html, render_md
+from .tables import DEFAULT_TARGET, pct
+
+ARTICLE_CLAIMS = {"784-10-10": (1000, 0.88), "784-256-128-64-10": (500, 0.97)}
+
+
+def _article_section(summary):
+    """Rows comparing the article's claims with our runs, or None if this
+    sweep does not hold the article's two networks trained its way."""
+    faithful = summary[(summary.optimizer == "gd") & (summary.init == "article") & in_comparison(summary.status)]
+    if not set(ARTICLE_CLAIMS) <= set(faithful.layers):
+        return None
+    rows, times = [], {}
+    test = (faithful.validation.astype(str) == "test").all()
+    for layers, (iters, claim) in ARTICLE_CLAIMS.items():
+        runs = faithful[(faithful.layers == layers) & (faithful.iterations == iters)]
+        if runs.empty:
+            return None
+        times[layers] = runs.median_iter_seconds.median()
+        _, tr, tr_lo, tr_hi = tables.stats.mean_ci(runs.final_train_acc)
+        _, va, va_lo, va_hi = tables.stats.mean_ci(runs.final_val_acc)
+        rows.append({
+            "network": layers, "iterations": iters, "article: train acc": f"~{100 * claim:.0f}%",
+            "ours: train acc": pct(tr, tr_lo, tr_hi),
+            ("ours: test acc" if test else "ours: validation acc"): pct(va, va_lo, va_hi),
+            "ours: s/iter": f"{times[layers]:.4f}",
+        })
+    ratio = times["784-256-128-64-10"] / times["784-10-10"]
+    return pd.DataFrame(rows), ratio, test
+
+
+def _front_table(g):
+    front = tables.pareto(g).reset_index(drop=True)
+    rows = []
+    for i, row in front.iterrows():
+        upper = front.s_per_iter.iloc[i + 1] if i + 1 < len(front) else None
+        budget = f"{row.s_per_iter:.4g} s" + (f" to {upper:.4g} s" if upper is not None else " or more")
+        rows.append({"time per iteration": budget, "best variant": row.label,
+                     "spread of its time": f"{row.s_lo:.3g}-{row.s_hi:.3g} s",
+                     "validation acc": pct(row.val_acc, row.val_lo, row.val_hi)})
+    return pd.DataFrame(rows)
+
+
+def _variants_table(g, keys):
+    tied = {True: "yes", False: "no", None: "untested (1 seed)"}
+    return pd.DataFrame({
+        "variant": g.label,
+        "n": g.seeds,
+        "validation acc [95% CI]": [pct(m, lo, hi) if n > 1 else f"{pct(m)} (n = 1: no interval)"
+                                    for m, lo, hi, n in zip(g.val_acc, g.val_lo, g.val_hi, g.seeds)],
+        "tied with best": [tied[t] for t in g.tied_with_best],
+        "p vs best (Holm)": ["" if math.isnan(p) else f"{p:.3g}" for p in g.p_vs_best],
+        **({"test acc (held out)": [pct(m, lo, hi) for m, lo, hi in zip(g.test_acc, g.test_lo, g.test_hi)]}
+           if "test_acc" in g else {}),
+        "train acc": [pct(v) for v in g.train_acc],
+        "params": [tables._si(v) for v in g.n_params],
+        "FLOPs/iter": [tables._si(v) for v in g.flops_per_iter],
+        "s/iter": [f"{v:.4g}" for v in g.s_per_iter],
+        "GFLOP/s": [f"{f / s / 1e9:.1f}" for f, s in zip(g.flops_per_iter, g.s_per_iter)],
+        "diverged": g.diverged,
+    })
+
+
+def report_target(folder):
+    """``[report] target`` of the sweep's grid file, or the default."""
+    path = Path(folder) / "sweep.toml"
+    try:
+        return float(tomllib.loads(path.read_text()).get("report", {}).get("target", DEFAULT_TARGET))
+    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError):
+        return DEFAULT_TARGET
+
+
+def _head(blocks, title, folder, summary, configs):
+    blocks.append(("h1", title))
+    if store.sweep_running(folder):
+        written = pd.Timestamp.now().strftime("%Y-%m-%d %H:%M:%S")
+        blocks.append(("p", f"**Partial:** a sweep is still running on this folder. This report, written "
+                            f"{written}, holds only the runs finished by then."))
+    counts = summary.status.value_counts()
+    test_split = (summary.validation.astype(str) == "test").all()
+    rows = tables.row_counts(configs)
+    blocks.append(("p", f"{len(summary)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                   + ". Validation data: " + ("the official MNIST test split" if test_split
+                                              else "rows held out of the training file")
+                   + (f" ({rows})" if rows else "") + ". Accuracies are in percent; intervals are 95% "
+                   "Student-t intervals of the mean over seeds. Failed, interrupted and stopped runs "
+                   "enter no mean, interval or test."))
+    on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
+    stray = len(on_disk - set(summary.run_id))
+    if stray:
+        blocks.append(("p", f"{stray} run folder{'' if stray == 1 else 's'} on disk "
+                            f"{'is' if stray == 1 else 'are'} not in this grid and left out of this report."))
+    if test_split:
+        blocks.append(("p", "**Note:** this sweep validates on the official test split, so any choice made "
+                            "from this report is a choice made on test data."))
+    elif "test_acc" in summary and summary.test_acc.notna().any():
+        blocks.append(("p", "Variants are ranked by validation accuracy. The official test split was held out "
+                            "of that choice: each run was evaluated on it once, at the end, with the "
+                            "parameters it kept."))
+
+
+def _article_blocks(blocks, summary):
+    article = _article_section(summary)
+    if article is None:
+        return
+    table, ratio, test = article
+    blocks.append(("h2", "Article vs this run"))
+    blocks.append(("p", "The article trained on 33,600 images (80% of a 42,000-row CSV) and reported "
+                        "training accuracy only. We report both training accuracy and "
+                        + ("test accuracy on the 10,000 official MNIST test images." if test
+                           else "validation accuracy.")))
+    blocks.append(("table", table))
+    blocks.append(("p", f"Time per iteration of 784-256-128-64-10 is **{ratio:.1f}×** that of 784-10-10 "
+                        "(the article only says it \"increases considerably\")."))
+
+
+def _budget_blocks(blocks, reach, at, target, secs):
+    blocks.append(("h2", "Equal budgets"))
+    blocks.append(("p", f"Training seconds (the steps only, evaluations excluded) and iterations at which each "
+                        f"variant's seeds first reach {100 * target:g}% validation accuracy (the median over "
+                        "the seeds that did; `[report] target` in the grid file sets it), and the validation "
+                        "accuracy each had within equal training-time budgets: a quarter, half and all of the "
+                        "quickest variant's training time."))
+    shown = reach.copy()
+    shown["training seconds"] = [("not reached" if math.isnan(v) else f"{v:.3g}") for v in shown["training seconds"]]
+    shown["iterations"] = [("" if math.isnan(v) else f"{v:.0f}") for v in shown["iterations"]]
+    blocks.append(("table", shown))
+    if secs:
+        blocks.append(("table", at.rename(columns={c: f"acc within {c}" for c in at.columns if c != "variant"})
+                       .assign(**{f"acc within {b:.3g} s": [pct(v) for v in at[f"{b:.3g} s"]] for b in secs})))
+
+
+def build(folder, summary=None, metrics=None, title=None):
+    """The report's content: ``(blocks, frames)`` where blocks are
+    ``(kind, payload)`` pairs both renderers share and frames hold what the
+    plots and comparison.csv need."""
+    if summary is None:
+        summary, metrics, folder = tables.load(folder)
+    folder = Path(folder)
+    configs = tables.run_configs(folder, summary) if "sweep" not in summary else {}
+    blocks = []
+    _head(blocks, title or f"Sweep report: {folder.name}", folder, summary, configs)
+    g = tables.grouped(summary)
+    keys = tables.variant_keys(summary[in_comparison(summary.status)])
+    if not g.empty:
+        g = tables.time_spread(tables.with_ties(g), metrics)
+    blocks.append(("h2", "Verdict"))
+    blocks += [("p", line) for line in tables.verdict(g)]
+    _article_blocks(blocks, summary)
+    blocks.append(("h2", "Variants, over seeds"))
+    blocks.append(("table", _variants_table(g, keys) if not g.empty else pd.DataFrame({"variant": []})))
+    target = report_target(folder)
+    reach, at, secs = tables.budgets(g, metrics, target) if not g.empty else (None, None, [])
+    if reach is not None:
+        _budget_blocks(blocks, reach, at, target, secs)
+        blocks.append(("h2", "Best variant for each time budget"))
+        blocks.append(("p", "The Pareto front: each variant below is the most accurate one that costs at most "
+                            "its time per iteration. A variant is beaten only by one at least as accurate whose "
+                            "time per iteration is clearly lower: the middle half of its iterations' times lies "
+                            "wholly below this one's. A difference within that spread is not a win."))
+        blocks.append(("table", _front_table(g)))
+    bad = summary[summary.status != RunStatus.DONE]
+    blocks.append(("h2", "Runs that did not finish as done"))
+    if bad.empty:
+        blocks.append(("p", "None."))
+    else:
+        blocks.append(("table", pd.DataFrame({"run_id": bad.run_id, "architecture": bad.layers, "seed": bad.seed,
+                                              "status": bad.status,
+                                              "reason": bad.reason.astype(object).fillna("")})))
+    blocks.append(("h2", "Plots"))
+    for key, plot_title in PLOTS.items():
+        blocks.append(("image", (plot_title, f"plots/{key}.png")))
+    env = tables.environment(configs)
+    if env:
+        blocks.append(("h2", "Environment"))
+        blocks.append(("table", pd.DataFrame({"": list(env), "value": [str(v) for v in env.values()]})))
+    toml = folder / "sweep.toml"
+    if toml.is_file():
+        blocks.append(("h2", "Settings"))
+        blocks.append(("code", toml.read_text()))
+    return blocks, {"g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs}
+
+
+def _write(folder, blocks, frames):
+    folder = Path(folder)
+    plot_all(frames["g"], frames["summary"], frames["metrics"], folder, folder / "plots", frames["target"],
+             frames["secs"])
+    g = frames["g"]
+    if not g.empty:
+        csv = tables.comparison_csv(g, frames["keys"]).to_csv(index=False)
+        store.atomic_write_text(folder / "comparison.csv", csv)
+    store.atomic_write_text(folder / "report.md", render_md(blocks))
+    store.atomic_write_text(folder / "report.html", render_html(blocks, folder))
+    return folder / "report.html"
+
+
+def write_report(folder):
+    """Write ``plots/*.png``, ``comparison.csv``, ``report.md`` and
+    ``report.html`` into a sweep folder. Returns the path of ``report.html``."""
+    blocks, frames = build(folder)
+    return _write(folder, blocks, frames)
+
+
+def _fingerprints(folder, summary):
+    return {c.get("data_fingerprint") for c in tables.run_configs(folder, summary).values()} - {None}
+
+
+def compare(folders, out, allow_different_data=False):
+    """One report putting the variants of several sweep folders side by side,
+    the sweep (its folder name) as a setting. Sweeps trained on different
+    data are refused unless ``allow_different_data``. Returns report.html."""
+    folders = [Path(f) for f in folders]
+    if len(folders) < 2:
+        raise ConfigError("compare: give at least two sweep folders")
+    names = [f.name for f in folders]
+    if len(set(names)) < len(names):
+        names = [f"{f.parent.name}/{f.name}" for f in folders]
+    summaries, metrics, prints = [], [], {}
+    for folder, name in zip(folders, names):
+        s, m, _ = tables.load(folder)
+        summaries.append(s.assign(sweep=name))
+        metrics.append(m)
+        prints[name] = _fingerprints(folder, s)
+    different = len(set().union(*prints.values())) > 1
+    if different and not allow_different_data:
+        raise ConfigError("compare: the sweeps were trained on different data ("
+                          + "; ".join(f"{n}: {', '.join(sorted(p)) or '?'}" for n, p in prints.items())
+                          + "); pass --allow-different-data to compare them anyway")
+    summary = pd.concat(summaries, ignore_index=True)
+    summary["run_id"] = summary.sweep + "/" + summary.run_id  # run ids may repeat across sweeps
+    frames = []
+    for m, name in zip(metrics, names):
+        frames.append(m.assign(run_id=name + "/" + m.run_id))
+    out = Path(out)
+    store.writable_folder(out, "comparison folder")
+    blocks, parts = build(out, summary, pd.concat(frames, ignore_index=True),
+                          title=f"Comparison: {' vs '.join(names)}")
+    differ = _settings_that_differ(folders)
+    note = ("Sweeps compared: " + ", ".join(names) + ". The sweep is a setting of every variant. "
+            + (f"Settings that differ between the grid files: {', '.join(differ)}. " if differ else "")
+            + ("**The sweeps were trained on different data** (allowed by --allow-different-data): "
+               "their accuracies are not measured on the same rows." if different else
+               "All runs were trained on the same data (same content fingerprint)."))
+    blocks.insert(1, ("p", note))
+    return _write(out, blocks, parts)
+
+
+def _settings_that_differ(folders):
+    """Keys of the grid files (as ``section.key``) whose values differ between the sweeps."""
+    docs = []
+    for f in folders:
+        try:
+            docs.append(tomllib.loads((f / "sweep.toml").read_text()))
+        except (OSError, tomllib.TOMLDecodeError):
+            docs.append({})
+    flat = [{f"{sec}.{k}": repr(v) for sec, table in d.items() if isinstance(table, dict) for k, v in table.items()}
+            for d in docs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if len({d.get(k) for d in flat}) > 1 and not k.startswith("sweep.name")]

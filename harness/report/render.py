@@ -1,0 +1,63 @@
+"""Rendering the report's blocks, ``(kind, payload)`` pairs with kinds h1, h2,
+p, table, image and code, as Markdown and as self-contained HTML."""
+from __future__ import annotations
+
+import base64
+import html
+
+
+def _md_table(df):
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row.values) + " |")
+    return "\n".join(lines)
+
+
+def render_md(blocks):
+    out = []
+    for kind, payload in blocks:
+        if kind == "h1":
+            out.append(f"# {payload}")
+        elif kind == "h2":
+            out.append(f"## {payload}")
+        elif kind == "p":
+            out.append(payload)
+        elif kind == "table":
+            out.append(_md_table(payload))
+        elif kind == "image":
+            title, path = payload
+            out.append(f"### {title}\n\n![{title}]({path})")
+        elif kind == "code":
+            out.append(f"```toml\n{payload}```" if payload.endswith("\n") else f"```toml\n{payload}\n```")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}th{background:#f3f3f3}tr:nth-child(even){background:#fafafa}
+img{max-width:100%;border:1px solid #eee}pre{background:#f6f8fa;padding:1em;overflow:auto}h2{border-bottom:1px solid #eee}"""
+
+
+def render_html(blocks, folder):
+    body = []
+    for kind, payload in blocks:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{html.escape(payload)}</{kind}>")
+        elif kind == "p":
+            text = html.escape(payload)
+            while "**" in text:  # the only markup the paragraphs use
+                text = text.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
+            body.append(f"<p>{text}</p>")
+        elif kind == "table":
+            body.append(payload.to_html(index=False, border=0, escape=True))
+        elif kind == "image":
+            title, path = payload
+            data = base64.b64encode((folder / path).read_bytes()).decode()
+            body.append(f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" "
+                        f"src=\"data:image/png;base64,{data}\">")
+        elif kind == "code":
+            body.append(f"<pre>{html.escape(payload)}</pre>")
+    title = html.escape(blocks[0][1])
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
