@@ -27,6 +27,7 @@ PLOTS = {
     "confusion": "Confusion matrix of the best run (validation data)",
 }
 MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p"]
+PANELS_PER_ROW = 5
 DASHES = ["", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 2, 6, 2), (8, 3), (1, 3), (5, 1, 1, 1, 1, 1), (10, 2, 2, 2), (3, 1),
           (2, 4), (12, 3, 3, 3)]
 
@@ -85,9 +86,14 @@ def styles(g):
     return g
 
 
-def _cap_percent(ax):
-    """An accuracy axis never reaches past 100% (an interval may)."""
+def _cap_percent(ax, g=None):
+    """An accuracy axis never reaches past 100% (an interval may), nor far
+    below the worst mean: a wide interval runs off the plot instead of
+    squashing every other point."""
     lo, hi = ax.get_ylim()
+    if g is not None and len(g):
+        worst = 100 * float(np.nanmin(g.val_acc))
+        lo = max(lo, worst - max(1.0, 0.25 * (100 * float(np.nanmax(g.val_acc)) - worst)))
     ax.set_ylim(lo, min(hi, 100.2))
 
 
@@ -126,7 +132,7 @@ def plot_acc_vs(g, x, path):
         else:
             ax.set_xticks(sorted(g[x].unique()))
         _legend_outside(ax, title="first width" if by == "width" else "depth and settings")
-        _cap_percent(ax)
+        _cap_percent(ax, g)
     ax.set_xlabel("depth (hidden layers)" if x == "depth" else "first hidden width (units, log scale)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(PLOTS[f"acc_vs_{x}"] + "\n(mean and 95% interval over seeds)", fontsize=11)
@@ -174,7 +180,7 @@ def plot_acc_vs_time(g, path):
                     Line2D([], [], color="black", linestyle="--", label="Pareto front")]
         ax.set_xscale("log")
         _log_ticks(ax.xaxis)
-        _cap_percent(ax)
+        _cap_percent(ax, g)
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0)
     ax.set_xlabel("median time per training iteration (s, log scale; bars: middle half of iterations)")
     ax.set_ylabel("validation accuracy (%)")
@@ -237,8 +243,15 @@ def plot_learning_curves(g, metrics, path):
 
     val, loss, smooth = _curves(g, metrics) if not g.empty else (pd.DataFrame(), pd.DataFrame(), 1)
     widths = sorted(val.width.unique()) if not val.empty else [0]
-    fig, axes = plt.subplots(2, len(widths), figsize=(3.6 * len(widths) + 2.5, 6.5), squeeze=False,
-                             sharex=True, sharey="row")
+    # at most PANELS_PER_ROW widths side by side; each band of them has an accuracy row and a loss row
+    cols = min(len(widths), PANELS_PER_ROW)
+    bands = -(-len(widths) // cols)
+    fig, grid = plt.subplots(2 * bands, cols, figsize=(3.6 * cols + 2.5, 3.3 * 2 * bands), squeeze=False,
+                             sharex=True, gridspec_kw={"hspace": 0.3 if bands == 1 else 0.45})
+    for k in range(len(widths), bands * cols):
+        grid[2 * (k // cols), k % cols].set_visible(False)
+        grid[2 * (k // cols) + 1, k % cols].set_visible(False)
+    axes = np.array([[grid[2 * (k // cols) + r, k % cols] for k in range(len(widths))] for r in (0, 1)])
     if val.empty:
         for ax in axes.flat:
             _empty(ax)
@@ -257,12 +270,17 @@ def plot_learning_curves(g, metrics, path):
             axes[1, j].set_xlabel("iteration")
             axes[1, j].set_yscale("log")
         lo = max(0.0, float(np.nanpercentile(val.val_acc, 10)) - 2)
-        axes[0, 0].set_ylim(lo, 100)
+        for ax in axes[0]:
+            ax.set_ylim(lo, 100.2)
+        low, high = float(loss.train_loss[loss.train_loss > 0].min()), float(loss.train_loss.max())
+        for ax in axes[1]:
+            ax.set_ylim(low / 1.5, high * 1.5)
         handles = [plt.Line2D([], [], color="black", dashes=dashes[s] or (None, None), label=s) for s in style_list]
-        axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.04, 1), fontsize=8,
+        grid[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.04, 1), fontsize=8,
                            title="line style", borderaxespad=0)
-    axes[0, 0].set_ylabel("validation accuracy (%)")
-    axes[1, 0].set_ylabel("training loss (log)" + (f", rolling mean of {smooth}" if smooth > 1 else ""))
+    for band in range(bands):
+        grid[2 * band, 0].set_ylabel("validation accuracy (%)")
+        grid[2 * band + 1, 0].set_ylabel("training loss (log)" + (f",\nrolling mean of {smooth}" if smooth > 1 else ""))
     fig.suptitle(PLOTS["learning_curves"] + " (mean over seeds)", fontsize=11)
     return _save(fig, path)
 

@@ -203,8 +203,13 @@ def verdict(g):
         by_flops = tied.sort_values("flops_per_iter").iloc[0]
         lines.append(f"**Tied with it** (Welch's test, Holm-adjusted, α = {ALPHA}): {len(tied) - 1} other "
                      f"variant{'s' if len(tied) > 2 else ''}. The cheapest of these by time per iteration is "
-                     f"{by_time.label} ({by_time.s_per_iter:.3g} s, {pct(by_time.val_acc)}); by FLOPs, "
-                     f"{by_flops.label} ({_si(by_flops.flops_per_iter)} FLOPs per iteration).")
+                     f"{by_time.label} ({by_time.s_per_iter:.3g} s, {pct(by_time.val_acc, by_time.val_lo, by_time.val_hi)}); "
+                     f"by FLOPs, {by_flops.label} ({_si(by_flops.flops_per_iter)} FLOPs per iteration).")
+        gap = 100 * (best.val_acc - by_time.val_acc)
+        if gap > NEAR_POINTS:
+            lines.append(f"Read that tie with care: {by_time.label}'s mean is {gap:.2f} points lower, and it "
+                         "is tied only because its seeds vary too much to tell it apart, not because it "
+                         "does as well.")
     elif best.seeds >= 2:
         lines.append(f"No other variant is tied with it (Welch's test, Holm-adjusted, α = {ALPHA}).")
     near = g[g.val_acc >= best.val_acc - NEAR_POINTS / 100].sort_values("s_per_iter").iloc[0]
