@@ -46,13 +46,18 @@ class Threads:
             self.executor = ThreadPoolExecutor(n, thread_name_prefix="harness") if n > 1 else None
             self.n = n
 
-    def map(self, fn, items):
+    def width(self):
+        """The current size, after reading ``follow`` (at most once a second)."""
         if self.follow is not None and time.monotonic() >= self.next_check:
             self.next_check = time.monotonic() + 1.0
             try:
                 self.resize(max(1, int(self.follow.read_text())))
             except (OSError, ValueError):
                 pass  # no file yet, or half-written: keep the current size
+        return self.n
+
+    def map(self, fn, items):
+        self.width()
         return map(fn, items) if self.executor is None else self.executor.map(fn, items)
 
     def close(self):
@@ -66,10 +71,13 @@ class Threads:
 
 
 def size(pool) -> int:
-    """Threads in ``pool`` (a :class:`Threads`, an executor, or None)."""
+    """Threads in ``pool`` (a :class:`Threads`, an executor, or None); a
+    :class:`Threads` first catches up with the file it follows."""
     if pool is None:
         return 1
-    return getattr(pool, "n", None) or getattr(pool, "_max_workers", 1)
+    if isinstance(pool, Threads):
+        return pool.width()
+    return getattr(pool, "_max_workers", 1)
 
 
 def pmap(fn, items, pool):

@@ -433,6 +433,7 @@ def summary_row(run_dir: Path):
         "width": cfg.width,
         "n_params": mlp.n_params(cfg.layers),
         "flops_per_iter": mlp.flops_per_iter(cfg.layers, m),
+        **dict(zip(("n_train", "n_val", "n_test"), _rows_of(cfg, conf))),
     }
     for key, value in cfg.to_dict().items():
         if key not in ("layers", "seed"):
@@ -442,6 +443,16 @@ def summary_row(run_dir: Path):
         row["dataset"] = Path(cfg.path).name
     row.update({k: status.get(k) for k in SUMMARY_LAST if k != "seed"})
     return row
+
+
+def _rows_of(cfg: RunConfig, conf: dict):
+    """(training, validation, held-out test) rows of a run; runs recorded
+    before config.json had n_test get it from the data."""
+    if "n_test" in conf:
+        return conf["n_train"], conf["n_val"], conf["n_test"]
+    from .data import load_source, row_counts
+
+    return row_counts(load_source(cfg.dataset, cfg.path or None), cfg.train_size, cfg.validation)
 
 
 def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:

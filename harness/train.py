@@ -212,6 +212,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
             "data_fingerprint": source.fingerprint,
             "n_train": len(split.y_train),
             "n_val": len(split.y_val),
+            "n_test": 0 if split.y_test is None else len(split.y_test),
             "total_iterations": total_iterations(cfg, len(split.y_train)),
             "host": socket.gethostname(),
             "pid": os.getpid(),

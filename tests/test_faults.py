@@ -82,9 +82,9 @@ def snapshot(run_dirs):
 def check_complete(root, n=6):
     summary = pd.read_csv(root / "summary.csv")
     assert len(summary) == n and set(summary.status) == {"done"}
-    for run_id in summary.run_id:
+    for run_id, iterations in zip(summary.run_id, summary.iterations):
         m = pd.read_csv(root / "runs" / run_id / "metrics.csv")
-        assert list(m.iteration) == list(range(1, len(m) + 1))  # no duplicated rows
+        assert list(m.iteration) == list(range(1, iterations + 1))  # no duplicated or missing rows
 
 
 def resume_keeps_finished_runs(grid, out, root):

@@ -147,3 +147,20 @@ def test_a_minibatch_run_gives_the_same_metrics_on_1_and_2_threads():
             with parallel.Threads(n) as pool:
                 rows.append([(r["train_loss"], r["train_acc"], r["val_acc"]) for r in train_steps(params, cfg, split, pool)])
     assert rows[0] == rows[1] and len(rows[0]) == 12
+
+
+def test_a_pool_of_one_thread_grows_when_its_file_says_so(tmp_path):
+    # A run alone at the end of a sweep takes over the idle cores: its pool of
+    # one must still read the file, though one thread alone never hands work out.
+    follow = tmp_path / ".threads"
+    follow.write_text("1\n")
+    layers = [784, 256, 128, 64, 10]
+    params = mlp.init_params(layers, seed=0, dtype="float32")
+    X, y = _problem(layers, 300)
+    with parallel.Threads(1, follow) as pool:
+        mlp.forward_backward(params, X, y, pool=pool, rows=np.arange(128))
+        assert pool.n == 1
+        follow.write_text("2\n")
+        pool.next_check = 0  # skip the once-a-second wait
+        mlp.forward_backward(params, X, y, pool=pool, rows=np.arange(128))
+        assert pool.n == 2 and pool.executor is not None

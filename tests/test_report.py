@@ -189,3 +189,14 @@ def test_report_target_comes_from_the_grid_file(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv, text=GRID.replace("seeds = [0, 1]", "seeds = [0]") + "\n[report]\ntarget = 0.3\n")
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert "first reach 30% validation accuracy" in (tmp_path / "out" / "tiny" / "report.md").read_text()
+
+
+def test_a_grid_varying_momentum_gives_one_variant_per_value(tmp_path, tiny_csv):
+    text = GRID.replace('shape = ["constant", "halving"]', 'momentum = [0.5, 0.9]').replace(
+        "depth = [1, 2]\nwidth = [8, 12]\n", "layers = [[16, 8, 10]]\n").replace(
+        "[train]\n", '[train]\noptimizer = "momentum"\n').split("[[include]]")[0]
+    grid = write_grid(tmp_path, tiny_csv, text=text)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    comparison = pd.read_csv(tmp_path / "out" / "tiny" / "comparison.csv")
+    assert sorted(comparison.momentum) == [0.5, 0.9] and list(comparison.n) == [2, 2]
+    assert set(comparison.variant) == {"16-8-10, momentum 0.5", "16-8-10, momentum 0.9"}

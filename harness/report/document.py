@@ -94,7 +94,7 @@ def _head(blocks, title, folder, summary, configs):
                             f"{written}, holds only the runs finished by then."))
     counts = summary.status.value_counts()
     test_split = (summary.validation.astype(str) == "test").all()
-    rows = tables.row_counts(configs)
+    rows = tables.row_counts(summary, configs)
     blocks.append(("p", f"{len(summary)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
                    + ". Validation data: " + ("the official MNIST test split" if test_split
                                               else "rows held out of the training file")

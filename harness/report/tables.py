@@ -83,14 +83,18 @@ def environment(configs):
     return {}
 
 
-def row_counts(configs):
-    """Distinct (training, validation, test) row counts of the runs, as text."""
-    seen = dict.fromkeys((c.get("n_train"), c.get("n_val"), c.get("n_test")) for c in configs.values())
+def row_counts(summary, configs):
+    """Distinct (training, validation, test) row counts of the runs, as text:
+    from summary.csv, or from config.json for a summary without them."""
+    if {"n_train", "n_val", "n_test"} <= set(summary.columns):
+        seen = dict.fromkeys(zip(summary.n_train, summary.n_val, summary.n_test))
+    else:
+        seen = dict.fromkeys((c.get("n_train"), c.get("n_val"), c.get("n_test")) for c in configs.values())
     parts = []
     for n_train, n_val, n_test in seen:
-        text = f"{n_train:,} training rows, {n_val:,} validation rows" if n_train is not None else ""
+        text = f"{int(n_train):,} training rows, {int(n_val):,} validation rows" if n_train is not None else ""
         if n_test:
-            text += f", {n_test:,} test rows held out"
+            text += f", {int(n_test):,} test rows held out"
         if text:
             parts.append(text)
     return "; ".join(parts)
