@@ -116,3 +116,10 @@ def test_a_time_difference_within_the_spread_is_not_a_win():
                         "s_lo": [0.9, 0.95, 2.9], "s_hi": [1.1, 1.15, 3.1]})
     # the second is not clearly slower than the first (their spreads overlap): it stays on the front
     assert list(tables.pareto(pts).index) == [0, 1]
+
+
+def test_labels_leave_out_settings_that_follow_from_the_others():
+    frame = pd.DataFrame({"layers": ["a", "a", "b"], "sweep": ["s", "s", "t"], "epochs": [12, 12, 0],
+                          "lr": [0.1, 0.2, 0.1]})
+    # epochs follows from the sweep; lr tells the two "a" variants apart; layers and sweep always stay
+    assert tables.label_keys(frame, ["layers", "sweep", "epochs", "lr"]) == ["layers", "sweep", "lr"]

@@ -109,6 +109,19 @@ def variant_keys(summary):
     return ["layers"] + varying
 
 
+def label_keys(frame, keys):
+    """The fewest of ``keys`` (the layers and the sweep always kept) that
+    still tell the variants of ``frame`` apart: a setting that follows from
+    the others (the epochs of one sweep, say) only lengthens the labels."""
+    frame = frame[keys].astype(str)
+    kept = list(keys)
+    for key in reversed([k for k in keys[1:] if k != "sweep"]):
+        rest = [k for k in kept if k != key]
+        if len(frame.drop_duplicates(rest)) == len(frame.drop_duplicates(kept)):
+            kept = rest
+    return kept
+
+
 def variant_label(row, keys):
     """"784-256-10" alone, or with the settings that tell its variants apart."""
     return ", ".join([str(row["layers"])] + [f"{k} {row[k]}" for k in keys[1:]])
@@ -144,7 +157,8 @@ def grouped(summary):
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["label"] = [variant_label(row, keys) for _, row in out.iterrows()]
+    short = label_keys(out, keys)
+    out["label"] = [variant_label(row, short) for _, row in out.iterrows()]
     return out.sort_values("val_acc", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
