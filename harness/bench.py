@@ -163,35 +163,54 @@ def ours_to_target(split, threads, target, max_epochs, eval_every=100):
     return None, None
 
 
-def torch_to_target(split, threads, target, max_epochs, eval_every=100):
+def _torch_adam_steps(layers, split, threads):
+    """PyTorch training ``layers`` (nn.Linear + ReLU, CrossEntropyLoss, Adam
+    at lr 1e-3) in batches of 128, a fresh shuffle per epoch: ``(model,
+    steps)``, steps an endless generator of each step's training seconds
+    that trains ``model`` as it goes. None when torch is not installed."""
     try:
         import torch
     except ImportError:
-        return None, None
+        return None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
-                                torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    mods = []
+    for a, b in zip(layers[:-1], layers[1:]):
+        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*mods[:-1])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = torch.from_numpy(split.X_train), torch.from_numpy(split.y_train.astype(np.int64))
-    Xv, yv = torch.from_numpy(split.X_val), torch.from_numpy(split.y_val.astype(np.int64))
     gen = np.random.default_rng(1)
-    spent, it = 0.0, 0
-    for _ in range(max_epochs):
-        order = torch.from_numpy(gen.permutation(len(X)))
-        for start in range(0, len(X), 128):
-            t = time.perf_counter()
-            idx = order[start:start + 128]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(X[idx]), y[idx]).backward()
-            opt.step()
-            spent += time.perf_counter() - t
-            it += 1
-            if it % eval_every == 0:
-                with torch.no_grad():
-                    if (model(Xv).argmax(1) == yv).float().mean().item() >= target:
-                        return spent, it
+
+    def steps():
+        while True:
+            order = torch.from_numpy(gen.permutation(len(X)))
+            for start in range(0, len(X), 128):
+                t = time.perf_counter()
+                idx = order[start:start + 128]
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(X[idx]), y[idx]).backward()
+                opt.step()
+                yield time.perf_counter() - t
+    return model, steps()
+
+
+def torch_to_target(split, threads, target, max_epochs, eval_every=100):
+    trainer = _torch_adam_steps((784, 256, 128, 64, 10), split, threads)
+    if trainer is None:
+        return None, None
+    import torch
+
+    model, steps = trainer
+    Xv, yv = torch.from_numpy(split.X_val), torch.from_numpy(split.y_val.astype(np.int64))
+    spent = 0.0
+    for it in range(1, max_epochs * -(-len(split.y_train) // 128) + 1):
+        spent += next(steps)
+        if it % eval_every == 0:
+            with torch.no_grad():
+                if (model(Xv).argmax(1) == yv).float().mean().item() >= target:
+                    return spent, it
     return None, None
 
 
@@ -220,35 +239,14 @@ def ours_epoch(layers, split, pool):
 
 
 def torch_epoch(layers, split, threads):
-    """The same epoch in PyTorch (nn.Linear + ReLU, CrossEntropyLoss, Adam);
-    None when torch is not installed."""
-    try:
-        import torch
-    except ImportError:
+    """The same epoch in PyTorch, as a callable returning its training
+    seconds; None when torch is not installed."""
+    trainer = _torch_adam_steps(layers, split, threads)
+    if trainer is None:
         return None
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    mods = []
-    for a, b in zip(layers[:-1], layers[1:]):
-        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*mods[:-1])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    X, y = torch.from_numpy(split.X_train), torch.from_numpy(split.y_train.astype(np.int64))
-    gen = np.random.default_rng(1)
-
-    def epoch():
-        order = torch.from_numpy(gen.permutation(len(X)))
-        spent = 0.0
-        for start in range(0, len(X), 128):
-            t = time.perf_counter()
-            idx = order[start:start + 128]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(X[idx]), y[idx]).backward()
-            opt.step()
-            spent += time.perf_counter() - t
-        return spent
-    return epoch
+    _, steps = trainer
+    per_epoch = -(-len(split.y_train) // 128)
+    return lambda: sum(next(steps) for _ in range(per_epoch))
 
 
 def _interleaved_results(timed, repeats, settle=0.2):
