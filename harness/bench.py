@@ -381,18 +381,8 @@ def sweep_seconds(grid_text, jobs, root):
 
 # --- the whole benchmark ------------------------------------------------------
 
-def run_bench(out="results/bench", repeats=7, quick=False, say=print):
-    threads = os.cpu_count() or 1
-    src = datamod.load_source("mnist")
-    rows = []
-
-    def add(section, item, value, unit, note=""):
-        rows.append({"section": section, "item": item, "value": value, "unit": unit, "note": note})
-        shown = "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
-        say(f"  {item:<58} {shown:>10} {unit} {note}")
-
-    say(f"harness bench: {threads} threads, numpy {np.__version__}, medians of {repeats}")
-    say("1. full-batch training step on 33,600 MNIST rows")
+def step_section(src, threads, repeats, add):
+    """1. The full-batch step against its GEMMs alone and PyTorch's, round-robin."""
     for dtype in ("float64", "float32"):
         split = datamod.split(src, 33600, "test", 0, dtype)
         for layers in NETS:
@@ -419,36 +409,36 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
             add("step", f"{name} {dtype}: ours / PyTorch", t["ours"] / t["torch step"], "x",
                 target if layers == NETS[1] else "")
 
-    if not quick:
-        say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
-        split = datamod.split(src, None, "test", 0, "float32")
-        ours_s, ours_it = ours_to_target(split, threads, 0.975, 20)
-        add("adam", "ours: training seconds to 97.5%", ours_s, "s", f"({ours_it} iterations)")
-        torch_s, torch_it = torch_to_target(split, threads, 0.975, 20)
-        add("adam", "PyTorch: training seconds to 97.5%", torch_s, "s", f"({torch_it} iterations)")
-        if ours_s and torch_s:
-            add("adam", "ours / PyTorch", ours_s / torch_s, "x", "target <= 1.0")
 
-    say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
-    minibatch_section(src, threads, repeats, add, say)
+def adam_section(src, threads, add):
+    """2. Minibatch Adam to 97.5% test accuracy, ours against PyTorch."""
+    split = datamod.split(src, None, "test", 0, "float32")
+    ours_s, ours_it = ours_to_target(split, threads, 0.975, 20)
+    add("adam", "ours: training seconds to 97.5%", ours_s, "s", f"({ours_it} iterations)")
+    torch_s, torch_it = torch_to_target(split, threads, 0.975, 20)
+    add("adam", "PyTorch: training seconds to 97.5%", torch_s, "s", f"({torch_it} iterations)")
+    if ours_s and torch_s:
+        add("adam", "ours / PyTorch", ours_s / torch_s, "x", "target <= 1.0")
 
+
+def _one_vs_two(grid_text):
+    with tempfile.TemporaryDirectory() as tmp:
+        one, _ = sweep_seconds(grid_text, 1, tmp)
+        two, peak = sweep_seconds(grid_text, 2, tmp)
+    return one, two, peak
+
+
+def sweep_sections(quick, add, say):
+    """3 and 4. Sweeps with jobs = 1 against jobs = 2."""
     iterations = 30 if quick else 150
-
-    def one_vs_two(grid_text):
-        with tempfile.TemporaryDirectory() as tmp:
-            one, _ = sweep_seconds(grid_text, 1, tmp)
-            two, peak = sweep_seconds(grid_text, 2, tmp)
-        return one, two, peak
-
     for label, template, its in (("full batch, 10,000 rows", SMALL_GRID, iterations),
                                  ("minibatch 128, Adam, 60,000 rows", SMALL_MINIBATCH_GRID, 400 if quick else 2000)):
         say(f"3. sweep throughput: 8 runs of 784-64-10, {label}")
-        one, two, peak = one_vs_two(template.format(iterations=its))
+        one, two, peak = _one_vs_two(template.format(iterations=its))
         add("sweep", f"{label}: jobs = 1: wall seconds", one, "s")
         add("sweep", f"{label}: jobs = 2: wall seconds", two, "s")
         add("sweep", f"{label}: jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
         add("sweep", f"{label}: peak memory of a worker process", peak, "MB", "target <= 1024")
-
     mixed = [("mixed", "784-256-128-64-10 and four small networks, full batch, 10,000 rows",
               MIXED_GRID.format(iterations=iterations))]
     article = article_grid(quick)
@@ -459,10 +449,31 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
                       article))
     for section, label, grid_text in mixed:
         say(f"4. {label}")
-        one, two, _ = one_vs_two(grid_text)
+        one, two, _ = _one_vs_two(grid_text)
         add(section, "one after another (jobs = 1, all cores each): wall seconds", one, "s")
         add(section, "jobs = 2, longest first: wall seconds", two, "s")
         add(section, "jobs = 2 / one after another", two / one, "x", "target <= 1.0")
+
+
+def run_bench(out="results/bench", repeats=7, quick=False, say=print):
+    threads = os.cpu_count() or 1
+    src = datamod.load_source("mnist")
+    rows = []
+
+    def add(section, item, value, unit, note=""):
+        rows.append({"section": section, "item": item, "value": value, "unit": unit, "note": note})
+        shown = "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+        say(f"  {item:<58} {shown:>10} {unit} {note}")
+
+    say(f"harness bench: {threads} threads, numpy {np.__version__}, medians of {repeats}")
+    say("1. full-batch training step on 33,600 MNIST rows")
+    step_section(src, threads, repeats, add)
+    if not quick:
+        say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
+        adam_section(src, threads, add)
+    say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
+    minibatch_section(src, threads, repeats, add, say)
+    sweep_sections(quick, add, say)
 
     frame = pd.DataFrame(rows)
     out = Path(out)

@@ -139,20 +139,37 @@ def _load_toml(path: Path):
 
 def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     """Read and validate the grid file at ``path``; ``jobs`` and ``scheduler``
-    override the file's [sweep] values (command-line flags)."""
+    override the file's [sweep] values (command-line flags).
+
+    1. the file's sections and their keys; 2. the [sweep] settings; 3. the
+    [data] and [train] base values, and the data; 4. the axes and includes;
+    5. their product over the seeds, each run validated."""
     path = Path(path)
     text, doc = _load_toml(path)
     _check_keys(doc, SECTIONS, f"{path}")
-    sweep = _table(doc, "sweep", path)
-    data = _table(doc, "data", path)
-    train = _table(doc, "train", path)
-    grid = _table(doc, "grid", path)
+    sweep, data, train, grid = (_table(doc, name, path) for name in ("sweep", "data", "train", "grid"))
     _check_keys(sweep, SWEEP_KEYS, f"{path} [sweep]")
     _check_keys(data, DATA_KEYS, f"{path} [data]")
     _check_keys(train, TRAIN_KEYS, f"{path} [train]")
     _check_keys(grid, TRAIN_KEYS + ARCH_AXES, f"{path} [grid]")
     _check_report(_table(doc, "report", path), f"{path} [report]")
+    name, jobs, seeds, backend, scheduler = _sweep_settings(sweep, path, jobs, scheduler)
+    base_values, base_error = _base_values(data, train, path)
+    try:
+        source = datamod.load_source(base_values.get("dataset", RunConfig().dataset), base_values.get("path") or None)
+    except DataError as e:
+        raise ConfigError(f"{path} [data]: {e}") from None
+    combos = _combos(doc, grid, train, source, path)
+    runs = _expand(combos, seeds, base_values, base_error, train, source, path)
+    varying = tuple(k for k in (f.name for f in fields(RunConfig))
+                    if len({getattr(c, k) for _, c in runs}) > 1)
+    return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
+                 tuple(c for _, c in runs), tuple(r for r, _ in runs), varying, source.fingerprint,
+                 len(source.X))
 
+
+def _sweep_settings(sweep, path, jobs, scheduler):
+    """``(name, jobs, seeds, backend, scheduler)`` from [sweep] and the flags."""
     name = sweep.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ConfigError(f"{path} [sweep] name: must be a plain folder name, got {name!r}")
@@ -173,26 +190,30 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     elif backend == "dask":
         raise ConfigError(f"{path} [sweep] scheduler: backend 'dask' needs scheduler = 'tcp://host:8786' "
                           "(or --scheduler)")
+    return name, jobs, seeds, backend, scheduler
 
-    # [data] and [train] values are type-checked here; their combination is
-    # checked per run, since an axis or include may override a value that is
-    # wrong alone (say optimizer = "adam" beside [train] batch_size = 128).
-    base_values = {k: coerce(k, v, f"{path} [data]") for k, v in data.items()}
-    if base_values.get("path"):  # relative to the grid file, like an include
-        base_values["path"] = str((path.parent / base_values["path"]).resolve())
-    base_values.update({k: coerce(k, v, f"{path} [train]") for k, v in train.items()})
-    base_values.setdefault("layers", (1, 1))  # placeholder until the data's sizes are known
+
+def _base_values(data, train, path):
+    """``(values, error)``: [data] and [train] type-checked, and the message
+    they give alone as a run (or None). Their combination is checked per
+    run, since an axis or include may override a value that is wrong alone
+    (say optimizer = "adam" beside [train] batch_size = 128)."""
+    values = {k: coerce(k, v, f"{path} [data]") for k, v in data.items()}
+    if values.get("path"):  # relative to the grid file, like an include
+        values["path"] = str((path.parent / values["path"]).resolve())
+    values.update({k: coerce(k, v, f"{path} [train]") for k, v in train.items()})
+    values.setdefault("layers", (1, 1))  # placeholder until the data's sizes are known
     try:
-        RunConfig(**base_values)
-        base_error = None
+        RunConfig(**values)
+        return values, None
     except ConfigError as e:
-        base_error = str(e)
-    defaults = RunConfig()
-    try:
-        source = datamod.load_source(base_values.get("dataset", defaults.dataset), base_values.get("path") or None)
-    except DataError as e:
-        raise ConfigError(f"{path} [data]: {e}") from None
+        return values, str(e)
 
+
+def _combos(doc, grid, train, source, path):
+    """The settings of each run but its seed: the product of the [grid] axes,
+    then the [[include]] tables. With no axes at all, the [train] defaults
+    form one run unless the file lists only [[include]] runs."""
     archs = _architectures(grid, source.n_features, source.n_classes, f"{path} [grid]")
     axes = {"layers": archs} if archs else {}
     for key, values in grid.items():
@@ -202,9 +223,6 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     includes = doc.get("include", [])
     if not isinstance(includes, list) or not all(isinstance(t, dict) for t in includes):
         raise ConfigError(f"{path}: [[include]] must be tables of overrides")
-
-    # The product of the axes; with no axes at all, the [train] defaults form
-    # one run unless the file lists only [[include]] runs.
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     if not axes and includes:
         combos = []
@@ -215,7 +233,12 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     if not ("layers" in train or archs) and any("layers" not in combo for combo in combos):
         raise ConfigError(f"{path}: no architecture; set [train] layers, [grid] layers or depth and width, "
                           "or layers in every [[include]]")
+    return combos
 
+
+def _expand(combos, seeds, base_values, base_error, train, source, path):
+    """``[(run_id, RunConfig)]``: every combination once per seed, validated
+    against the data, identical runs listed once."""
     runs, seen = [], set()
     for combo in combos:
         for seed in seeds:
@@ -235,11 +258,7 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
             if run_id not in seen:
                 seen.add(run_id)
                 runs.append((run_id, cfg))
-    varying = tuple(k for k in (f.name for f in fields(RunConfig))
-                    if len({getattr(c, k) for _, c in runs}) > 1)
-    return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
-                 tuple(c for _, c in runs), tuple(r for r, _ in runs), varying, source.fingerprint,
-                 len(source.X))
+    return runs
 
 
 def _show(v):

@@ -205,25 +205,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     rows = []
     pool = Threads(threads, threads_file)
     with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
-        blas, blas_threads = blas_info()
-        store.atomic_write_json(out / "config.json", {
-            **cfg.to_dict(),
-            "run_id": run_id,
-            "data_fingerprint": source.fingerprint,
-            "n_train": len(split.y_train),
-            "n_val": len(split.y_val),
-            "n_test": 0 if split.y_test is None else len(split.y_test),
-            "total_iterations": total_iterations(cfg, len(split.y_train)),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "numpy": np.__version__,
-            "blas": blas,
-            "blas_threads": blas_threads,
-            "threads": threads,
-            "harness": __version__,
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-        })
+        store.atomic_write_json(out / "config.json", _config_record(cfg, source, split, run_id, threads))
         writer = store.MetricsWriter(out)
         try:
             params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
@@ -236,14 +218,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
             store.save_params(out / "params.npz", params)
             status = summarize(rows)
             if status["status"] == RunStatus.DONE:
-                # The rows' train figures are per batch; the final ones cover every training row.
-                loss, acc = mlp.evaluate(params, split.X_train, split.y_train, cfg.activation, pool)
-                status.update(final_train_loss=loss, final_train_acc=acc)
-                if split.X_test is not None:
-                    # Held out from selection: evaluated once, here, with the kept parameters.
-                    status["test_acc"] = mlp.accuracy(params, split.X_test, split.y_test, cfg.activation, pool)
-                predicted = mlp.predict(params, split.X_val, cfg.activation, pool)
-                store.save_confusion(out / "confusion.csv", confusion(split.y_val, predicted, source.n_classes))
+                status.update(_final_evaluation(params, cfg, split, source, out, pool))
         except RunTimeout as e:
             writer.close()
             status = {**summarize(rows), "status": RunStatus.FAILED.value, "reason": f"timeout: {e}"}
@@ -262,3 +237,40 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     status["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     store.write_status(out, status)
     return status
+
+
+def _config_record(cfg: RunConfig, source, split, run_id, threads):
+    """``config.json``: the resolved settings, the data's rows and where the run computes."""
+    blas, blas_threads = blas_info()
+    return {
+        **cfg.to_dict(),
+        "run_id": run_id,
+        "data_fingerprint": source.fingerprint,
+        "n_train": len(split.y_train),
+        "n_val": len(split.y_val),
+        "n_test": 0 if split.y_test is None else len(split.y_test),
+        "total_iterations": total_iterations(cfg, len(split.y_train)),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "blas_threads": blas_threads,
+        "threads": threads,
+        "harness": __version__,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+    }
+
+
+def _final_evaluation(params, cfg: RunConfig, split, source, out, pool):
+    """The figures of a finished run: training loss and accuracy on every
+    training row (the metric rows' are per batch), the one test evaluation
+    when the test split was held out, and the validation confusion matrix."""
+    loss, acc = mlp.evaluate(params, split.X_train, split.y_train, cfg.activation, pool)
+    figures = {"final_train_loss": loss, "final_train_acc": acc}
+    if split.X_test is not None:
+        # Held out from selection: evaluated once, here, with the kept parameters.
+        figures["test_acc"] = mlp.accuracy(params, split.X_test, split.y_test, cfg.activation, pool)
+    predicted = mlp.predict(params, split.X_val, cfg.activation, pool)
+    store.save_confusion(out / "confusion.csv", confusion(split.y_val, predicted, source.n_classes))
+    return figures
