@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import store
 from ..status import in_comparison
-from .tables import pareto, pct, per_run_progress, variant_keys
+from .tables import label_keys, pareto, pct, per_run_progress, variant_keys
 
 PLOTS = {
     "acc_vs_depth": "Validation accuracy against depth",
@@ -26,7 +26,7 @@ PLOTS = {
     "budget": "Validation accuracy against training time (equal budgets)",
     "confusion": "Confusion matrix of the best run (validation data)",
 }
-MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p"]
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p", "d", "H", "8", "x", "+", "1"]
 PANELS_PER_ROW = 5
 DASHES = ["", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 2, 6, 2), (8, 3), (1, 3), (5, 1, 1, 1, 1, 1), (10, 2, 2, 2), (3, 1),
           (2, 4), (12, 3, 3, 3)]
@@ -76,7 +76,7 @@ def styles(g):
     """``g`` with ``style``: what tells a variant apart beyond its first width
     (depth, halving widths, other settings), for markers and line styles."""
     g = g.copy()
-    keys = [k for k in variant_keys(g) if k != "layers"]
+    keys = [k for k in label_keys(g, variant_keys(g)) if k != "layers"] if not g.empty else []
 
     def style(row):
         hidden = str(row["layers"]).split("-")[1:-1]
