@@ -208,8 +208,9 @@ def verdict(g):
     if g.empty:
         return ["No finished runs to compare yet."]
     best = g.iloc[0]
-    lines = [f"**Best:** {best.label}, {pct(best.val_acc, best.val_lo, best.val_hi)} validation accuracy "
-             f"(mean and 95% interval over {best.seeds} seed{'s' if best.seeds != 1 else ''})."]
+    over = (f"mean and 95% interval over {best.seeds} seeds" if best.seeds > 1
+            else "1 seed: no interval")
+    lines = [f"**Best:** {best.label}, {pct(best.val_acc, best.val_lo, best.val_hi)} validation accuracy ({over})."]
     if len(g) == 1:
         return lines
     if best.seeds < 2:
