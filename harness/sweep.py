@@ -400,21 +400,28 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
                         record(status)
                     break
                 except Exception as e:  # a backend fault, not a run's (runs record their own)
-                    lost = [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None
-                            and (out / "runs" / r / "config.json").exists()]
-                    if not lost:
-                        raise
-                    for run_id, _ in lost:
-                        status = {"status": RunStatus.FAILED.value, "run_id": run_id,
-                                  "reason": f"worker lost: {type(e).__name__}: {e}".splitlines()[0]}
-                        store.write_status(out / "runs" / run_id, status)
-                        record(status)
-                    pending = [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None]
+                    pending = _fail_lost_runs(pending, out, e, record)
     finally:
         bar.close()
         if client is not None:
             client.close()
     return failed
+
+
+def _fail_lost_runs(pending, out: Path, error, record):
+    """After a backend fault: the runs it cut short (started, unfinished)
+    are recorded failed; returns the runs still to submit. Re-raises
+    ``error`` if no run was cut short (then it is not a worker's loss)."""
+    lost = [r for r, _ in pending if store.read_status(out / "runs" / r) is None
+            and (out / "runs" / r / "config.json").exists()]
+    if not lost:
+        raise error
+    for run_id in lost:
+        status = {"status": RunStatus.FAILED.value, "run_id": run_id,
+                  "reason": f"worker lost: {type(error).__name__}: {error}".splitlines()[0]}
+        store.write_status(out / "runs" / run_id, status)
+        record(status)
+    return [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None]
 
 
 def summary_row(run_dir: Path):

@@ -71,7 +71,7 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     if cfg.batch_size and cfg.batch_size < m:
         batches = _batches(m, cfg.batch_size, np.random.default_rng([cfg.seed, 1]))
     limit = math.inf  # set from the first loss
-    best_acc, best_params, since_best = -1.0, None, 0
+    keeper = _EarlyStopping(cfg.early_stopping) if cfg.early_stopping else None
     start = time.perf_counter()
     for it in range(1, total + 1):
         t0 = time.perf_counter()
@@ -96,26 +96,44 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
         stop = False
         if finite and (it % cfg.eval_every == 0 or it == total):
             row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation, pool)
-            if cfg.early_stopping:
-                if row["val_acc"] > best_acc:
-                    best_acc, since_best = row["val_acc"], 0
-                    best_params = [(W.copy(), b.copy()) for W, b in params]
+            if keeper is not None:
+                kept, stop = keeper.update(row["val_acc"], params)
+                if kept:
                     row["kept"] = True  # status only, like "diverged"
-                else:
-                    since_best += 1
-                    stop = since_best >= cfg.early_stopping
         row["elapsed_seconds"] = time.perf_counter() - start
         if cfg.timeout and row["elapsed_seconds"] > cfg.timeout and it < total:
             raise RunTimeout(f"still running after {cfg.timeout:g} s, at iteration {it} of {total}")
         if not finite:
             row["diverged"] = True  # status only; not a metrics.csv column
-        if best_params is not None and (stop or it == total):
-            for (W, b), (bW, bb) in zip(params, best_params):
-                W[...] = bW
-                b[...] = bb
+        if keeper is not None and (stop or it == total):
+            keeper.restore(params)
         yield row
         if not finite or stop:
             return
+
+
+class _EarlyStopping:
+    """Keeps the parameters of the best evaluation so far, and says when
+    ``patience`` evaluations have passed without a better one."""
+
+    def __init__(self, patience):
+        self.patience, self.best, self.since, self.params = patience, -1.0, 0, None
+
+    def update(self, acc, params):
+        """``(kept, stop)`` after an evaluation with accuracy ``acc``."""
+        if acc > self.best:
+            self.best, self.since = acc, 0
+            self.params = [(W.copy(), b.copy()) for W, b in params]
+            return True, False
+        self.since += 1
+        return False, self.since >= self.patience
+
+    def restore(self, params):
+        """Put the kept parameters back into ``params`` (in place)."""
+        if self.params is not None:
+            for (W, b), (bW, bb) in zip(params, self.params):
+                W[...] = bW
+                b[...] = bb
 
 
 def summarize(rows):

@@ -196,3 +196,22 @@ def test_bad_grid_is_one_clear_line(tmp_path, tiny_csv, capsys, text, message):
 def test_missing_grid_file(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: no such grid file" in capsys.readouterr().err
+
+
+def test_a_backend_fault_fails_only_the_runs_it_cut_short(tmp_path):
+    from harness import store
+    from harness.sweep import _fail_lost_runs
+
+    runs = tmp_path / "runs"
+    for run_id in ("cut", "finished"):
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "config.json").write_text("{}")
+    store.write_status(runs / "finished", {"status": "done", "run_id": "finished"})
+    pending = [("cut", None), ("finished", None), ("queued", None)]
+    recorded = []
+    left = _fail_lost_runs(pending, tmp_path, OSError("connection closed"), recorded.append)
+    assert left == [("queued", None)]
+    assert [r["run_id"] for r in recorded] == ["cut"]
+    assert store.read_status(runs / "cut")["reason"] == "worker lost: OSError: connection closed"
+    with pytest.raises(OSError, match="not a worker's"):  # nothing cut short: the fault is the sweep's own
+        _fail_lost_runs([("queued", None)], tmp_path, OSError("not a worker's"), recorded.append)
