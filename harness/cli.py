@@ -165,7 +165,7 @@ def cmd_sweep(args):
 
     sweep = load_sweep(args.grid, jobs=args.jobs, scheduler=args.scheduler)
     if args.dry_run:
-        dry_run(sweep)
+        dry_run(sweep, args.out, force=args.force)
         return 0
     return run_sweep(sweep, args.out, force=args.force, quiet=args.quiet, resume_command=_resume_command(args))
 

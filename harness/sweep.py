@@ -481,13 +481,21 @@ def print_outcome(summary: pd.DataFrame, out: Path):
     print(f"{len(summary)} runs: {counts}; summary in {out / 'summary.csv'}")
 
 
-def dry_run(sweep: Sweep):
-    """Print the number of runs and a table of them; train and write nothing."""
+def dry_run(sweep: Sweep, out_root="results", force=False):
+    """Print the plan: the runs, the results folder, how many are already
+    finished there and how many a sweep would train, and a table of the
+    runs (the settings that vary, and whether each is finished). Reads the
+    folder; trains and writes nothing."""
+    out = Path(out_root) / sweep.name
+    done = set(plan(sweep, out, force)[0]) if (out / "runs").is_dir() else set()
     cols = [k for k in sweep.varying if k != "layers"]
     rows = []
     for run_id, cfg in zip(sweep.run_ids, sweep.runs):
         row = {"run_id": run_id, "layers": cfg.layers_str}
         row.update({k: getattr(cfg, k) for k in cols})
+        row["state"] = "finished" if run_id in done else "to train"
         rows.append(row)
     print(f"{len(rows)} runs in sweep {sweep.name!r} ({sweep.path})")
+    print(f"results: {out.resolve()}")
+    print(f"{len(done)} already finished there (kept; --force retrains them), {len(rows) - len(done)} to train")
     print(pd.DataFrame(rows).to_string(index=False))

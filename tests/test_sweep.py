@@ -53,7 +53,9 @@ def test_dry_run_counts_and_writes_nothing(tmp_path, tiny_csv, capsys):
     # plus the include; all times 2 seeds
     assert out.startswith("14 runs in sweep 'tiny'")
     assert "16-12-6-10" in out and "16-10" in out
-    assert len(out.strip().splitlines()) == 2 + 14
+    assert f"results: {(tmp_path / 'out' / 'tiny').resolve()}" in out
+    assert "0 already finished there (kept; --force retrains them), 14 to train" in out
+    assert len(out.strip().splitlines()) == 4 + 14 and out.count("to train") == 15
     assert not (tmp_path / "out").exists()
     s = load_sweep(grid)
     assert len(s.runs) == 14 and len(set(s.run_ids)) == 14
@@ -215,3 +217,20 @@ def test_a_backend_fault_fails_only_the_runs_it_cut_short(tmp_path):
     assert store.read_status(runs / "cut")["reason"] == "worker lost: OSError: connection closed"
     with pytest.raises(OSError, match="not a worker's"):  # nothing cut short: the fault is the sweep's own
         _fail_lost_runs([("queued", None)], tmp_path, OSError("not a worker's"), recorded.append)
+
+
+def test_dry_run_counts_what_is_already_finished_and_writes_nothing(tmp_path, tiny_csv, capsys):
+    grid = write_grid(tmp_path, tiny_csv, text=GRID.replace("seeds = [0, 1]", "seeds = [0]"))
+    assert sweep(grid, tmp_path / "out") == 0
+    root = tmp_path / "out" / "tiny"
+    first = sorted((root / "runs").iterdir())[0]
+    (first / "status.json").unlink()  # as if killed mid-run
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "6 already finished there (kept; --force retrains them), 1 to train" in out
+    assert out.count("finished") == 1 + 6
+    assert main(["sweep", str(grid), "--dry-run", "--force", "--out", str(tmp_path / "out")]) == 0
+    assert "0 already finished there (kept; --force retrains them), 7 to train" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing written
