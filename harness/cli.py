@@ -184,12 +184,17 @@ def _resume_command(args):
     return shlex.join(words)
 
 
-def _add_report(sub):
-    p = sub.add_parser("report", help="write plots and reports of a sweep folder from its CSV files",
-                       description="Regenerate plots/*.png, report.md and report.html of a sweep folder "
-                                   "from its CSV files; trains nothing.")
+def _add_folder_command(sub, name, func, help, description):
+    """A command whose one argument is a sweep's results folder."""
+    p = sub.add_parser(name, help=help, description=description)
     p.add_argument("folder", metavar="results/NAME", help="a sweep's results folder")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=func)
+
+
+def _add_report(sub):
+    _add_folder_command(sub, "report", cmd_report, "write plots and reports of a sweep folder from its CSV files",
+                        "Regenerate plots/*.png, comparison.csv, report.md and report.html of a sweep folder "
+                        "from its CSV files; trains nothing.")
 
 
 def cmd_report(args):
@@ -199,6 +204,19 @@ def cmd_report(args):
     if sweep_running(args.folder):
         print(f"note: a sweep is still running on {args.folder}; this report is partial", file=sys.stderr)
     print(f"report: {write_report(args.folder)}")
+    return 0
+
+
+def _add_status(sub):
+    _add_folder_command(sub, "status", cmd_status, "how far a sweep is: runs done, running and left",
+                        "Read a sweep folder (safely, while the sweep runs) and say which runs are done, "
+                        "running and left, with each running run's iteration and time left.")
+
+
+def cmd_status(args):
+    from .watch import render
+
+    print(render(args.folder))
     return 0
 
 
@@ -249,6 +267,7 @@ def build_parser():
     _add_sweep(sub)
     _add_report(sub)
     _add_compare(sub)
+    _add_status(sub)
     _add_bench(sub)
     return p
 

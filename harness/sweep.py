@@ -162,11 +162,18 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_f
         prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
         child = multiprocessing.get_context("fork").Process(target=_child,
                                                             args=(cfg, run_dir, threads, threads_file, owner))
-        child.start()
         try:
+            # The child starts with SIGINT blocked (held, not lost) and takes it only
+            # once it can mark its run interrupted; see _child.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                child.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             child.join()
         except KeyboardInterrupt:
-            child.join()  # Ctrl-C reached the child too; it marks its run interrupted
+            if child.pid is not None:
+                child.join()  # Ctrl-C reached the child too; it marks its run interrupted
             raise
         return _child_outcome(child.exitcode, run_dir, owner)
 
@@ -174,7 +181,7 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_f
 def _child_outcome(code, run_dir, owner):
     """The status of a run trained in a child that exited with ``code``."""
     status = store.read_status(run_dir)
-    if code == 0 and status is not None:
+    if code in (0, 130) and status is not None:  # 130: Ctrl-C came as it ended; its record stands
         return status
     if owner is not None and not owner.alive():
         os._exit(3)  # the child was stopped because the sweep died: record nothing
@@ -189,9 +196,17 @@ def _child_outcome(code, run_dir, owner):
 
 
 def _child(cfg, run_dir, threads, threads_file, owner):
+    """The run, in a forked child. SIGINT arrives blocked (see _worker) and is
+    let through only around the run itself, so Ctrl-C during the child's
+    start-up or shutdown never prints multiprocessing's traceback; a
+    pending one is taken then and ends the child with status 130."""
     try:
-        _watch(owner, new_process=True)  # threads do not survive a fork
-        train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
+        try:
+            _watch(owner, new_process=True)  # threads do not survive a fork; this one keeps SIGINT blocked
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
 
@@ -290,6 +305,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False, report
         for line in _data_lines(sweep):
             say(f"data: {line}")
         todo = _plan_and_tell(sweep, out, force, say)
+        store.atomic_write_json(out / store.PLAN, _plan_record(sweep))
         try:
             failed = _execute(sweep, out, todo, quiet)
         except KeyboardInterrupt:
@@ -321,6 +337,21 @@ def _data_lines(sweep: Sweep):
     settings = dict.fromkeys((c.dataset, c.path or None, c.train_size, c.validation) for c in sweep.runs)
     return [describe_rows(load_source(dataset, path), train_size, validation)
             for dataset, path, train_size, validation in settings]
+
+
+def _plan_record(sweep: Sweep):
+    """``plan.json``: every run of the grid with what ``harness status``
+    needs to say how far the sweep is (its layers, seed, total iterations
+    and FLOPs per iteration)."""
+    from .data import load_source, row_counts
+
+    runs = {}
+    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+        n_train = row_counts(load_source(cfg.dataset, cfg.path or None), cfg.train_size, cfg.validation)[0]
+        runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed,
+                        "iterations": total_iterations(cfg, n_train),
+                        "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n_train, n_train))}
+    return {"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs}
 
 
 def _plan_and_tell(sweep: Sweep, out: Path, force, say):

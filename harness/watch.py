@@ -1,0 +1,126 @@
+"""``harness status``: how far a sweep is, read from its folder alone.
+
+Read-only and safe while the sweep runs: it reads ``plan.json`` (written by
+the sweep as it starts), each run's ``status.json`` and the metrics rows a
+running run has streamed so far.
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .errors import ConfigError
+
+
+def _rows_so_far(run_dir: Path):
+    """``(iteration, elapsed seconds, latest validation accuracy)`` of a run
+    still writing ``metrics.csv.part``; None before its first row."""
+    path = run_dir / "metrics.csv.part"
+    try:
+        rows = list(csv.DictReader(path.open()))
+    except OSError:
+        return None
+    rows = [r for r in rows if r.get("elapsed_seconds")]  # the last line may be half-written
+    if not rows:
+        return None
+    vals = [r["val_acc"] for r in rows if r.get("val_acc")]
+    return int(rows[-1]["iteration"]), float(rows[-1]["elapsed_seconds"]), (float(vals[-1]) if vals else None)
+
+
+def progress(folder):
+    """The state of every planned run: a list of dicts with run_id, layers,
+    seed, state (a status name, "running", "cut short" or "left"),
+    iteration, iterations, val_acc and eta_seconds (for running runs, from
+    their own pace so far). Raises ConfigError when no sweep planned here."""
+    folder = Path(folder)
+    try:
+        plan = store.read_json(folder / store.PLAN)
+    except (OSError, ValueError):
+        raise ConfigError(f"{folder}: no plan.json here: not a sweep folder, or no sweep has started on it "
+                          "since sweeps began to write one (running the sweep again writes it and keeps "
+                          "finished runs)") from None
+    running = store.sweep_running(folder)
+    out = []
+    for run_id, info in plan["runs"].items():
+        run_dir = folder / "runs" / run_id
+        row = {"run_id": run_id, "layers": info["layers"], "seed": info["seed"], "iterations": info["iterations"],
+               "iteration": None, "val_acc": None, "eta_seconds": None}
+        status = store.read_status(run_dir)
+        if status is not None:
+            row.update(state=status["status"], iteration=status.get("iterations_run"),
+                       val_acc=status.get("final_val_acc"), seconds=status.get("total_seconds"))
+        elif (run_dir / "config.json").exists():
+            row["state"] = "running" if running else "cut short"
+            sofar = _rows_so_far(run_dir)
+            if sofar is not None:
+                it, elapsed, val = sofar
+                row.update(iteration=it, val_acc=val)
+                if running:
+                    row["eta_seconds"] = elapsed / it * (info["iterations"] - it)
+        else:
+            row["state"] = "left"
+        row["flops"] = info["flops_per_iter"] * info["iterations"]
+        out.append(row)
+    return plan, running, out
+
+
+def run_seconds_model(runs):
+    """A function ``(iterations, flops) -> seconds`` fitted to the finished
+    runs: a fixed cost per run, per iteration and per FLOP (least squares,
+    with four finished runs or more), or their median seconds per FLOP
+    (fewer). None when nothing has finished yet."""
+    done = [r for r in runs if r.get("seconds") and r["flops"]]
+    if not done:
+        return None
+    if len(done) >= 4:
+        A = np.array([[1.0, r["iterations"], r["flops"]] for r in done])
+        coef, *_ = np.linalg.lstsq(A, np.array([r["seconds"] for r in done]), rcond=None)
+        if (coef >= 0).all():
+            return lambda iterations, flops: float(coef @ [1.0, iterations, flops])
+    pace = statistics.median(r["seconds"] / r["flops"] for r in done)
+    return lambda iterations, flops: flops * pace
+
+
+def sweep_eta(plan, runs):
+    """A rough ETA of the whole sweep: the runs left at the pace of the
+    finished ones (:func:`run_seconds_model`) shared over the sweep's
+    workers, after the running runs' own ETAs. None when nothing has
+    finished yet."""
+    model = run_seconds_model(runs)
+    if model is None:
+        return None
+    left = sum(model(r["iterations"], r["flops"]) for r in runs if r["state"] == "left")
+    running = [r["eta_seconds"] or 0.0 for r in runs if r["state"] == "running"]
+    jobs = plan.get("jobs", 1) if plan.get("jobs", 1) > 0 else 1
+    return max(running, default=0.0) + left / jobs
+
+
+def _secs(x):
+    return f"{x:.1f} s" if x < 10 else f"{x:.0f} s"
+
+
+def render(folder):
+    """The text ``harness status`` prints."""
+    plan, running, runs = progress(folder)
+    counts = {}
+    for r in runs:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines = [f"sweep {plan['name']!r} in {Path(folder).resolve()}: "
+             + ("running" if running else "not running") + "; "
+             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {len(runs)} runs"]
+    for r in runs:
+        if r["state"] in ("running", "cut short"):
+            it = "?" if r["iteration"] is None else r["iteration"]
+            val = "" if r["val_acc"] is None else f", validation {100 * r['val_acc']:.2f}%"
+            eta = "" if r["eta_seconds"] is None else f", about {_secs(r['eta_seconds'])} left"
+            lines.append(f"  {r['state']}: {r['run_id']} {r['layers']} seed {r['seed']}: "
+                         f"iteration {it} of {r['iterations']}{val}{eta}")
+    if running:
+        eta = sweep_eta(plan, runs)
+        lines.append("sweep: " + ("no run finished yet, so no estimate of the rest" if eta is None
+                                  else f"about {_secs(eta)} left to train (rough: at the finished runs' pace)"))
+    return "\n".join(lines)
