@@ -276,7 +276,7 @@ def ours_minibatch_steps(layers, X, y, pool, steps=50):
     return run
 
 
-def minibatch_section(src, threads, repeats, add, say):
+def minibatch_section(src, threads, repeats, add):
     """A lone minibatch run: its epoch against PyTorch's and its step against its GEMMs."""
     split = datamod.split(src, None, "test", 0, "float32")
     for layers in MINIBATCH_NETS:
@@ -472,7 +472,7 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
         say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
         adam_section(src, threads, add)
     say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
-    minibatch_section(src, threads, repeats, add, say)
+    minibatch_section(src, threads, repeats, add)
     sweep_sections(quick, add, say)
 
     frame = pd.DataFrame(rows)

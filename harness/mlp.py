@@ -323,22 +323,21 @@ def forward_backward(params, X, y, activation="relu", article_bias_grad=False, p
 
 def _sum_grads(parts, pool):
     """The sum of the chunks' gradients, added in chunk order, block by block
-    on ``pool``, into new C-ordered arrays: a weight gradient computed
+    on ``pool``: in place into the first chunk's arrays when they are
+    C-ordered, else into new C-ordered ones (a weight gradient computed
     transposed is Fortran-ordered, and the optimizer's passes over it beside
-    C-ordered parameters would otherwise stride through memory."""
+    C-ordered parameters would stride through memory)."""
     flat = [[g for pair in part for g in pair] for part in parts]
-
-    if len(parts) == 1 and all(g.flags.c_contiguous for g in flat[0]):
+    in_place = all(g.flags.c_contiguous for g in flat[0])
+    if len(parts) == 1 and in_place:
         return parts[0]
-    out = [np.empty(g.shape, g.dtype) for g in flat[0]]
+    out = flat[0] if in_place else [np.empty(g.shape, g.dtype) for g in flat[0]]
 
     def add(i, index):
         target = out[i][index]
-        if len(flat) == 1:
+        if not in_place:
             target[...] = flat[0][i][index]
-            return
-        np.add(flat[0][i][index], flat[1][i][index], out=target)
-        for part in flat[2:]:
+        for part in flat[1:]:
             target += part[i][index]
     elementwise(add, [g.shape for g in out], pool)
     return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]

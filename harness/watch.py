@@ -7,6 +7,7 @@ running run has streamed so far.
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def sweep_eta(plan, runs):
         return None
     left = sum(model(r["iterations"], r["flops"]) for r in runs if r["state"] == "left")
     running = [r["eta_seconds"] or 0.0 for r in runs if r["state"] == "running"]
-    jobs = plan.get("jobs", 1) if plan.get("jobs", 1) > 0 else 1
+    jobs = plan.get("jobs", 1)
+    jobs = (os.cpu_count() or 1) if jobs == -1 else max(1, jobs)
     return max(running, default=0.0) + left / jobs
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import store
 from ..errors import ConfigError
 from ..status import RunStatus, in_comparison
-from . import tables
+from . import stats, tables
 from .plots import PLOTS, plot_all
 from .render import render_html, render_md
 from .tables import DEFAULT_TARGET, pct
@@ -33,8 +33,8 @@ def _article_section(summary):
         if runs.empty:
             return None
         times[layers] = runs.median_iter_seconds.median()
-        _, tr, tr_lo, tr_hi = tables.stats.mean_ci(runs.final_train_acc)
-        _, va, va_lo, va_hi = tables.stats.mean_ci(runs.final_val_acc)
+        _, tr, tr_lo, tr_hi = stats.mean_ci(runs.final_train_acc)
+        _, va, va_lo, va_hi = stats.mean_ci(runs.final_val_acc)
         rows.append({
             "network": layers, "iterations": iters, "article: train acc": f"~{100 * claim:.0f}%",
             "ours: train acc": pct(tr, tr_lo, tr_hi),
@@ -57,7 +57,7 @@ def _front_table(g):
     return pd.DataFrame(rows)
 
 
-def _variants_table(g, keys):
+def _variants_table(g):
     tied = {True: "yes", False: "no", None: "untested (1 seed)"}
     return pd.DataFrame({
         "variant": g.label,
@@ -164,7 +164,7 @@ def build(folder, summary=None, metrics=None, title=None):
     blocks += [("p", line) for line in tables.verdict(g)]
     _article_blocks(blocks, summary)
     blocks.append(("h2", "Variants, over seeds"))
-    blocks.append(("table", _variants_table(g, keys) if not g.empty else pd.DataFrame({"variant": []})))
+    blocks.append(("table", _variants_table(g) if not g.empty else pd.DataFrame({"variant": []})))
     target = report_target(folder)
     reach, at, secs = tables.budgets(g, metrics, target) if not g.empty else (None, None, [])
     if reach is not None:

@@ -127,11 +127,6 @@ def variant_label(row, keys):
     return ", ".join([str(row["layers"])] + [f"{k} {row[k]}" for k in keys[1:]])
 
 
-def _interval(values):
-    n, mean, lo, hi = stats.mean_ci(values)
-    return n, mean, lo, hi
-
-
 def grouped(summary):
     """Runs in a comparison grouped over seeds, one row per variant, ranked by
     mean validation accuracy: n, mean and 95% t interval of validation (and
@@ -143,7 +138,7 @@ def grouped(summary):
     rows = []
     for values, runs in ok.groupby(keys, sort=False):
         values = values if isinstance(values, tuple) else (values,)
-        n, mean, lo, hi = _interval(runs.final_val_acc)
+        n, mean, lo, hi = stats.mean_ci(runs.final_val_acc)
         row = dict(zip(keys, values))
         row.update(seeds=n, val_acc=mean, val_lo=lo, val_hi=hi, val_sd=runs.final_val_acc.std(),
                    accs=runs.final_val_acc.dropna().to_numpy(float),
@@ -152,7 +147,7 @@ def grouped(summary):
                    s_per_iter=runs.median_iter_seconds.median(),
                    diverged=int((runs.status == "diverged").sum()), run_ids=list(runs.run_id))
         if "test_acc" in runs and runs.test_acc.notna().any():
-            _, row["test_acc"], row["test_lo"], row["test_hi"] = _interval(runs.test_acc)
+            _, row["test_acc"], row["test_lo"], row["test_hi"] = stats.mean_ci(runs.test_acc)
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
