@@ -134,7 +134,7 @@ def _budget_blocks(blocks, reach, at, target, secs):
     blocks.append(("h2", "Equal budgets"))
     blocks.append(("p", f"Training seconds (the steps only, evaluations excluded) and iterations at which each "
                         f"variant's seeds first reach {100 * target:g}% validation accuracy (the median over "
-                        "the seeds that did; `[report] target` in the grid file sets it), and the validation "
+                        "the seeds that did; [report] target in the grid file sets it), and the validation "
                         "accuracy each had within equal training-time budgets: a quarter, half and all of the "
                         "quickest variant's training time."))
     shown = reach.copy()
