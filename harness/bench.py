@@ -371,7 +371,7 @@ def sweep_seconds(grid_text, jobs, root):
     out = Path(root) / f"out{jobs}"
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = run_sweep(sweep, out, quiet=True, report=False)
+        code = run_sweep(sweep, out, report=False)
     seconds = time.perf_counter() - t
     if code != 0:
         raise RuntimeError(f"benchmark sweep failed (exit {code})")

@@ -150,24 +150,31 @@ def _add_sweep(sub):
                        description="Train every combination of a grid file. Finished runs are skipped, "
                                    "so the same command resumes an interrupted sweep.")
     p.add_argument("grid", metavar="GRID.toml", help="grid file (see README)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs; train and write nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the plan: the runs, what is finished, each run's estimated time and the wall time; "
+                        "train and write nothing")
     p.add_argument("--force", action="store_true", help="rerun finished runs too")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--out", metavar="DIR", default="results", help="results root (default: results)")
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers, overriding [sweep] jobs")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
+    p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated wall time exceeds this, "
+                                                    "e.g. 45m, 2h or 90s (overrides [sweep] budget)")
     p.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args):
     from .grid import load_sweep
-    from .sweep import dry_run, run_sweep
+    from .plan import dry_run
+    from .progress import for_terminal
+    from .sweep import run_sweep
 
-    sweep = load_sweep(args.grid, jobs=args.jobs, scheduler=args.scheduler)
+    sweep = load_sweep(args.grid, jobs=args.jobs, scheduler=args.scheduler, budget=args.budget)
     if args.dry_run:
         dry_run(sweep, args.out, force=args.force)
         return 0
-    return run_sweep(sweep, args.out, force=args.force, quiet=args.quiet, resume_command=_resume_command(args))
+    return run_sweep(sweep, args.out, force=args.force, events=for_terminal(args.quiet),
+                     resume_command=_resume_command(args))
 
 
 def _resume_command(args):
@@ -179,6 +186,8 @@ def _resume_command(args):
         words += ["--jobs", str(args.jobs)]
     if args.scheduler:
         words += ["--scheduler", args.scheduler]
+    if args.budget:
+        words += ["--budget", args.budget]
     if args.quiet:
         words.append("--quiet")
     return shlex.join(words)

@@ -19,7 +19,8 @@ from .errors import ConfigError, DataError
 
 SECTIONS = ("sweep", "data", "train", "grid", "include", "report")
 REPORT_KEYS = ("target",)
-SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler")
+SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler", "budget")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 BACKENDS = ("loky", "dask")
 SHAPES = ("constant", "halving")
 ARCH_AXES = ("depth", "width", "shape")
@@ -42,6 +43,7 @@ class Sweep:
     varying: tuple[str, ...]     # settings that differ between runs
     fingerprint: str             # of the data
     n_rows: int                  # rows in the data's training file
+    budget: float | None = None  # seconds of wall time a sweep may be estimated to take
 
 
 def _unknown(key, allowed, where):
@@ -137,9 +139,22 @@ def _load_toml(path: Path):
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
 
-def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
-    """Read and validate the grid file at ``path``; ``jobs`` and ``scheduler``
-    override the file's [sweep] values (command-line flags).
+def parse_duration(value, where):
+    """Seconds from ``"45m"``, ``"2h"``, ``"90s"`` or ``"1.5h"`` (units: s, m, h)."""
+    text = str(value).strip() if isinstance(value, str) else ""
+    unit = DURATION_UNITS.get(text[-1:]) if text else None
+    try:
+        seconds = float(text[:-1]) * unit if unit else None
+    except ValueError:
+        seconds = None
+    if seconds is None or not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{where}: {value!r} is not a duration; write it like \"45m\", \"2h\" or \"90s\"")
+    return seconds
+
+
+def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
+    """Read and validate the grid file at ``path``; ``jobs``, ``scheduler``
+    and ``budget`` override the file's [sweep] values (command-line flags).
 
     1. the file's sections and their keys; 2. the [sweep] settings; 3. the
     [data] and [train] base values, and the data; 4. the axes and includes;
@@ -163,9 +178,13 @@ def load_sweep(path, jobs=None, scheduler=None) -> Sweep:
     runs = _expand(combos, seeds, base_values, base_error, train, source, path)
     varying = tuple(k for k in (f.name for f in fields(RunConfig))
                     if len({getattr(c, k) for _, c in runs}) > 1)
+    if budget is not None:
+        budget = parse_duration(budget, "flag --budget")
+    elif "budget" in sweep:
+        budget = parse_duration(sweep["budget"], f"{path} [sweep] budget")
     return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
                  tuple(c for _, c in runs), tuple(r for r, _ in runs), varying, source.fingerprint,
-                 len(source.X))
+                 len(source.X), budget)
 
 
 def _sweep_settings(sweep, path, jobs, scheduler):

@@ -106,6 +106,24 @@ class MetricsWriter:
             self._f.close()
 
 
+def last_iteration(folder):
+    """The iteration of the last whole row a running run has streamed to
+    ``metrics.csv.part``, or None. Reads only the file's tail."""
+    try:
+        with open(Path(folder) / "metrics.csv.part", "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 4096))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = tail.split("\n")[:-1]  # the part after the last newline may be half-written
+    for line in reversed(lines):
+        first = line.split(",", 1)[0]
+        if first.isdigit():
+            return int(first)
+    return None
+
+
 def write_status(folder, record: dict):
     """Write ``status.json``, the completion marker: the one writer of it.
     ``record["status"]`` must be one of :class:`harness.status.RunStatus`."""

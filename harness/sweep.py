@@ -22,22 +22,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import mlp, store
+from . import cost as costmod, mlp, plan as planmod, store
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
-from .status import NAMES, RunStatus, finished, in_comparison, parse
-from .train import prepare, run as train_run, total_iterations
+from .status import RunStatus, finished, in_comparison, parse
+from .train import prepare, run as train_run
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
 SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "test_acc", "final_train_loss",
-                "median_iter_seconds", "total_seconds", "iterations_run", "kept_iteration", "reason")
-
-
-def cost(cfg: RunConfig, n_train: int) -> int:
-    """Estimated work of a run: FLOPs per iteration times iterations."""
-    m = min(cfg.batch_size or n_train, n_train)
-    return mlp.flops_per_iter(cfg.layers, m) * total_iterations(cfg, n_train)
+                "median_iter_seconds", "total_seconds", "estimated_seconds", "iterations_run", "kept_iteration",
+                "reason")
 
 
 # --- no orphans: a run writes only while the sweep that started it lives ----------
@@ -146,7 +141,7 @@ def _wait_for_old_writers(out: Path, say):
         os.close(fd)  # also releases the lock
 
 
-def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None, owner=None):
+def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None, owner=None, record=None):
     """One run, in a worker process. Data is loaded (and cached) by the
     worker itself; only the small config crosses the process boundary.
 
@@ -154,14 +149,15 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_f
     worker's loaded data: if the child dies (killed, out of memory), that run
     alone is recorded as failed and the worker carries on. ``owner`` (the
     sweep's main process) is watched: when it dies, this process and the
-    run's exit without writing more."""
+    run's exit without writing more. ``record`` joins the run's config.json
+    (the sweep's estimate of its seconds)."""
     _watch(owner)
     with _writing(owner):
         if not isolate:
-            return train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
+            return train_run(cfg, run_dir, threads=threads, threads_file=threads_file, record=record)
         prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
         child = multiprocessing.get_context("fork").Process(target=_child,
-                                                            args=(cfg, run_dir, threads, threads_file, owner))
+                                                            args=(cfg, run_dir, threads, threads_file, owner, record))
         try:
             # The child starts with SIGINT blocked (held, not lost) and takes it only
             # once it can mark its run interrupted; see _child.
@@ -195,7 +191,7 @@ def _child_outcome(code, run_dir, owner):
     return status
 
 
-def _child(cfg, run_dir, threads, threads_file, owner):
+def _child(cfg, run_dir, threads, threads_file, owner, record):
     """The run, in a forked child. SIGINT arrives blocked (see _worker) and is
     let through only around the run itself, so Ctrl-C during the child's
     start-up or shutdown never prints multiprocessing's traceback; a
@@ -204,36 +200,11 @@ def _child(cfg, run_dir, threads, threads_file, owner):
         try:
             _watch(owner, new_process=True)  # threads do not survive a fork; this one keeps SIGINT blocked
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            train_run(cfg, run_dir, threads=threads, threads_file=threads_file)
+            train_run(cfg, run_dir, threads=threads, threads_file=threads_file, record=record)
         finally:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
-
-
-def plan(sweep: Sweep, out_dir: Path, force=False):
-    """Split the grid into runs already finished and runs to train.
-    Returns ``(done_ids, todo)`` with ``todo`` a list of ``(run_id, cfg)``,
-    most expensive first."""
-    done, todo = [], []
-    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
-        status = store.read_status(out_dir / "runs" / run_id)
-        if not force and status is not None and finished(status.get("status")):
-            done.append(run_id)
-        else:
-            todo.append((run_id, cfg))
-    todo.sort(key=lambda item: -cost(item[1], item[1].train_size or sweep.n_rows))
-    return done, todo
-
-
-def _jobs(sweep: Sweep, n_tasks: int) -> int:
-    jobs = (os.cpu_count() or 1) if sweep.jobs == -1 else sweep.jobs
-    return max(1, min(jobs, n_tasks))
-
-
-def _threads_per_run(running: int) -> int:
-    """Runs x threads <= cores: no oversubscription, and no idle core either."""
-    return max(1, (os.cpu_count() or 1) // max(1, running))
 
 
 def _parallel(sweep: Sweep, n_tasks: int):
@@ -243,8 +214,8 @@ def _parallel(sweep: Sweep, n_tasks: int):
     if sweep.backend == "dask":
         # one thread per run; start workers with --nthreads 1 per core
         return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
-    jobs = _jobs(sweep, n_tasks)
-    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), _threads_per_run(jobs)
+    jobs = planmod.jobs(sweep, n_tasks)
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), planmod.threads_per_run(jobs)
 
 
 def _dask_client(address):
@@ -289,45 +260,109 @@ def locked(out: Path, say):
         f.close()
 
 
-def run_sweep(sweep: Sweep, out_root="results", force=False, quiet=False, report=True, resume_command=None):
+class Events:
+    """What a sweep tells its caller as it goes. The caller decides what to
+    show (see :mod:`harness.progress`); these do nothing. ``advanced`` comes
+    from a watcher thread, the others from the sweep's main thread."""
+
+    def note(self, text):
+        """A line for the user: where results go, what is kept or redone."""
+
+    def started(self, estimate, todo):
+        """Training begins: ``todo`` is ``[(run_id, cfg), ...]``."""
+
+    def advanced(self, run_id, iteration):
+        """A running run has logged ``iteration``."""
+
+    def finished(self, status):
+        """A run ended (its ``status.json`` record)."""
+
+    def closed(self):
+        """Training stopped, finished or not."""
+
+    def outcome(self, summary, out):
+        """The sweep's summary, once written."""
+
+
+class Printed(Events):
+    """Notes on stderr and the outcome's table on stdout, no progress."""
+
+    def note(self, text):
+        print(text, file=sys.stderr)
+
+    def outcome(self, summary, out):
+        print_outcome(summary, out)
+
+
+def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report=True, resume_command=None,
+              live_report=True):
     """Train the grid's unfinished runs, write ``summary.csv`` and (unless
-    ``report`` is false) the report. Returns the exit status: 0, 1 if any
-    run failed, 130 if interrupted. ``resume_command`` is what the
-    interruption message tells the user to run again."""
+    ``report`` is false) the report, rewritten as runs finish when
+    ``live_report``. Returns the exit status: 0, 1 if any run failed, 130
+    if interrupted. Raises ConfigError when the estimate exceeds the
+    budget, before anything is trained. ``events`` (an :class:`Events`)
+    hears how it goes; ``resume_command`` is what the interruption message
+    tells the user to run again."""
+    events = events or Events()
     out = Path(out_root) / sweep.name
     store.writable_folder(out)
     (out / "runs").mkdir(exist_ok=True)
-    say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-    with locked(out, say):
-        _wait_for_old_writers(out, say)
-        store.atomic_write_text(out / "sweep.toml", sweep.text)
-        say(f"results: {out.resolve()}")
+    with locked(out, events.note):
+        _wait_for_old_writers(out, events.note)
+        events.note(f"results: {out.resolve()}")
         for line in _data_lines(sweep):
-            say(f"data: {line}")
-        todo = _plan_and_tell(sweep, out, force, say)
-        store.atomic_write_json(out / store.PLAN, _plan_record(sweep))
+            events.note(f"data: {line}")
+        todo = _plan_and_tell(sweep, out, force, events.note)
+        est = _estimate_and_check(sweep, out, todo, events.note)
+        for run_id, _ in todo:
+            shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
+        store.atomic_write_text(out / "sweep.toml", sweep.text)
+        store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
-            failed = _execute(sweep, out, todo, quiet)
+            started = time.monotonic()
+            failed = _execute(sweep, out, todo, est, events, live_report and report)
+            if todo:
+                events.note(f"trained in {planmod.clock(time.monotonic() - started)} "
+                            f"(estimated {planmod.clock(est.wall)})")
         except KeyboardInterrupt:
             write_summary(sweep, out)
             again = resume_command or f"python -m harness sweep {sweep.path}"
             print(f"interrupted: finished runs are kept; resume with: {again}", file=sys.stderr)
             return 130
         summary = write_summary(sweep, out)
-    if not quiet:
-        print_outcome(summary, out)
+    events.outcome(summary, out)
     if report and not summary.empty:
-        from .report import write_report
-        try:
-            say(f"report: {write_report(out)}")
-        except Exception as e:  # the runs are safe on disk; a broken report must not hide them
-            print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
-                  f"retry with: python -m harness --debug report {out}", file=sys.stderr)
+        _final_report(out, events.note)
     for status in failed:
         error = out / "runs" / status["run_id"] / "error.txt"
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _final_report(out: Path, say):
+    from .report import write_report
+
+    try:
+        say(f"report: {write_report(out)}")
+    except Exception as e:  # the runs are safe on disk; a broken report must not hide them
+        print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
+              f"retry with: python -m harness --debug report {out}", file=sys.stderr)
+
+
+def _estimate_and_check(sweep: Sweep, out: Path, todo, say):
+    """The estimate of the runs to train; refuses (ConfigError) when it
+    exceeds the sweep's budget."""
+    model = costmod.machine_model(say)
+    workers = planmod.workers_for(sweep, len(todo), say) if todo else 1
+    est = planmod.estimate(sweep, out, todo, model, workers)
+    refusal = planmod.over_budget(sweep, est, todo)
+    if refusal:
+        raise ConfigError(refusal)
+    if todo:
+        say(f"estimated wall time: {planmod.clock(est.wall)} with {est.workers} workers"
+            + (f" (budget {planmod.clock(sweep.budget)})" if sweep.budget else ""))
+    return est
 
 
 def _data_lines(sweep: Sweep):
@@ -339,25 +374,10 @@ def _data_lines(sweep: Sweep):
             for dataset, path, train_size, validation in settings]
 
 
-def _plan_record(sweep: Sweep):
-    """``plan.json``: every run of the grid with what ``harness status``
-    needs to say how far the sweep is (its layers, seed, total iterations
-    and FLOPs per iteration)."""
-    from .data import load_source, row_counts
-
-    runs = {}
-    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
-        n_train = row_counts(load_source(cfg.dataset, cfg.path or None), cfg.train_size, cfg.validation)[0]
-        runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed,
-                        "iterations": total_iterations(cfg, n_train),
-                        "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n_train, n_train))}
-    return {"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs}
-
-
 def _plan_and_tell(sweep: Sweep, out: Path, force, say):
-    """Plan the runs, say what is kept and what is redone, and clear the
-    folders of runs to redo. Returns the runs to train."""
-    done, todo = plan(sweep, out, force)
+    """Plan the runs and say what is kept and what is redone. Returns the
+    runs to train."""
+    done, todo = planmod.split_runs(sweep, out, force)
     if done:
         say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
     unfinished = {}
@@ -375,8 +395,6 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     if stray:
         say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
-    for run_id, _ in todo:
-        shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
     return todo
 
 
@@ -384,39 +402,85 @@ def _count(n, noun):
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _execute(sweep: Sweep, out: Path, todo, quiet):
+# The live report: rewritten at most once a minute while runs finish, and
+# never more often than keeps its cost under 1/LIVE_REPORT_SHARE of the time.
+LIVE_REPORT_SECONDS = 60
+LIVE_REPORT_SHARE = 30
+POLL_SECONDS = 1.0
+
+
+class _Watcher(threading.Thread):
+    """While runs train: reads how far each running run is (the tail of its
+    metrics file) and tells ``events``; and with ``live``, rewrites
+    ``summary.csv`` and the report of the runs finished so far."""
+
+    def __init__(self, sweep: Sweep, out: Path, todo, events, live):
+        super().__init__(name="harness-sweep-watch", daemon=True)
+        self.sweep, self.out, self.ids, self.events, self.live = sweep, out, [r for r, _ in todo], events, live
+        self.ended, self.seen, self.finished = set(), {}, 0
+        self.reported, self.next_report = 0, time.monotonic() + LIVE_REPORT_SECONDS
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.wait(POLL_SECONDS):
+            for run_id in self.ids:
+                it = None if run_id in self.ended else store.last_iteration(self.out / "runs" / run_id)
+                if it is not None and it != self.seen.get(run_id):
+                    self.seen[run_id] = it
+                    self.events.advanced(run_id, it)
+            if self.live and self.finished > self.reported and time.monotonic() >= self.next_report:
+                self.rewrite_report()
+
+    def rewrite_report(self):
+        from .report import write_report
+
+        t, self.reported = time.monotonic(), self.finished
+        try:
+            write_summary(self.sweep, self.out)
+            write_report(self.out)  # says it is partial: this sweep holds the lock
+        except Exception:
+            pass  # a partial report is a convenience; the final one reports its own errors
+        took = time.monotonic() - t
+        self.next_report = time.monotonic() + max(LIVE_REPORT_SECONDS, LIVE_REPORT_SHARE * took)
+
+    def stop(self):
+        self.halt.set()
+        if self.is_alive():
+            self.join()
+
+
+def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live):
     """Train ``todo`` on the sweep's backend; returns the failed runs' statuses.
 
     If the backend itself loses a worker (it cannot happen to an isolated
     run, but can on Dask), the runs that worker had in flight are recorded
     as failed and the rest are submitted again."""
     from joblib import delayed, parallel_config
-    from tqdm import tqdm
 
     if not todo:
         return []
     client = _dask_client(sweep.scheduler) if sweep.backend == "dask" else None
     isolate = client is None and "fork" in multiprocessing.get_all_start_methods()
-    bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, desc=sweep.name)
-    counts = dict.fromkeys(NAMES, 0)
     failed, pending = [], list(todo)
     # Runs read their thread count from this file as they go: when fewer runs
     # are left than workers, the ones still going take over the idle cores.
     threads_file = None if client else out / ".threads"
     owner = None if client else Owner.me(out)
-    remaining = [len(todo)]
+    watcher = _Watcher(sweep, out, todo, events, live)
 
     def record(status):
-        counts[status["status"]] = counts.get(status["status"], 0) + 1
+        watcher.ended.add(status["run_id"])
+        watcher.finished += 1
         if parse(status["status"]).is_failure():
             failed.append(status)
-        bar.update(1)
-        bar.set_postfix({k: n for k, n in counts.items() if n}, refresh=False)
-        remaining[0] -= 1
-        if threads_file is not None and remaining[0]:
-            running = min(_jobs(sweep, len(todo)), remaining[0])
-            store.atomic_write_text(threads_file, f"{_threads_per_run(running)}\n")
+        events.finished(status)
+        left = len(todo) - len(watcher.ended)
+        if threads_file is not None and left:
+            running = min(planmod.jobs(sweep, len(todo)), left)
+            store.atomic_write_text(threads_file, f"{planmod.threads_per_run(running)}\n")
 
+    events.started(est, todo)
+    watcher.start()
     try:
         with parallel_config(backend="dask") if client else contextlib.nullcontext():
             while pending:
@@ -424,7 +488,8 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
                 if threads_file is not None:
                     store.atomic_write_text(threads_file, f"{threads}\n")
                 tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
-                                          threads_file and str(threads_file), owner)
+                                          threads_file and str(threads_file), owner,
+                                          {"estimated_seconds": est.seconds.get(run_id)})
                          for run_id, cfg in pending)
                 try:
                     for status in parallel(tasks):
@@ -433,7 +498,8 @@ def _execute(sweep: Sweep, out: Path, todo, quiet):
                 except Exception as e:  # a backend fault, not a run's (runs record their own)
                     pending = _fail_lost_runs(pending, out, e, record)
     finally:
-        bar.close()
+        watcher.stop()
+        events.closed()
         if client is not None:
             client.close()
     return failed
@@ -480,6 +546,7 @@ def summary_row(run_dir: Path):
     if cfg.path:  # the bundled dataset's name would mislead
         row["dataset"] = Path(cfg.path).name
     row.update({k: status.get(k) for k in SUMMARY_LAST if k != "seed"})
+    row["estimated_seconds"] = conf.get("estimated_seconds")
     return row
 
 
@@ -510,23 +577,3 @@ def print_outcome(summary: pd.DataFrame, out: Path):
     print(ok[cols].head(10).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     counts = ", ".join(f"{n} {status}" for status, n in summary.status.value_counts().items())
     print(f"{len(summary)} runs: {counts}; summary in {out / 'summary.csv'}")
-
-
-def dry_run(sweep: Sweep, out_root="results", force=False):
-    """Print the plan: the runs, the results folder, how many are already
-    finished there and how many a sweep would train, and a table of the
-    runs (the settings that vary, and whether each is finished). Reads the
-    folder; trains and writes nothing."""
-    out = Path(out_root) / sweep.name
-    done = set(plan(sweep, out, force)[0]) if (out / "runs").is_dir() else set()
-    cols = [k for k in sweep.varying if k != "layers"]
-    rows = []
-    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
-        row = {"run_id": run_id, "layers": cfg.layers_str}
-        row.update({k: getattr(cfg, k) for k in cols})
-        row["state"] = "finished" if run_id in done else "to train"
-        rows.append(row)
-    print(f"{len(rows)} runs in sweep {sweep.name!r} ({sweep.path})")
-    print(f"results: {out.resolve()}")
-    print(f"{len(done)} already finished there (kept; --force retrains them), {len(rows) - len(done)} to train")
-    print(pd.DataFrame(rows).to_string(index=False))

@@ -203,7 +203,7 @@ def _cached_split(source, train_size, validation, data_seed, dtype):
     return split
 
 
-def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads_file=None):
+def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads_file=None, record=None):
     """Train ``cfg`` into the folder ``out_dir`` and return its status record.
 
     Bad input (data that does not fit) raises before anything is written.
@@ -213,7 +213,8 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     cores) is the number of threads the run computes with: BLAS is held to
     one thread and row chunks run on a pool of ``threads``, so the numbers do
     not depend on it; ``threads_file`` lets a sweep change it as the run goes.
-    ``on_row`` sees each metrics row as it is logged.
+    ``on_row`` sees each metrics row as it is logged; ``record`` (a dict)
+    is added to ``config.json``.
     """
     source, split = prepare(cfg, source)
     out = Path(out_dir)
@@ -223,7 +224,8 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     rows = []
     pool = Threads(threads, threads_file)
     with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
-        store.atomic_write_json(out / "config.json", _config_record(cfg, source, split, run_id, threads))
+        store.atomic_write_json(out / "config.json",
+                                {**_config_record(cfg, source, split, run_id, threads), **(record or {})})
         writer = store.MetricsWriter(out)
         try:
             params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)

@@ -86,15 +86,30 @@ def run_seconds_model(runs):
     return lambda iterations, flops: flops * pace
 
 
-def sweep_eta(plan, runs):
-    """A rough ETA of the whole sweep: the runs left at the pace of the
-    finished ones (:func:`run_seconds_model`) shared over the sweep's
-    workers, after the running runs' own ETAs. None when nothing has
-    finished yet."""
-    model = run_seconds_model(runs)
-    if model is None:
+def _estimated_left(plan, runs):
+    """Seconds of the runs left from the sweep's own estimates (plan.json),
+    at the pace the finished runs kept against theirs; None without them."""
+    est = {r: info.get("estimated_seconds") for r, info in plan["runs"].items()}
+    left = [est[r["run_id"]] for r in runs if r["state"] == "left"]
+    if not left or None in left:
         return None
-    left = sum(model(r["iterations"], r["flops"]) for r in runs if r["state"] == "left")
+    paces = [r["seconds"] / est[r["run_id"]] for r in runs
+             if r.get("seconds") and est[r["run_id"]] and r.get("iteration") == r["iterations"]]
+    return sum(left) * (statistics.median(paces) if paces else 1.0)
+
+
+def sweep_eta(plan, runs):
+    """A rough ETA of the whole sweep: the runs left at their estimated
+    seconds (corrected by the finished runs' pace), or, for sweeps planned
+    without estimates, at the pace of the finished ones
+    (:func:`run_seconds_model`), shared over the sweep's workers, after
+    the running runs' own ETAs. None when nothing can tell."""
+    left = _estimated_left(plan, runs)
+    if left is None:
+        model = run_seconds_model(runs)
+        if model is None:
+            return None
+        left = sum(model(r["iterations"], r["flops"]) for r in runs if r["state"] == "left")
     running = [r["eta_seconds"] or 0.0 for r in runs if r["state"] == "running"]
     jobs = plan.get("jobs", 1)
     jobs = (os.cpu_count() or 1) if jobs == -1 else max(1, jobs)
@@ -124,5 +139,5 @@ def render(folder):
     if running:
         eta = sweep_eta(plan, runs)
         lines.append("sweep: " + ("no run finished yet, so no estimate of the rest" if eta is None
-                                  else f"about {_secs(eta)} left to train (rough: at the finished runs' pace)"))
+                                  else f"about {_secs(eta)} left to train (rough)"))
     return "\n".join(lines)

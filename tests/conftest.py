@@ -59,3 +59,19 @@ def tiny_idx(tmp_path):
     X, y = make_digits(300, seed=1)
     Xt, yt = make_digits(100, seed=2)
     return write_idx_folder(tmp_path / "idx", X, y, Xt, yt)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def machine_cache(tmp_path_factory):
+    """The cost model's calibration goes to a folder of this test session,
+    not the user's cache (measured once, by the first sweep that needs it)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("harness-cache")
+    old = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = old

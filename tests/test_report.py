@@ -200,3 +200,26 @@ def test_a_grid_varying_momentum_gives_one_variant_per_value(tmp_path, tiny_csv)
     comparison = pd.read_csv(tmp_path / "out" / "tiny" / "comparison.csv")
     assert sorted(comparison.momentum) == [0.5, 0.9] and list(comparison.n) == [2, 2]
     assert set(comparison.variant) == {"16-8-10, momentum 0.5", "16-8-10, momentum 0.9"}
+
+
+def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_path, tiny_csv, monkeypatch):
+    import harness.report
+    from harness import sweep as sweepmod
+
+    monkeypatch.setattr(sweepmod, "LIVE_REPORT_SECONDS", 0)
+    monkeypatch.setattr(sweepmod, "POLL_SECONDS", 0.05)
+    real, seen = harness.report.write_report, []
+
+    def spy(folder):
+        path = real(folder)
+        seen.append((len(pd.read_csv(folder / "summary.csv")), path.read_text()))
+        return path
+    monkeypatch.setattr(harness.report, "write_report", spy)
+    grid = write_grid(tmp_path, tiny_csv, jobs=1)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    partial, final = seen[:-1], seen[-1]
+    assert partial, "no live report was written"
+    for n, page in partial:
+        assert 0 < n < 14 and "<strong>Partial:</strong>" in page
+        assert '<meta http-equiv="refresh" content="60">' in page
+    assert final[0] == 14 and "Partial" not in final[1] and "http-equiv" not in final[1]

@@ -55,7 +55,7 @@ def test_dry_run_counts_and_writes_nothing(tmp_path, tiny_csv, capsys):
     assert "16-12-6-10" in out and "16-10" in out
     assert f"results: {(tmp_path / 'out' / 'tiny').resolve()}" in out
     assert "0 already finished there (kept; --force retrains them), 14 to train" in out
-    assert len(out.strip().splitlines()) == 4 + 14 and out.count("to train") == 15
+    assert len(out.strip().splitlines()) == 4 + 14 + 1 and out.count("to train") == 15
     assert not (tmp_path / "out").exists()
     s = load_sweep(grid)
     assert len(s.runs) == 14 and len(set(s.run_ids)) == 14
@@ -230,7 +230,8 @@ def test_dry_run_counts_what_is_already_finished_and_writes_nothing(tmp_path, ti
     assert main(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "6 already finished there (kept; --force retrains them), 1 to train" in out
-    assert out.count("finished") == 1 + 6
+    assert sum(line.rstrip().endswith(" finished") for line in out.splitlines()) == 6  # table rows, no estimate
+    assert "estimates refined by 6 finished runs" in out
     assert main(["sweep", str(grid), "--dry-run", "--force", "--out", str(tmp_path / "out")]) == 0
-    assert "0 already finished there (kept; --force retrains them), 7 to train" in capsys.readouterr().out
+    assert "6 already finished there, retrained (--force): 7 to train" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before  # nothing written

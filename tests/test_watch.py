@@ -76,3 +76,15 @@ def test_the_run_model_fits_a_fixed_cost_per_run_iteration_and_flop():
     assert run_seconds_model(runs[:2])(0, 1e9) == pytest.approx(statistics.median(
         [r["seconds"] / r["flops"] for r in runs[:2]]) * 1e9)
     assert run_seconds_model([]) is None
+
+
+def test_status_eta_uses_the_sweeps_estimates_at_the_finished_runs_pace(tmp_path):
+    root = _folder(tmp_path / "demo")
+    plan = store.read_json(root / store.PLAN)
+    for run_id, est in (("aaa", 5.0), ("bbb", 30.0), ("ccc", 20.0)):
+        plan["runs"][run_id]["estimated_seconds"] = est
+    store.atomic_write_json(root / store.PLAN, plan)
+    with locked(root, print):
+        plan, running, runs = progress(root)
+        # aaa took 10 s against 5 estimated: ccc's 20 s become 40, over 2 workers, after bbb's 12 s
+        assert sweep_eta(plan, runs) == pytest.approx(12.0 + 40.0 / 2)

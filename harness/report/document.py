@@ -86,12 +86,18 @@ def report_target(folder):
         return DEFAULT_TARGET
 
 
+PARTIAL_RELOAD_SECONDS = 60
+
+
 def _head(blocks, title, folder, summary, configs):
     blocks.append(("h1", title))
     if store.sweep_running(folder):
         written = pd.Timestamp.now().strftime("%Y-%m-%d %H:%M:%S")
         blocks.append(("p", f"**Partial:** a sweep is still running on this folder. This report, written "
-                            f"{written}, holds only the runs finished by then."))
+                            f"{written}, holds only the runs finished by then. Opened in a browser, it "
+                            f"reloads every {PARTIAL_RELOAD_SECONDS} s until the sweep's final report "
+                            "replaces it."))
+        blocks.append(("reload", PARTIAL_RELOAD_SECONDS))
     counts = summary.status.value_counts()
     test_split = (summary.validation.astype(str) == "test").all()
     rows = tables.row_counts(summary, configs)

@@ -1,5 +1,6 @@
 """Rendering the report's blocks, ``(kind, payload)`` pairs with kinds h1, h2,
-p, table, image and code, as Markdown and as self-contained HTML."""
+p, table, image, code and reload (seconds after which a browser reloads a
+partial report; HTML only), as Markdown and as self-contained HTML."""
 from __future__ import annotations
 
 import base64
@@ -59,5 +60,6 @@ def render_html(blocks, folder):
         elif kind == "code":
             body.append(f"<pre>{html.escape(payload)}</pre>")
     title = html.escape(blocks[0][1])
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+    reload = "".join(f"<meta http-equiv=\"refresh\" content=\"{int(p)}\">" for k, p in blocks if k == "reload")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{reload}<title>{title}</title>"
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,380 @@
+"""The cost model: a run's seconds before it runs, and a sweep's wall time.
+
+A training step and an evaluation pass are each priced by a linear model
+over a few features of the network, the rows and the thread count (see
+:func:`step_features`). Its coefficients are measured on this machine by
+:func:`calibrate`, which times the real training loop on a handful of probe
+networks (a few seconds), and are cached per machine, numpy and BLAS
+(:func:`machine_model`). Finished runs refine the estimates
+(:func:`refine`), and :func:`simulate` turns per-run seconds into a sweep's
+wall time the way the sweep schedules its runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import mlp
+from .parallel import PARALLEL_MIN
+
+CACHE_VERSION = 1
+CACHE_FILE = "cost-model.json"
+FEATURES = ("step", "calls", "flops", "elements", "updates")
+
+# (layers, rows per step): small minibatch nets where per-call overheads
+# dominate, wide and deep ones, and full batches cut into row chunks.
+STEP_PROBES = (
+    ((784, 10, 10), 128),
+    ((784, 32, 10), 64),
+    ((784, 128, 128, 10), 128),
+    ((784, 64, 64, 64, 64, 64, 10), 128),
+    ((784, 512, 256, 10), 128),
+    ((784, 512, 512, 512, 10), 256),
+    ((784, 1024, 10), 512),
+    ((784, 1024, 1024, 10), 128),
+    ((784, 10, 10), 8192),
+    ((784, 256, 128, 64, 10), 2048),
+)
+PASS_PROBES = (((784, 128, 10), 6000), ((784, 512, 512, 10), 4096), ((784, 10, 10), 16384))
+PROBE_SECONDS = 0.06  # time spent on each probe (after a warm-up step)
+CONTENTION_PROBE = ((784, 512, 256, 10), 128)
+CONTENTION_SECONDS = 0.6
+
+
+# --- features ---------------------------------------------------------------
+
+def _critical_share(k, threads):
+    """Chunks computed by the busiest thread, out of ``k`` chunks."""
+    return math.ceil(k / max(1, threads)), math.ceil(k / max(1, threads)) / k
+
+
+def step_features(layers, m, threads, update_weight=1.0):
+    """Features of one training step on ``m`` rows: a fixed cost, numpy
+    calls (layers x chunks on the busiest thread), GEMM FLOPs and
+    activation elements on that thread, and the optimizer's passes over the
+    parameters (``update_weight`` scales them per optimizer). A vector in
+    :data:`FEATURES` order."""
+    busy, share = _critical_share(len(mlp._chunks(m, layers)), threads)
+    n = mlp.n_params(layers)
+    spread = threads if n >= PARALLEL_MIN else 1
+    return np.array([1.0, (len(layers) - 1) * busy, mlp.flops_per_iter(layers, m) * share,
+                     m * sum(layers) * share, n * update_weight / spread])
+
+
+def pass_features(layers, n, threads):
+    """Features of one forward pass (an evaluation) over ``n`` rows."""
+    if n <= 0:
+        return np.zeros(len(FEATURES))
+    busy, share = _critical_share(len(mlp._chunks(n, layers)), threads)
+    fwd = sum(2 * n * a * b for a, b in zip(layers[:-1], layers[1:]))
+    return np.array([0.0, (len(layers) - 1) * busy, fwd * share, n * sum(layers) * share, 0.0])
+
+
+# --- the model ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows a run trains, validates and tests on."""
+
+    train: int
+    val: int
+    test: int
+
+
+@dataclass
+class Model:
+    """Coefficients measured on this machine: ``coef[dtype][threads]`` in
+    :data:`FEATURES` order (seconds per unit), the optimizers' update cost
+    relative to Adam's, a run's fixed cost (seconds: writing its files) and
+    a worker's start-up (seconds: a new Python importing the harness)."""
+
+    coef: dict
+    update_weight: dict
+    run_overhead: float
+    worker_start: float
+    cores: int
+    contention: float = 1.0  # a 1-thread run's slowdown when every core runs one
+
+    def slowdown(self, running):
+        """How much slower each of ``running`` concurrent runs goes (they
+        share memory bandwidth and caches)."""
+        if self.cores <= 1 or running <= 1:
+            return 1.0
+        return 1.0 + (self.contention - 1.0) * (min(running, self.cores) - 1) / (self.cores - 1)
+
+    def _coef(self, dtype, threads):
+        table = self.coef[dtype]
+        return np.array(table[str(min((int(t) for t in table), key=lambda t: (abs(t - threads), t)))])
+
+    def step_seconds(self, cfg, m, threads):
+        feats = step_features(cfg.layers, m, threads, self.update_weight.get(cfg.optimizer, 1.0))
+        return float(self._coef(cfg.dtype, threads) @ feats)
+
+    def pass_seconds(self, cfg, n, threads):
+        return float(self._coef(cfg.dtype, threads) @ pass_features(cfg.layers, n, threads))
+
+    def train_seconds(self, cfg, rows: Rows, iterations, threads):
+        """The training loop: steps and the validation passes (what a run
+        records as ``total_seconds``)."""
+        m = min(cfg.batch_size or rows.train, rows.train)
+        evals = iterations // cfg.eval_every + (iterations % cfg.eval_every != 0)
+        return iterations * self.step_seconds(cfg, m, threads) + evals * self.pass_seconds(cfg, rows.val, threads)
+
+    def run_seconds(self, cfg, rows: Rows, iterations, threads):
+        """The whole run: training, its final evaluation (training, test and
+        validation rows) and its files."""
+        final = sum(self.pass_seconds(cfg, n, threads) for n in (rows.train, rows.test, rows.val))
+        return self.train_seconds(cfg, rows, iterations, threads) + final + self.run_overhead
+
+    def to_json(self):
+        return {"coef": self.coef, "update_weight": self.update_weight, "run_overhead": self.run_overhead,
+                "worker_start": self.worker_start, "cores": self.cores, "contention": self.contention}
+
+
+# --- calibration ----------------------------------------------------------------
+
+def _probe_step(layers, m, dtype, threads, seconds=PROBE_SECONDS):
+    """Median seconds of a training step (Adam) of ``layers`` on ``m`` rows."""
+    from threadpoolctl import threadpool_limits
+
+    from .config import RunConfig
+    from .data import Split
+    from .parallel import Threads
+    from .train import train_steps
+
+    rng = np.random.default_rng(0)
+    n = m if m > 2048 else 4096
+    X = rng.random((n, layers[0]), dtype=np.float64).astype(dtype)
+    y = rng.integers(0, layers[-1], n)
+    split = Split(X, y, X[:256], y[:256])
+    cfg = RunConfig(layers=layers, iterations=10**6, optimizer="adam", lr=1e-3, dtype=dtype,
+                    batch_size=0 if n == m else m, eval_every=10**6)
+    params = mlp.init_params(layers, "he", 0, dtype)
+    times, start = [], time.perf_counter()
+    with threadpool_limits(1, user_api="blas"), Threads(threads) as pool:
+        for row in train_steps(params, cfg, split, pool):
+            times.append(row["iter_seconds"])
+            if len(times) >= 3 and time.perf_counter() - start > seconds:
+                break
+    return statistics.median(times[1:])
+
+
+def _probe_pass(layers, n, dtype, threads):
+    from threadpoolctl import threadpool_limits
+
+    from .parallel import Threads
+
+    X = np.random.default_rng(0).random((n, layers[0])).astype(dtype)
+    y = np.zeros(n, dtype=np.int64)
+    params = mlp.init_params(layers, "he", 0, dtype)
+    times = []
+    with threadpool_limits(1, user_api="blas"), Threads(threads) as pool:
+        for _ in range(4):
+            t = time.perf_counter()
+            mlp.accuracy(params, X, y, "relu", pool)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])
+
+
+def _nonnegative_fit(A, t):
+    """Least squares ``A @ c ~ t`` in relative error, with ``c >= 0``: the
+    most negative coefficient is dropped until none is left."""
+    A = A / t[:, None]
+    keep = list(range(A.shape[1]))
+    while True:
+        c, *_ = np.linalg.lstsq(A[:, keep], np.ones(len(t)), rcond=None)
+        if (c >= 0).all():
+            out = np.zeros(A.shape[1])
+            out[keep] = c
+            return out
+        keep.pop(int(np.argmin(c)))
+
+
+def _fit(dtype, threads):
+    """Coefficients for ``dtype`` on ``threads`` threads, from the probes."""
+    rows, times = [], []
+    for layers, m in STEP_PROBES:
+        rows.append(step_features(layers, m, threads))
+        times.append(_probe_step(layers, m, dtype, threads))
+    for layers, n in PASS_PROBES:
+        rows.append(pass_features(layers, n, threads))
+        times.append(_probe_pass(layers, n, dtype, threads))
+    return [float(c) for c in _nonnegative_fit(np.array(rows), np.array(times))]
+
+
+def _update_weights():
+    """Each optimizer's update time relative to Adam's (1 thread, float32)."""
+    from .optim import OPTIMIZER_CLASSES, make_optimizer
+
+    params = mlp.init_params((784, 256, 10), "he", 0, "float32")
+    grads = [(W * 1e-3, b * 1e-3) for W, b in params]
+    seconds = {}
+    for name in OPTIMIZER_CLASSES:
+        opt = make_optimizer(name, params, 1e-3)
+        times = []
+        for _ in range(6):
+            t = time.perf_counter()
+            opt.step(params, grads, 1e-3, None)
+            times.append(time.perf_counter() - t)
+        seconds[name] = statistics.median(times[1:])
+    return {name: s / seconds["adam"] for name, s in seconds.items()}
+
+
+def _run_overhead():
+    """Seconds of a run beyond its steps and passes: writing its files."""
+    from .config import RunConfig
+    from .data import Source
+    from .train import run
+
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 256, (300, 16), dtype=np.uint8), rng.integers(0, 10, 300)
+    source = Source("probe", X, y, X[:50], y[:50], 10, "probe")
+    cfg = RunConfig(layers=(16, 10), iterations=1, validation=0.2)
+    with tempfile.TemporaryDirectory() as tmp:
+        times = []
+        for i in range(3):
+            t = time.perf_counter()
+            run(cfg, Path(tmp) / str(i), source=source, threads=1)
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _worker_start():
+    """Seconds for a new Python to import what a sweep worker runs."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import harness.sweep"], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def _contention(cores):
+    """A 1-thread step's time with every core running one, over its time
+    alone (forked processes, as a sweep's runs are)."""
+    import multiprocessing
+
+    if cores <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1.0
+    layers, m = CONTENTION_PROBE
+    alone = _probe_step(layers, m, "float32", 1, CONTENTION_SECONDS)
+    with multiprocessing.get_context("fork").Pool(cores) as pool:
+        together = pool.starmap(_probe_step, [(layers, m, "float32", 1, CONTENTION_SECONDS)] * cores)
+    return max(1.0, statistics.median(together) / alone)
+
+
+def calibrate(cores=None) -> Model:
+    """Measure this machine (a few seconds): every dtype on one thread and
+    on all ``cores``."""
+    cores = cores or os.cpu_count() or 1
+    counts = sorted({1, cores})
+    coef = {dtype: {str(t): _fit(dtype, t) for t in counts} for dtype in mlp.DTYPES}
+    return Model(coef, _update_weights(), _run_overhead(), _worker_start(), cores, _contention(cores))
+
+
+# --- the cache ------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """Where the calibration is kept: ``$HARNESS_CACHE_DIR``, else the user's
+    cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``harness``."""
+    if os.environ.get("HARNESS_CACHE_DIR"):
+        return Path(os.environ["HARNESS_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
+
+
+def blas_identity():
+    """The BLAS numpy uses: library, version and CPU kernel."""
+    from threadpoolctl import threadpool_info
+
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            return {k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")}
+    return None
+
+
+def machine_identity():
+    """What a calibration holds for: the machine, numpy and the BLAS. A
+    change in any of them makes the cached model stale."""
+    from .train import cpu_model
+
+    return {"version": CACHE_VERSION, "cpu": cpu_model(), "cores": os.cpu_count(), "host": platform.node(),
+            "numpy": np.__version__, "blas": blas_identity()}
+
+
+def machine_model(say=None) -> Model:
+    """This machine's model: from the cache when it was measured for this
+    machine, numpy and BLAS; otherwise measured now and cached."""
+    from . import store
+
+    path = cache_dir() / CACHE_FILE
+    identity = machine_identity()
+    try:
+        cached = json.loads(path.read_text())
+        if cached["identity"] == identity:
+            return Model(**cached["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if say:
+        say(f"measuring this machine for time estimates (once; kept in {path})")
+    t = time.perf_counter()
+    model = calibrate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store.atomic_write_json(path, {"identity": identity, "model": model.to_json(),
+                                   "seconds": round(time.perf_counter() - t, 2), "written": time.time()})
+    return model
+
+
+# --- refinement and the schedule ---------------------------------------------
+
+def refine(predicted: dict, measured: dict) -> dict:
+    """Correct predicted seconds with finished runs.
+
+    ``predicted``: ``{run_id: seconds}`` for the runs to estimate;
+    ``measured``: ``{run_id: (measured, predicted)}`` training seconds per
+    iteration of finished runs, with the model's prediction for them. A run
+    measured before keeps its own ratio of measured to predicted; the others
+    take the median ratio of all measured runs."""
+    ratios = {r: got / want for r, (got, want) in measured.items() if got and want}
+    if not ratios:
+        return dict(predicted)
+    typical = statistics.median(ratios.values())
+    return {r: s * ratios.get(r, typical) for r, s in predicted.items()}
+
+
+def _seconds_at(task, threads, cores):
+    """A task's seconds at ``threads``: ``task`` is (seconds on 1 thread,
+    seconds on ``cores`` threads), taken as linear in 1/threads between."""
+    one, many = task
+    if cores <= 1 or threads <= 1:
+        return one
+    frac = (1 - 1 / min(threads, cores)) / (1 - 1 / cores)
+    return one + (many - one) * frac
+
+
+def simulate(tasks, jobs, cores, takeover=True, slowdown=lambda running: 1.0):
+    """Wall seconds to run ``tasks`` the way a sweep does: longest first,
+    each on the next free worker of ``jobs``, ``cores // running`` threads
+    each when ``takeover`` (so the last runs take over idle cores), one
+    otherwise (Dask); ``slowdown(running)`` stretches runs that share the
+    machine. ``tasks``: ``[(seconds on 1 thread, seconds on all cores), ...]``."""
+    queue = sorted(tasks, key=lambda t: -t[0])
+    running, wall = [], 0.0  # [fraction left, task]
+    while queue or running:
+        while queue and len(running) < jobs:
+            running.append([1.0, queue.pop(0)])
+        threads = max(1, cores // len(running)) if takeover else 1
+        secs = [_seconds_at(task, threads, cores) * slowdown(len(running)) for _, task in running]
+        dt = min(left * s for (left, _), s in zip(running, secs))
+        wall += dt
+        for item, s in zip(running, secs):
+            item[0] -= dt / s if s > 0 else 1.0
+        running = [item for item in running if item[0] > 1e-9]
+    return wall

@@ -1,0 +1,247 @@
+"""What a sweep will do before it does it: which runs are finished and which
+are left, how many workers and threads train them, each run's estimated
+seconds and the wall time (see :mod:`harness.cost`), and ``--dry-run``."""
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import cost, mlp, store
+from .config import RunConfig
+from .errors import ConfigError
+from .grid import Sweep
+from .status import finished
+from .train import total_iterations
+
+
+def split_runs(sweep: Sweep, out_dir: Path, force=False):
+    """Split the grid into runs already finished and runs to train.
+    Returns ``(done_ids, todo)`` with ``todo`` a list of ``(run_id, cfg)``,
+    most expensive first."""
+    done, todo = [], []
+    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+        status = store.read_status(out_dir / "runs" / run_id)
+        if not force and status is not None and finished(status.get("status")):
+            done.append(run_id)
+        else:
+            todo.append((run_id, cfg))
+    todo.sort(key=lambda item: -flops(item[1]))
+    return done, todo
+
+
+@functools.lru_cache(maxsize=16)
+def _rows(dataset, path, train_size, validation):
+    from .data import load_source, row_counts
+
+    return cost.Rows(*row_counts(load_source(dataset, path or None), train_size, validation))
+
+
+def rows_of(cfg: RunConfig) -> cost.Rows:
+    """The training, validation and test rows of a run."""
+    return _rows(cfg.dataset, cfg.path, cfg.train_size, cfg.validation)
+
+
+def iterations_of(cfg: RunConfig) -> int:
+    return total_iterations(cfg, rows_of(cfg).train)
+
+
+def flops(cfg: RunConfig) -> int:
+    """A run's training FLOPs: FLOPs per iteration times iterations."""
+    n = rows_of(cfg).train
+    return mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)) * iterations_of(cfg)
+
+
+def jobs(sweep: Sweep, n_tasks: int) -> int:
+    """Local workers for ``n_tasks`` runs."""
+    want = (os.cpu_count() or 1) if sweep.jobs == -1 else sweep.jobs
+    return max(1, min(want, n_tasks))
+
+
+def threads_per_run(running: int) -> int:
+    """Runs x threads <= cores: no oversubscription, and no idle core either."""
+    return max(1, (os.cpu_count() or 1) // max(1, running))
+
+
+def dask_workers(address):
+    """Threads of the Dask cluster at ``address`` (one run each), or None
+    when it cannot be reached in a few seconds."""
+    try:
+        from dask.distributed import Client
+
+        with Client(address, timeout="5s") as client:
+            return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or None
+    except Exception:  # no dask, no scheduler: the estimate says it assumed
+        return None
+
+
+# --- the estimate ---------------------------------------------------------------
+
+@dataclass
+class Estimate:
+    """A sweep's time estimate: ``seconds[run_id]`` (the training loop, as a
+    run records ``total_seconds``), ``wall`` (seconds for everything left,
+    with ``workers``), and how many finished runs refined it. ``tasks``
+    holds each run's whole seconds on one thread and on every core, and
+    ``iterations`` its length, so the rest can be simulated again as runs
+    advance (:meth:`wall_left`)."""
+
+    seconds: dict
+    wall: float
+    workers: int
+    refined: int
+    tasks: dict = field(default_factory=dict)
+    iterations: dict = field(default_factory=dict)
+    cores: int = 1
+    takeover: bool = True
+    slowdown: object = None
+
+    def wall_left(self, left: dict, pace=1.0):
+        """Wall seconds for ``left[run_id]`` (the fraction of each run still
+        to do), at ``pace`` times the estimated speed's seconds."""
+        tasks = [(one * f * pace, many * f * pace) for r, f in left.items() if f > 0
+                 for one, many in [self.tasks[r]]]
+        return cost.simulate(tasks, self.workers, self.cores, self.takeover, self.slowdown or (lambda n: 1.0))
+
+
+def measured_runs(out: Path, model: cost.Model) -> dict:
+    """``{run_id: (measured, predicted)}`` seconds per iteration of the
+    finished runs in ``out/runs``, for :func:`harness.cost.refine`."""
+    measured = {}
+    folder = out / "runs"
+    for run_dir in folder.iterdir() if folder.is_dir() else ():
+        status = store.read_status(run_dir)
+        if not status or not status.get("total_seconds") or not status.get("iterations_run"):
+            continue
+        try:
+            conf = store.read_json(run_dir / "config.json")
+            cfg = RunConfig.from_saved(conf)
+            rows = cost.Rows(conf["n_train"], conf["n_val"], conf.get("n_test", 0))
+            n = status["iterations_run"]
+            predicted = model.train_seconds(cfg, rows, n, conf.get("threads", 1)) / n
+        except (OSError, ValueError, KeyError, ConfigError):
+            continue  # a folder from another version or a broken one: no help
+        measured[run_dir.name] = (status["total_seconds"] / n, predicted)
+    return measured
+
+
+def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None) -> Estimate:
+    """Estimate the runs ``todo`` (``[(run_id, cfg), ...]``) and their wall
+    time on ``workers`` (default: the sweep's local jobs)."""
+    cores = model.cores
+    local = sweep.backend != "dask"
+    workers = workers or jobs(sweep, len(todo))
+    start_threads = threads_per_run(workers) if local else 1
+    measured = measured_runs(out, model)
+
+    def predicted(threads):
+        return {r: model.run_seconds(c, rows_of(c), iterations_of(c), threads) for r, c in todo}
+    one = cost.refine(predicted(1), measured)
+    many = cost.refine(predicted(cores), measured) if local else one
+    train = cost.refine({r: model.train_seconds(c, rows_of(c), iterations_of(c), start_threads)
+                         for r, c in todo}, measured)
+    slow = model.slowdown(min(workers, len(todo))) if local else 1.0
+    wall = cost.simulate([(one[r], many[r]) for r, _ in todo], workers, cores, local, model.slowdown)
+    if todo:
+        wall += model.worker_start + _load_seconds(todo)
+    return Estimate({r: s * slow for r, s in train.items()}, wall, workers, len(measured),
+                    {r: (one[r], many[r]) for r, _ in todo}, {r: iterations_of(c) for r, c in todo},
+                    cores, local, model.slowdown)
+
+
+def _load_seconds(todo):
+    """Seconds a worker takes to load the data of the first run."""
+    from .data import load_source, split
+
+    cfg = todo[0][1]
+    load_source.cache_clear()
+    t = time.perf_counter()
+    split(load_source(cfg.dataset, cfg.path or None), cfg.train_size or None, cfg.validation, cfg.data_seed, cfg.dtype)
+    return time.perf_counter() - t
+
+
+def clock(seconds) -> str:
+    """``"0.4 s"``, ``"42 s"``, ``"7 min 5 s"``, ``"2 h 03 min"``."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def over_budget(sweep: Sweep, est: Estimate, todo) -> str | None:
+    """The refusal message when ``est`` exceeds the sweep's budget, else None."""
+    if sweep.budget is None or est.wall <= sweep.budget:
+        return None
+    costly = sorted(todo, key=lambda item: -est.seconds[item[0]])[:3]
+    names = ", ".join(f"{cfg.layers_str} seed {cfg.seed} ({clock(est.seconds[r])})" for r, cfg in costly)
+    return (f"estimated wall time {clock(est.wall)} with {est.workers} workers exceeds the budget of "
+            f"{clock(sweep.budget)}; the costliest runs: {names}. Raise [sweep] budget or --budget, or trim the grid")
+
+
+# --- the plan, shown and recorded -------------------------------------------------
+
+def plan_record(sweep: Sweep, est: Estimate | None = None):
+    """``plan.json``: every run of the grid with what ``harness status``
+    needs to say how far the sweep is (its layers, seed, total iterations,
+    FLOPs per iteration and estimated seconds)."""
+    runs = {}
+    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+        n = rows_of(cfg).train
+        runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed, "iterations": iterations_of(cfg),
+                        "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)),
+                        "estimated_seconds": est.seconds.get(run_id) if est else None}
+    return {"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs,
+            "estimated_wall_seconds": est.wall if est else None, "written": time.time()}
+
+
+def workers_for(sweep: Sweep, n_tasks, say=print):
+    """The workers a sweep of ``n_tasks`` runs gets: local jobs, or the Dask
+    cluster's threads (the sweep's jobs when it cannot be reached)."""
+    if sweep.backend != "dask":
+        return jobs(sweep, n_tasks)
+    found = dask_workers(sweep.scheduler)
+    if found is None:
+        found = jobs(sweep, n_tasks)
+        say(f"dask scheduler {sweep.scheduler} not reachable: estimating for {found} workers")
+    return found
+
+
+def dry_run(sweep: Sweep, out_root="results", force=False):
+    """Print the plan: the results folder, how many runs are finished there
+    and how many a sweep would train, a table of the runs (the settings that
+    vary, whether each is finished, its estimated seconds), and the wall
+    time. Reads the folder; trains and writes nothing (but the machine's
+    calibration, in the user's cache folder)."""
+    out = Path(out_root) / sweep.name
+    done, todo = split_runs(sweep, out, force) if (out / "runs").is_dir() else ([], list(zip(sweep.run_ids, sweep.runs)))
+    model = cost.machine_model(say=print)
+    workers = workers_for(sweep, len(todo))
+    est = estimate(sweep, out, todo, model, workers)
+    cols = [k for k in sweep.varying if k != "layers"]
+    rows = []
+    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+        row = {"run_id": run_id, "layers": cfg.layers_str, **{k: getattr(cfg, k) for k in cols}}
+        row["state"] = "finished" if run_id in done else "to train"
+        row["estimated"] = clock(est.seconds[run_id]) if run_id in est.seconds else ""
+        rows.append(row)
+    print(f"{len(rows)} runs in sweep {sweep.name!r} ({sweep.path})")
+    print(f"results: {out.resolve()}")
+    if force:
+        finished_there = len(split_runs(sweep, out)[0]) if (out / "runs").is_dir() else 0
+        print(f"{finished_there} already finished there, retrained (--force): {len(todo)} to train")
+    else:
+        print(f"{len(done)} already finished there (kept; --force retrains them), {len(todo)} to train")
+    print(pd.DataFrame(rows).to_string(index=False))
+    if est.refined:
+        print(f"estimates refined by {est.refined} finished runs in {out}")
+    if sweep.budget is not None:
+        print(f"budget: {clock(sweep.budget)}" + (" (exceeded)" if est.wall > sweep.budget else ""))
+    print(f"estimated wall time: {est.wall:.1f} s with {est.workers} workers")

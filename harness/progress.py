@@ -1,0 +1,112 @@
+"""What the command line shows while a sweep trains: a bar that advances with
+iterations, weighted by each run's estimated cost, on a terminal; a line per
+finished run otherwise. Both give runs done, running and left, those that
+failed or diverged, and an ETA from the cost model corrected by the pace of
+the runs finished so far."""
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+
+from .plan import clock
+from .status import RunStatus, parse
+from .sweep import Printed
+
+
+class Tracker(Printed):
+    """How far a sweep is, from its events (see :class:`harness.sweep.Events`)."""
+
+    def started(self, estimate, todo):
+        self.est, self.cfgs = estimate, dict(todo)
+        self.fraction = dict.fromkeys(self.cfgs, 0.0)
+        self.running, self.counts, self.paces = set(), {}, []
+        self.lock = threading.Lock()
+
+    def advanced(self, run_id, iteration):
+        with self.lock:
+            self.fraction[run_id] = min(1.0, iteration / max(1, self.est.iterations[run_id]))
+            self.running.add(run_id)
+        self.show()
+
+    def finished(self, status):
+        run_id = status["run_id"]
+        with self.lock:
+            self.fraction[run_id] = 1.0
+            self.running.discard(run_id)
+            self.counts[status["status"]] = self.counts.get(status["status"], 0) + 1
+            took, n = status.get("total_seconds"), status.get("iterations_run")
+            want = self.est.seconds.get(run_id)
+            if took and n and want:  # measured against estimated seconds per iteration
+                self.paces.append((took / n) / (want / self.est.iterations[run_id]))
+        self.show(status)
+
+    def pace(self):
+        """Measured over estimated seconds of the finished runs (1 before any)."""
+        return statistics.median(self.paces) if self.paces else 1.0
+
+    def eta(self):
+        return self.est.wall_left({r: 1.0 - f for r, f in self.fraction.items()}, self.pace())
+
+    def share_done(self):
+        """The fraction of the work done, each run weighted by its estimated cost."""
+        total = sum(one for one, _ in self.est.tasks.values()) or 1.0
+        return sum(self.est.tasks[r][0] * f for r, f in self.fraction.items()) / total
+
+    def counts_text(self):
+        done = sum(self.counts.values())
+        left = len(self.cfgs) - done - len(self.running)
+        bad = [f"{n} {s}" for s, n in sorted(self.counts.items()) if parse(s) is not RunStatus.DONE]
+        return f"{done} done, {len(self.running)} running, {left} left" + (f" ({', '.join(bad)})" if bad else "")
+
+    def show(self, status=None):
+        """Redraw after an event; ``status`` when a run has just finished."""
+
+
+class Bar(Tracker):
+    """A tqdm bar on stderr."""
+
+    def started(self, estimate, todo):
+        from tqdm import tqdm
+
+        super().started(estimate, todo)
+        self.bar = tqdm(total=100, file=sys.stderr, desc="training", unit="starting",
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| {unit}")
+        self.show()
+
+    def show(self, status=None):
+        with self.lock:
+            self.bar.n = round(100 * self.share_done(), 1)
+            self.bar.unit = f"{self.counts_text()}; about {clock(self.eta())} left"
+            self.bar.refresh()
+
+    def closed(self):
+        if hasattr(self, "bar"):
+            self.bar.close()
+
+
+class Lines(Tracker):
+    """A line per finished run, for logs and pipes."""
+
+    def show(self, status=None):
+        if status is None:
+            return
+        with self.lock:
+            cfg = self.cfgs[status["run_id"]]
+            val = status.get("final_val_acc")
+            took, want = status.get("total_seconds"), self.est.seconds.get(status["run_id"])
+            line = (f"{status['status']}: {cfg.layers_str} seed {cfg.seed}"
+                    + (f", validation {100 * val:.2f}%" if val is not None else "")
+                    + (f", {took:.1f} s (estimated {want:.1f} s)" if took and want else "")
+                    + f"; {self.counts_text()}; about {clock(self.eta())} left")
+        print(line, file=sys.stderr, flush=True)
+
+
+def for_terminal(quiet: bool):
+    """The events the CLI gives a sweep: silent with ``quiet`` (the outcome
+    still printed), a bar on a terminal, lines otherwise."""
+    from .sweep import Events
+
+    if quiet:
+        return Events()
+    return Bar() if sys.stderr.isatty() else Lines()
