@@ -158,6 +158,8 @@ def _add_sweep(sub):
     p.add_argument("--out", metavar="DIR", default="results", help="results root (default: results)")
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers, overriding [sweep] jobs")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
+    p.add_argument("--no-live-report", action="store_true",
+                   help="write the report only at the end, not also while runs finish")
     p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated wall time exceeds this, "
                                                     "e.g. 45m, 2h or 90s (overrides [sweep] budget)")
     p.set_defaults(func=cmd_sweep)
@@ -174,7 +176,7 @@ def cmd_sweep(args):
         dry_run(sweep, args.out, force=args.force)
         return 0
     return run_sweep(sweep, args.out, force=args.force, events=for_terminal(args.quiet),
-                     resume_command=_resume_command(args))
+                     resume_command=_resume_command(args), live_report=not args.no_live_report)
 
 
 def _resume_command(args):
@@ -188,6 +190,8 @@ def _resume_command(args):
         words += ["--scheduler", args.scheduler]
     if args.budget:
         words += ["--budget", args.budget]
+    if args.no_live_report:
+        words.append("--no-live-report")
     if args.quiet:
         words.append("--quiet")
     return shlex.join(words)

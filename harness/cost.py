@@ -28,7 +28,7 @@ import numpy as np
 from . import mlp
 from .parallel import PARALLEL_MIN
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_FILE = "cost-model.json"
 FEATURES = ("step", "calls", "flops", "elements", "updates")
 
@@ -44,12 +44,13 @@ STEP_PROBES = (
     ((784, 1024, 10), 512),
     ((784, 1024, 1024, 10), 128),
     ((784, 10, 10), 8192),
-    ((784, 256, 128, 64, 10), 2048),
+    ((784, 256, 128, 64, 10), 4096),
 )
 PASS_PROBES = (((784, 128, 10), 6000), ((784, 512, 512, 10), 4096), ((784, 10, 10), 16384))
-PROBE_SECONDS = 0.06  # time spent on each probe (after a warm-up step)
-CONTENTION_PROBE = ((784, 512, 256, 10), 128)
-CONTENTION_SECONDS = 0.6
+PROBE_SECONDS = 0.04  # time spent on each probe (after a warm-up step)
+CONTENTION_PROBE = ((784, 512, 256, 10), 128)   # compute-bound
+MEMORY_PROBE = ((784, 10, 10), 8192)             # streams its rows: memory-bound
+CONTENTION_SECONDS = 0.35
 
 
 # --- features ---------------------------------------------------------------
@@ -104,14 +105,24 @@ class Model:
     run_overhead: float
     worker_start: float
     cores: int
-    contention: float = 1.0  # a 1-thread run's slowdown when every core runs one
+    contention: float = 1.0         # a compute-bound 1-thread run's slowdown when every core runs one
+    contention_memory: float = 1.0  # the same for a run that streams its rows (memory-bound)
 
-    def slowdown(self, running):
+    def slowdown(self, running, memory_share=0.0):
         """How much slower each of ``running`` concurrent runs goes (they
-        share memory bandwidth and caches)."""
+        share memory bandwidth and caches); ``memory_share`` is the part of
+        the run's time spent streaming elements (:meth:`memory_share`)."""
         if self.cores <= 1 or running <= 1:
             return 1.0
-        return 1.0 + (self.contention - 1.0) * (min(running, self.cores) - 1) / (self.cores - 1)
+        per_core = (1 - memory_share) * (self.contention - 1) + memory_share * (self.contention_memory - 1)
+        return 1.0 + per_core * (min(running, self.cores) - 1) / (self.cores - 1)
+
+    def memory_share(self, cfg, m, threads=1):
+        """The part of a step's predicted time that goes on elements, 0 to 1."""
+        parts = self._coef(cfg.dtype, threads) * step_features(cfg.layers, m, threads,
+                                                                 self.update_weight.get(cfg.optimizer, 1.0))
+        total = parts.sum()
+        return float(parts[FEATURES.index("elements")] / total) if total > 0 else 0.0
 
     def _coef(self, dtype, threads):
         table = self.coef[dtype]
@@ -139,7 +150,8 @@ class Model:
 
     def to_json(self):
         return {"coef": self.coef, "update_weight": self.update_weight, "run_overhead": self.run_overhead,
-                "worker_start": self.worker_start, "cores": self.cores, "contention": self.contention}
+                "worker_start": self.worker_start, "cores": self.cores, "contention": self.contention,
+                "contention_memory": self.contention_memory}
 
 
 # --- calibration ----------------------------------------------------------------
@@ -180,7 +192,7 @@ def _probe_pass(layers, n, dtype, threads):
     params = mlp.init_params(layers, "he", 0, dtype)
     times = []
     with threadpool_limits(1, user_api="blas"), Threads(threads) as pool:
-        for _ in range(4):
+        for _ in range(3):
             t = time.perf_counter()
             mlp.accuracy(params, X, y, "relu", pool)
             times.append(time.perf_counter() - t)
@@ -257,14 +269,14 @@ def _worker_start():
     return time.perf_counter() - t
 
 
-def _contention(cores):
+def _contention(cores, probe):
     """A 1-thread step's time with every core running one, over its time
     alone (forked processes, as a sweep's runs are)."""
     import multiprocessing
 
     if cores <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return 1.0
-    layers, m = CONTENTION_PROBE
+    layers, m = probe
     alone = _probe_step(layers, m, "float32", 1, CONTENTION_SECONDS)
     with multiprocessing.get_context("fork").Pool(cores) as pool:
         together = pool.starmap(_probe_step, [(layers, m, "float32", 1, CONTENTION_SECONDS)] * cores)
@@ -277,7 +289,8 @@ def calibrate(cores=None) -> Model:
     cores = cores or os.cpu_count() or 1
     counts = sorted({1, cores})
     coef = {dtype: {str(t): _fit(dtype, t) for t in counts} for dtype in mlp.DTYPES}
-    return Model(coef, _update_weights(), _run_overhead(), _worker_start(), cores, _contention(cores))
+    return Model(coef, _update_weights(), _run_overhead(), _worker_start(), cores,
+                 _contention(cores, CONTENTION_PROBE), _contention(cores, MEMORY_PROBE))
 
 
 # --- the cache ------------------------------------------------------------------
@@ -350,28 +363,30 @@ def refine(predicted: dict, measured: dict) -> dict:
 
 
 def _seconds_at(task, threads, cores):
-    """A task's seconds at ``threads``: ``task`` is (seconds on 1 thread,
-    seconds on ``cores`` threads), taken as linear in 1/threads between."""
-    one, many = task
+    """A task's seconds at ``threads``: ``task`` starts with (seconds on 1
+    thread, seconds on ``cores`` threads), taken as linear in 1/threads between."""
+    one, many = task[:2]
     if cores <= 1 or threads <= 1:
         return one
     frac = (1 - 1 / min(threads, cores)) / (1 - 1 / cores)
     return one + (many - one) * frac
 
 
-def simulate(tasks, jobs, cores, takeover=True, slowdown=lambda running: 1.0):
+def simulate(tasks, jobs, cores, takeover=True, slowdown=lambda running, share: 1.0):
     """Wall seconds to run ``tasks`` the way a sweep does: longest first,
     each on the next free worker of ``jobs``, ``cores // running`` threads
     each when ``takeover`` (so the last runs take over idle cores), one
-    otherwise (Dask); ``slowdown(running)`` stretches runs that share the
-    machine. ``tasks``: ``[(seconds on 1 thread, seconds on all cores), ...]``."""
+    otherwise (Dask); ``slowdown(running, memory_share)`` stretches runs
+    that share the machine. ``tasks``: ``[(seconds on 1 thread, seconds on
+    all cores[, memory share]), ...]``."""
     queue = sorted(tasks, key=lambda t: -t[0])
     running, wall = [], 0.0  # [fraction left, task]
     while queue or running:
         while queue and len(running) < jobs:
             running.append([1.0, queue.pop(0)])
         threads = max(1, cores // len(running)) if takeover else 1
-        secs = [_seconds_at(task, threads, cores) * slowdown(len(running)) for _, task in running]
+        secs = [_seconds_at(task, threads, cores) * slowdown(len(running), task[2] if len(task) > 2 else 0.0)
+                for _, task in running]
         dt = min(left * s for (left, _), s in zip(running, secs))
         wall += dt
         for item, s in zip(running, secs):

@@ -8,16 +8,17 @@ non-positive numbers, unknown choices and missing data paths all raise one
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from . import data as datamod
+from . import data as datamod, tune as tunemod
 from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
 
-SECTIONS = ("sweep", "data", "train", "grid", "include", "report")
+SECTIONS = ("sweep", "data", "train", "grid", "include", "report", "tune")
 REPORT_KEYS = ("target",)
 SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler", "budget")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -44,6 +45,16 @@ class Sweep:
     fingerprint: str             # of the data
     n_rows: int                  # rows in the data's training file
     budget: float | None = None  # seconds of wall time a sweep may be estimated to take
+    tune: tunemod.Tune | None = None  # nuisance settings tuned per grid point
+    meta: tuple = ()             # per run, with [tune]: {"point": i, "trial": j}
+    points: tuple = ()           # with [tune]: each grid point's own settings
+    confirm: dict = None         # with [tune]: (point, trial) -> ((run_id, cfg), ...) on new seeds
+
+    def confirmation(self, selected):
+        """The confirmation runs of the selected trials, ``{point: trial}``:
+        ``[(run_id, cfg, meta), ...]``."""
+        return [(run_id, cfg, {"point": p, "trial": t, "role": "confirm"})
+                for p, t in sorted(selected.items()) for run_id, cfg in self.confirm[(p, t)]]
 
 
 def _unknown(key, allowed, where):
@@ -168,27 +179,64 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     _check_keys(train, TRAIN_KEYS, f"{path} [train]")
     _check_keys(grid, TRAIN_KEYS + ARCH_AXES, f"{path} [grid]")
     _check_report(_table(doc, "report", path), f"{path} [report]")
-    name, jobs, seeds, backend, scheduler = _sweep_settings(sweep, path, jobs, scheduler)
+    name, jobs, seeds, backend, scheduler, budget = _sweep_settings(sweep, path, jobs, scheduler, budget)
     base_values, base_error = _base_values(data, train, path)
+    tune = _tune(_table(doc, "tune", path), grid, doc, base_values, path)
     try:
         source = datamod.load_source(base_values.get("dataset", RunConfig().dataset), base_values.get("path") or None)
     except DataError as e:
         raise ConfigError(f"{path} [data]: {e}") from None
-    combos = _combos(doc, grid, train, source, path)
-    runs = _expand(combos, seeds, base_values, base_error, train, source, path)
+    points = _combos(doc, grid, train, source, path)
+    combos = _with_trials(points, tune)
+    expand = functools.partial(_expand, base_values=base_values, base_error=base_error, train=train,
+                               source=source, path=path)
+    runs = expand(combos, seeds)
     varying = tuple(k for k in (f.name for f in fields(RunConfig))
-                    if len({getattr(c, k) for _, c in runs}) > 1)
-    if budget is not None:
-        budget = parse_duration(budget, "flag --budget")
-    elif "budget" in sweep:
-        budget = parse_duration(sweep["budget"], f"{path} [sweep] budget")
+                    if len({getattr(c, k) for _, c, _ in runs}) > 1)
     return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
-                 tuple(c for _, c in runs), tuple(r for r, _ in runs), varying, source.fingerprint,
-                 len(source.X), budget)
+                 tuple(c for _, c, _ in runs), tuple(r for r, _, _ in runs), varying, source.fingerprint,
+                 len(source.X), budget, tune, tuple(m for _, _, m in runs), tuple(points),
+                 _confirmations(combos, seeds, tune, expand))
 
 
-def _sweep_settings(sweep, path, jobs, scheduler):
-    """``(name, jobs, seeds, backend, scheduler)`` from [sweep] and the flags."""
+def _confirmations(combos, seeds, tune, expand):
+    """With [tune]: every (point, trial)'s runs on the confirmation seeds,
+    numbered after the sweep's; only the selected trials' will train."""
+    if tune is None:
+        return None
+    new_seeds = tunemod.confirm_seeds(seeds, tune.confirm_seeds)
+    return {(m["point"], m["trial"]): tuple((r, c) for r, c, _ in expand([(combo, m)], new_seeds))
+            for combo, m in combos}
+
+
+def _tune(table, grid, doc, base_values, path):
+    """The [tune] table, checked against the grid: a tuned setting is no axis
+    or include key, and selection needs validation rows of the training file."""
+    kinds = {f.name: f.type for f in fields(RunConfig)}
+    includes = doc.get("include") if isinstance(doc.get("include"), list) else []  # checked in _combos
+    axes = set(grid) | {k for inc in includes if isinstance(inc, dict) for k in inc}
+    if "depth" in grid or "width" in grid:
+        axes.add("layers")
+    tune = tunemod.parse(table, f"{path} [tune]", TRAIN_KEYS, kinds, coerce, axes)
+    if tune is not None and base_values.get("validation", RunConfig().validation) == "test":
+        raise ConfigError(f"{path} [tune]: tuning selects on the validation rows, and here they are the test "
+                          "split; set [data] validation to a fraction of the training file, such as 0.1, so "
+                          "the test split stays held out")
+    return tune
+
+
+def _with_trials(points, tune):
+    """``[(settings, meta)]``: each grid point, or with [tune] each grid
+    point once per trial with the trial's draws."""
+    if tune is None:
+        return [(combo, {}) for combo in points]
+    draws = tune.draws()
+    return [({**combo, **draw}, {"point": p, "trial": t, "role": "search"})
+            for p, combo in enumerate(points) for t, draw in enumerate(draws)]
+
+
+def _sweep_settings(sweep, path, jobs, scheduler, budget):
+    """``(name, jobs, seeds, backend, scheduler, budget)`` from [sweep] and the flags."""
     name = sweep.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ConfigError(f"{path} [sweep] name: must be a plain folder name, got {name!r}")
@@ -209,7 +257,11 @@ def _sweep_settings(sweep, path, jobs, scheduler):
     elif backend == "dask":
         raise ConfigError(f"{path} [sweep] scheduler: backend 'dask' needs scheduler = 'tcp://host:8786' "
                           "(or --scheduler)")
-    return name, jobs, seeds, backend, scheduler
+    if budget is not None:
+        budget = parse_duration(budget, "flag --budget")
+    elif "budget" in sweep:
+        budget = parse_duration(sweep["budget"], f"{path} [sweep] budget")
+    return name, jobs, seeds, backend, scheduler, budget
 
 
 def _base_values(data, train, path):
@@ -256,10 +308,11 @@ def _combos(doc, grid, train, source, path):
 
 
 def _expand(combos, seeds, base_values, base_error, train, source, path):
-    """``[(run_id, RunConfig)]``: every combination once per seed, validated
-    against the data, identical runs listed once."""
+    """``[(run_id, RunConfig, meta)]``: every combination of ``combos``
+    (``[(settings, meta)]``) once per seed, validated against the data,
+    identical runs listed once."""
     runs, seen = [], set()
-    for combo in combos:
+    for combo, meta in combos:
         for seed in seeds:
             where = f"{path} [grid] " + ", ".join(f"{k} = {_show(v)}" for k, v in combo.items()) if combo \
                 else f"{path} [train]"
@@ -276,7 +329,7 @@ def _expand(combos, seeds, base_values, base_error, train, source, path):
             run_id = cfg.run_id(source.fingerprint)
             if run_id not in seen:
                 seen.add(run_id)
-                runs.append((run_id, cfg))
+                runs.append((run_id, cfg, meta))
     return runs
 
 

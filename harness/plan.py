@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,12 @@ from .status import finished
 from .train import total_iterations
 
 
-def split_runs(sweep: Sweep, out_dir: Path, force=False):
-    """Split the grid into runs already finished and runs to train.
-    Returns ``(done_ids, todo)`` with ``todo`` a list of ``(run_id, cfg)``,
-    most expensive first."""
+def split_runs(sweep: Sweep, out_dir: Path, force=False, runs=None):
+    """Split the grid's runs (or ``runs``, ``[(run_id, cfg)]``) into runs
+    already finished and runs to train. Returns ``(done_ids, todo)`` with
+    ``todo`` a list of ``(run_id, cfg)``, most expensive first."""
     done, todo = [], []
-    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+    for run_id, cfg in runs if runs is not None else zip(sweep.run_ids, sweep.runs):
         status = store.read_status(out_dir / "runs" / run_id)
         if not force and status is not None and finished(status.get("status")):
             done.append(run_id)
@@ -103,9 +104,9 @@ class Estimate:
     def wall_left(self, left: dict, pace=1.0):
         """Wall seconds for ``left[run_id]`` (the fraction of each run still
         to do), at ``pace`` times the estimated speed's seconds."""
-        tasks = [(one * f * pace, many * f * pace) for r, f in left.items() if f > 0
-                 for one, many in [self.tasks[r]]]
-        return cost.simulate(tasks, self.workers, self.cores, self.takeover, self.slowdown or (lambda n: 1.0))
+        tasks = [(one * f * pace, many * f * pace, share) for r, f in left.items() if f > 0
+                 for one, many, share in [self.tasks[r]]]
+        return cost.simulate(tasks, self.workers, self.cores, self.takeover, self.slowdown or (lambda n, s: 1.0))
 
 
 def measured_runs(out: Path, model: cost.Model) -> dict:
@@ -144,13 +145,14 @@ def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None) -> 
     many = cost.refine(predicted(cores), measured) if local else one
     train = cost.refine({r: model.train_seconds(c, rows_of(c), iterations_of(c), start_threads)
                          for r, c in todo}, measured)
-    slow = model.slowdown(min(workers, len(todo))) if local else 1.0
-    wall = cost.simulate([(one[r], many[r]) for r, _ in todo], workers, cores, local, model.slowdown)
+    share = {r: model.memory_share(c, min(c.batch_size or rows_of(c).train, rows_of(c).train)) for r, c in todo}
+    tasks = {r: (one[r], many[r], share[r]) for r, _ in todo}
+    wall = cost.simulate(list(tasks.values()), workers, cores, local, model.slowdown)
     if todo:
         wall += model.worker_start + _load_seconds(todo)
-    return Estimate({r: s * slow for r, s in train.items()}, wall, workers, len(measured),
-                    {r: (one[r], many[r]) for r, _ in todo}, {r: iterations_of(c) for r, c in todo},
-                    cores, local, model.slowdown)
+    together = min(workers, len(todo)) if local else 1
+    return Estimate({r: s * model.slowdown(together, share[r]) for r, s in train.items()}, wall, workers,
+                    len(measured), tasks, {r: iterations_of(c) for r, c in todo}, cores, local, model.slowdown)
 
 
 def _load_seconds(todo):
@@ -188,12 +190,13 @@ def over_budget(sweep: Sweep, est: Estimate, todo) -> str | None:
 
 # --- the plan, shown and recorded -------------------------------------------------
 
-def plan_record(sweep: Sweep, est: Estimate | None = None):
-    """``plan.json``: every run of the grid with what ``harness status``
-    needs to say how far the sweep is (its layers, seed, total iterations,
-    FLOPs per iteration and estimated seconds)."""
+def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
+    """``plan.json``: every run of the grid (and ``extra`` runs, a tuned
+    sweep's confirmations) with what ``harness status`` needs to say how far
+    the sweep is (its layers, seed, total iterations, FLOPs per iteration
+    and estimated seconds)."""
     runs = {}
-    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+    for run_id, cfg in [*zip(sweep.run_ids, sweep.runs), *extra]:
         n = rows_of(cfg).train
         runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed, "iterations": iterations_of(cfg),
                         "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)),
@@ -202,7 +205,29 @@ def plan_record(sweep: Sweep, est: Estimate | None = None):
             "estimated_wall_seconds": est.wall if est else None, "written": time.time()}
 
 
-def workers_for(sweep: Sweep, n_tasks, say=print):
+def confirmation_proxies(sweep: Sweep):
+    """For a tuned sweep's estimate before the selection: every grid point's
+    confirmation runs as if its first trial were chosen."""
+    if sweep.tune is None:
+        return []
+    return [(f"confirm:{p}:{run_id}", cfg) for p in range(len(sweep.points)) for run_id, cfg in sweep.confirm[(p, 0)]]
+
+
+def _show_tune(sweep: Sweep):
+    """The draws every grid point gets, and the confirmation runs to come."""
+    from .tune import confirm_seeds
+
+    tune = sweep.tune
+    print(f"[tune]: {tune.trials} trials for each of {len(sweep.points)} grid points, the same draws for every "
+          f"point (seed {tune.seed}):")
+    print(pd.DataFrame(tune.draws()).rename_axis("trial").to_string(float_format=lambda v: f"{v:.4g}"))
+    seeds = confirm_seeds(sweep.seeds, tune.confirm_seeds)
+    print(f"then each point's best trial on validation is trained again on seeds "
+          f"{', '.join(map(str, seeds)) or '(none: confirm_seeds = 0)'}: {len(seeds) * len(sweep.points)} "
+          "confirmation runs, estimated as if trial 0 were chosen")
+
+
+def workers_for(sweep: Sweep, n_tasks, say):
     """The workers a sweep of ``n_tasks`` runs gets: local jobs, or the Dask
     cluster's threads (the sweep's jobs when it cannot be reached)."""
     if sweep.backend != "dask":
@@ -214,6 +239,10 @@ def workers_for(sweep: Sweep, n_tasks, say=print):
     return found
 
 
+def _note(text):
+    print(text, file=sys.stderr)
+
+
 def dry_run(sweep: Sweep, out_root="results", force=False):
     """Print the plan: the results folder, how many runs are finished there
     and how many a sweep would train, a table of the runs (the settings that
@@ -222,9 +251,10 @@ def dry_run(sweep: Sweep, out_root="results", force=False):
     calibration, in the user's cache folder)."""
     out = Path(out_root) / sweep.name
     done, todo = split_runs(sweep, out, force) if (out / "runs").is_dir() else ([], list(zip(sweep.run_ids, sweep.runs)))
-    model = cost.machine_model(say=print)
-    workers = workers_for(sweep, len(todo))
-    est = estimate(sweep, out, todo, model, workers)
+    model = cost.machine_model(say=_note)
+    proxies = confirmation_proxies(sweep)
+    workers = workers_for(sweep, len(todo) + len(proxies), _note)
+    est = estimate(sweep, out, todo + proxies, model, workers)
     cols = [k for k in sweep.varying if k != "layers"]
     rows = []
     for run_id, cfg in zip(sweep.run_ids, sweep.runs):
@@ -240,6 +270,8 @@ def dry_run(sweep: Sweep, out_root="results", force=False):
     else:
         print(f"{len(done)} already finished there (kept; --force retrains them), {len(todo)} to train")
     print(pd.DataFrame(rows).to_string(index=False))
+    if sweep.tune is not None:
+        _show_tune(sweep)
     if est.refined:
         print(f"estimates refined by {est.refined} finished runs in {out}")
     if sweep.budget is not None:

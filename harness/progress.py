@@ -50,7 +50,7 @@ class Tracker(Printed):
 
     def share_done(self):
         """The fraction of the work done, each run weighted by its estimated cost."""
-        total = sum(one for one, _ in self.est.tasks.values()) or 1.0
+        total = sum(self.est.tasks[r][0] for r in self.fraction) or 1.0
         return sum(self.est.tasks[r][0] * f for r, f in self.fraction.items()) / total
 
     def counts_text(self):

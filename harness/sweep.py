@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cost as costmod, mlp, plan as planmod, store
+from . import cost as costmod, mlp, plan as planmod, store, tuning
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
@@ -313,7 +313,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         for line in _data_lines(sweep):
             events.note(f"data: {line}")
         todo = _plan_and_tell(sweep, out, force, events.note)
-        est = _estimate_and_check(sweep, out, todo, events.note)
+        est = _estimate_and_check(sweep, out, todo + planmod.confirmation_proxies(sweep), events.note)
         for run_id, _ in todo:
             shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
         store.atomic_write_text(out / "sweep.toml", sweep.text)
@@ -321,6 +321,8 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         try:
             started = time.monotonic()
             failed = _execute(sweep, out, todo, est, events, live_report and report)
+            if sweep.tune is not None:
+                failed += _confirm(sweep, out, force, events, live_report and report)
             if todo:
                 events.note(f"trained in {planmod.clock(time.monotonic() - started)} "
                             f"(estimated {planmod.clock(est.wall)})")
@@ -348,6 +350,28 @@ def _final_report(out: Path, say):
     except Exception as e:  # the runs are safe on disk; a broken report must not hide them
         print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
               f"retry with: python -m harness --debug report {out}", file=sys.stderr)
+
+
+def _confirm(sweep: Sweep, out: Path, force, events: Events, live):
+    """A tuned sweep's second phase: each grid point's selected trial
+    trained again on new seeds, then ``tuned.csv``. Returns the failed
+    runs' statuses (none when the search is unfinished)."""
+    chosen = tuning.selection(sweep, out)
+    if chosen is None:
+        return []
+    confirm = [(r, c) for r, c, _ in sweep.confirmation(chosen)]
+    _, todo = planmod.split_runs(sweep, out, force, confirm)
+    seeds = tuning.tunemod.confirm_seeds(sweep.seeds, sweep.tune.confirm_seeds)
+    events.note(f"tuning: each of {len(chosen)} grid points selected its best of {sweep.tune.trials} trials; "
+                f"confirming on seeds {', '.join(map(str, seeds))}: {len(todo)} of {len(confirm)} runs to train")
+    est = planmod.estimate(sweep, out, todo, costmod.machine_model(events.note),
+                           planmod.workers_for(sweep, len(todo), events.note) if todo else 1)
+    for run_id, _ in todo:
+        shutil.rmtree(out / "runs" / run_id, ignore_errors=True)
+    store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est, confirm))
+    failed = _execute(sweep, out, todo, est, events, live)
+    tuning.write_tuned(sweep, out)
+    return failed
 
 
 def _estimate_and_check(sweep: Sweep, out: Path, todo, say):
@@ -419,6 +443,7 @@ class _Watcher(threading.Thread):
         self.sweep, self.out, self.ids, self.events, self.live = sweep, out, [r for r, _ in todo], events, live
         self.ended, self.seen, self.finished = set(), {}, 0
         self.reported, self.next_report = 0, time.monotonic() + LIVE_REPORT_SECONDS
+        self.rewrites, self.rewrite_seconds = 0, 0.0
         self.halt = threading.Event()
 
     def run(self):
@@ -441,6 +466,7 @@ class _Watcher(threading.Thread):
         except Exception:
             pass  # a partial report is a convenience; the final one reports its own errors
         took = time.monotonic() - t
+        self.rewrites, self.rewrite_seconds = self.rewrites + 1, self.rewrite_seconds + took
         self.next_report = time.monotonic() + max(LIVE_REPORT_SECONDS, LIVE_REPORT_SHARE * took)
 
     def stop(self):
@@ -500,6 +526,9 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live):
     finally:
         watcher.stop()
         events.closed()
+        if watcher.rewrites:
+            events.note(f"live report: rewritten {_count(watcher.rewrites, 'time')}, "
+                        f"{watcher.rewrite_seconds:.1f} s in all")
         if client is not None:
             client.close()
     return failed
@@ -561,8 +590,14 @@ def _rows_of(cfg: RunConfig, conf: dict):
 
 
 def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
-    """Write ``summary.csv`` for the grid's runs that finished (in grid order)."""
-    rows = [r for r in (summary_row(out / "runs" / run_id) for run_id in sweep.run_ids) if r is not None]
+    """Write ``summary.csv`` for the grid's runs that finished (in grid
+    order); a tuned sweep's rows say each run's grid point, trial and role
+    (search or confirm)."""
+    rows = []
+    for run_id, _, meta in tuning.all_runs(sweep, out):
+        row = summary_row(out / "runs" / run_id)
+        if row is not None:
+            rows.append({**row, **meta})
     frame = pd.DataFrame(rows)
     text = frame.to_csv(index=False) if rows else ",".join(SUMMARY_FIRST + SUMMARY_LAST) + "\n"
     store.atomic_write_text(out / "summary.csv", text)

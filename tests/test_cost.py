@@ -36,8 +36,20 @@ def test_one_worker_runs_everything_on_every_core_and_sharing_slows_down():
     assert cost.simulate([(10, 5), (2, 1.5)], jobs=1, cores=2) == pytest.approx(6.5)
     assert cost.simulate([], jobs=2, cores=2) == 0.0
     # two 2 s runs side by side at 1.5x slower each: 3 s
-    slow = cost.simulate([(2, 2), (2, 2)], jobs=2, cores=2, slowdown=lambda n: 1.5 if n > 1 else 1.0)
+    slow = cost.simulate([(2, 2), (2, 2)], jobs=2, cores=2, slowdown=lambda n, share: 1.5 if n > 1 else 1.0)
     assert slow == pytest.approx(3.0)
+
+
+def test_memory_bound_runs_slow_each_other_more():
+    model = _fake_model()
+    model.contention, model.contention_memory = 1.1, 1.5
+    assert model.slowdown(1, 0.9) == 1.0
+    assert model.slowdown(2, 0.0) == pytest.approx(1.1) and model.slowdown(2, 1.0) == pytest.approx(1.5)
+    assert model.slowdown(2, 0.5) == pytest.approx(1.3)
+    # the run's share: a narrow net on many rows is mostly elements, a wide one mostly FLOPs
+    narrow = model.memory_share(RunConfig(layers=(784, 10, 10)), 8192)
+    wide = model.memory_share(RunConfig(layers=(784, 1024, 1024, 10)), 8192)
+    assert 0 <= wide < narrow <= 1
 
 
 def test_between_one_thread_and_all_cores_time_is_linear_in_one_over_threads():
@@ -172,7 +184,7 @@ def test_progress_lines_weigh_runs_by_cost(tmp_path, tiny_csv, capsys):
     todo = list(zip(sweep.run_ids, sweep.runs))[:3]
     ids = [r for r, _ in todo]
     est = planmod.Estimate({r: 10.0 for r in ids}, 30.0, 1, 0,
-                           tasks={ids[0]: (20.0, 20.0), ids[1]: (10.0, 10.0), ids[2]: (10.0, 10.0)},
+                           tasks={ids[0]: (20.0, 20.0, 0.0), ids[1]: (10.0, 10.0, 0.0), ids[2]: (10.0, 10.0, 0.0)},
                            iterations={r: 100 for r in ids}, cores=1, takeover=True)
     lines = Lines()
     lines.started(est, todo)

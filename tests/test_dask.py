@@ -38,3 +38,14 @@ def test_sweep_on_a_dask_cluster_matches_local(tmp_path, tiny_csv, cluster):
         conf = json.loads((tmp_path / "dask" / "tiny" / "runs" / run_id / "config.json").read_text())
         used.add(conf["pid"])
     assert used <= worker_pids and len(used) == 2
+
+
+def test_a_tuned_sweep_on_dask_matches_local(tmp_path, tiny_csv, cluster):
+    from test_tune import TUNED
+
+    address, _ = cluster
+    grid = write_grid(tmp_path, tiny_csv, text=TUNED)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "local"), "--quiet"]) == 0
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "dask"), "--quiet", "--scheduler", address]) == 0
+    local, remote = (pd.read_csv(tmp_path / where / "tuned" / "tuned.csv") for where in ("local", "dask"))
+    pd.testing.assert_frame_equal(local, remote)

@@ -41,14 +41,21 @@ lr = [0.05, 0.1]
 [[include]]
 layers = [16, 12, 10]
 iterations = 7
+
+[tune]
+trials = 2
+confirm_seeds = 1
+momentum = { uniform = [0.5, 0.9] }
+weight_decay = { log_uniform = [1e-5, 1e-3] }
 """
 
 VALUES = [0, -1, 1, 2.5, -0.0, 1e308, "", "x", "relu", "test", True, False, [], [0], [[]], ["a", 1],
-          {}, {"a": 1}, [16, 10], [[16, 10]], [[16, 0, 10]], 10**30, "tcp://127.0.0.1:1", [1.5]]
+          {}, {"a": 1}, [16, 10], [[16, 10]], [[16, 0, 10]], 10**30, "tcp://127.0.0.1:1", [1.5], "45m",
+          {"uniform": [0, 1]}, {"log_uniform": [0, 1]}, {"choice": [1, "a"]}, {"choice": []}, {"uniform": [2, 1]}]
 KEYS = ["name", "jobs", "seeds", "backend", "scheduler", "dataset", "path", "train_size", "validation",
         "data_seed", "iterations", "lr", "optimizer", "batch_size", "activation", "init", "dtype", "eval_every",
         "layers", "depth", "width", "shape", "weight_decay", "momentum", "timeout", "article_bias_grad", "seed",
-        "lrr", "Layers", "include", "grid", "sweep"]
+        "lrr", "Layers", "include", "grid", "sweep", "trials", "confirm_seeds", "budget", "tune", "dropout"]
 
 
 def to_toml(doc):
@@ -97,7 +104,7 @@ def mutate(doc, rng):
         elif kind == "empty" and keys:
             table[rng.choice(keys)] = []
         elif kind == "section":
-            name = rng.choice(["sweep", "data", "train", "grid", "include", "trian", "extra"])
+            name = rng.choice(["sweep", "data", "train", "grid", "include", "trian", "extra", "tune"])
             doc[name] = rng.choice([{}, [], 3, "x", [{}], [{"lr": 0.1}], {"lr": [1, 2]}])
         elif kind == "toplevel":
             doc[rng.choice(KEYS)] = rng.choice(VALUES)

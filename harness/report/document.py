@@ -12,8 +12,9 @@ import pandas as pd
 from .. import store
 from ..errors import ConfigError
 from ..status import RunStatus, in_comparison
-from . import stats, tables
+from . import stats, tables, tuned as tunedmod
 from .plots import PLOTS, plot_all
+from .tuned import load_tuned
 from .render import render_html, render_md
 from .tables import DEFAULT_TARGET, pct
 
@@ -162,12 +163,16 @@ def build(folder, summary=None, metrics=None, title=None):
     configs = tables.run_configs(folder, summary) if "sweep" not in summary else {}
     blocks = []
     _head(blocks, title or f"Sweep report: {folder.name}", folder, summary, configs)
+    tuned, tune = load_tuned(folder) or (None, None)
+    full, summary = summary, tunedmod.compared(summary, tuned, tune)
     g = tables.grouped(summary)
     keys = tables.variant_keys(summary[in_comparison(summary.status)])
     if not g.empty:
         g = tables.time_spread(tables.with_ties(g), metrics)
     blocks.append(("h2", "Verdict"))
     blocks += [("p", line) for line in tables.verdict(g)]
+    if tuned is not None:
+        blocks += tunedmod.blocks(tuned, tune, full)
     _article_blocks(blocks, summary)
     blocks.append(("h2", "Variants, over seeds"))
     blocks.append(("table", _variants_table(g) if not g.empty else pd.DataFrame({"variant": []})))
@@ -200,13 +205,16 @@ def build(folder, summary=None, metrics=None, title=None):
     if toml.is_file():
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
-    return blocks, {"g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs}
+    return blocks, {"g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
+                    "tuned": (full, tuned, tune) if tuned is not None else None}
 
 
 def _write(folder, blocks, frames):
     folder = Path(folder)
     plot_all(frames["g"], frames["summary"], frames["metrics"], folder, folder / "plots", frames["target"],
              frames["secs"])
+    if frames.get("tuned"):
+        tunedmod.plot_slices(*frames["tuned"], folder / "plots" / f"{tunedmod.SLICES}.png")
     g = frames["g"]
     if not g.empty:
         csv = tables.comparison_csv(g, frames["keys"]).to_csv(index=False)

@@ -1,0 +1,115 @@
+"""The "Tuned comparison" of a sweep with ``[tune]``: read from ``tuned.csv``,
+``summary.csv`` and the grid as run (``sweep.toml``)."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import tune as tunemod
+from ..config import RunConfig, coerce
+from .tables import pct
+
+SLICES = "tune_slices"
+SLICES_TITLE = "Validation accuracy of every trial against each tuned setting, one line per grid point"
+
+
+def load_tuned(folder):
+    """``(tuned, tune)``: ``tuned.csv`` and the [tune] table it came from, or
+    None when the folder is not a tuned sweep's (or its search is unfinished)."""
+    folder = Path(folder)
+    try:
+        table = tomllib.loads((folder / "sweep.toml").read_text()).get("tune")
+        tuned = pd.read_csv(folder / "tuned.csv")
+    except (OSError, tomllib.TOMLDecodeError, pd.errors.EmptyDataError):
+        return None
+    if not table:
+        return None
+    kinds = {f.name: f.type for f in fields(RunConfig)}
+    return tuned, tunemod.parse(table, "[tune]", list(kinds), kinds, coerce, set())
+
+
+def scientific(tuned: pd.DataFrame):
+    """The columns of ``tuned`` that name a grid point (those before ``trial``)."""
+    return list(tuned.columns[:list(tuned.columns).index("trial")])
+
+
+def compared(summary: pd.DataFrame, tuned, tune):
+    """The runs a tuned sweep compares: its confirmation runs, or with
+    ``confirm_seeds = 0`` the selected trials' search runs, without the tuned
+    settings' columns, so that variants are the grid points."""
+    if tuned is None or "role" not in summary:
+        return summary
+    runs = summary[summary.role == "confirm"]
+    if runs.empty:
+        chosen = set(zip(range(len(tuned)), tuned.trial))
+        runs = summary[[(p, t) in chosen for p, t in zip(summary.point, summary.trial)]]
+    return runs.drop(columns=[k for k in tune.dists if k in runs])
+
+
+def label(tuned):
+    keys = scientific(tuned)
+    return lambda row: ", ".join(str(row[k]) for k in keys)
+
+
+def blocks(tuned, tune, summary):
+    """The section's blocks: what was done, the table, the warnings and the slice plot."""
+    n_search = int((summary.role == "search").sum()) if "role" in summary else 0
+    n_confirm = int((summary.role == "confirm").sum()) if "role" in summary else 0
+    keys = list(tune.dists)
+    out = [("h2", "Tuned comparison"),
+           ("p", f"Each grid point had its own {', '.join(keys)} tuned: {tune.trials} quasi-random trials, the "
+                 f"same for every point, in {n_search} search runs. Each point's trial with the best mean "
+                 "validation accuracy over seeds was then trained again on new seeds "
+                 f"({n_confirm} confirmation runs); only those enter the comparison above and the plots of "
+                 "accuracy against depth and width, so no point's figure is inflated by having been chosen. "
+                 "The test split was held out of both choices.")]
+    shown = tuned.copy()
+    for col in ("search_val_acc", "confirm_val_acc", "confirm_test_acc"):
+        shown[col] = [pct(v) for v in shown[col]]
+    for key in keys:
+        if shown[key].dtype.kind == "f":
+            shown[key] = [f"{v:.3g}" for v in shown[key]]
+    out.append(("table", shown))
+    notes = tunemod.warnings(tune, tuned, label(tuned))
+    out += [("p", "**Warning:** " + w) for w in notes] or [("p", "No selected value sits at the edge of its "
+                                                                 "range, and no point had most trials diverge.")]
+    out.append(("image", (SLICES_TITLE, f"plots/{SLICES}.png")))
+    return out
+
+
+def plot_slices(summary, tuned, tune, path):
+    """Mean validation accuracy of each trial (search runs, over seeds)
+    against each tuned setting, one line per grid point, its selected
+    trial ringed."""
+    import matplotlib.pyplot as plt
+
+    from .plots import _legend_outside, _log_ticks, _save, width_colours
+
+    keys = list(tune.dists)
+    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys) + 2, 4.5), squeeze=False)
+    search = summary[summary.role == "search"]
+    acc = search.final_val_acc.where(search.status == "done", 0.0).fillna(0.0)
+    means = search.assign(acc=acc).groupby(["point", "trial"]).agg(acc=("acc", "mean")).reset_index()
+    name = label(tuned)
+    colours = width_colours(range(len(tuned)))
+    for ax, key in zip(axes[0], keys):
+        values = {t: v for t, v in enumerate(pd.DataFrame(tune.draws())[key])}
+        for p, row in tuned.iterrows():
+            part = means[means.point == p].assign(x=lambda d: d.trial.map(values)).sort_values("x")
+            ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1, color=colours[p], label=name(row))
+            chosen = part[part.trial == row.trial]
+            ax.scatter(chosen.x, 100 * chosen.acc, s=90, facecolors="none", edgecolors=colours[p], linewidths=1.5)
+        if isinstance(tune.dists[key], tunemod.LogUniform):
+            ax.set_xscale("log")
+            _log_ticks(ax.xaxis)
+        ax.set_xlabel(key)
+        ax.set_ylabel("validation accuracy (%), mean over seeds")
+        finite = 100 * means.acc[means.acc > 0]
+        if len(finite):
+            ax.set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 25), 100.2)
+    _legend_outside(axes[0][-1], title="grid point (ringed: selected)")
+    return _save(fig, path)
