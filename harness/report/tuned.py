@@ -14,7 +14,8 @@ from ..config import RunConfig, coerce
 from .tables import pct
 
 SLICES = "tune_slices"
-SLICES_TITLE = "Validation accuracy of every trial against each tuned setting, one line per grid point"
+SLICES_TITLE = ("Validation accuracy of every trial against each tuned setting, one panel per first width, "
+                "one line per grid point (dashed: halving widths)")
 
 
 def load_tuned(folder):
@@ -73,6 +74,7 @@ def blocks(tuned, tune, summary):
     for key in keys:
         if shown[key].dtype.kind == "f":
             shown[key] = [f"{v:.3g}" for v in shown[key]]
+        shown[f"{key}_edge"] = shown[f"{key}_edge"].fillna("")
     out.append(("table", shown))
     notes = tunemod.warnings(tune, tuned, label(tuned))
     out += [("p", "**Warning:** " + w) for w in notes] or [("p", "No selected value sits at the edge of its "
@@ -83,33 +85,45 @@ def blocks(tuned, tune, summary):
 
 def plot_slices(summary, tuned, tune, path):
     """Mean validation accuracy of each trial (search runs, over seeds)
-    against each tuned setting, one line per grid point, its selected
-    trial ringed."""
+    against each tuned setting: a row of panels per setting, one panel per
+    first hidden width, one line per grid point (coloured by depth), its
+    selected trial ringed."""
     import matplotlib.pyplot as plt
 
-    from .plots import _legend_outside, _log_ticks, _save, width_colours
+    from .plots import _log_ticks, _save
 
     keys = list(tune.dists)
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys) + 2, 4.5), squeeze=False)
     search = summary[summary.role == "search"]
     acc = search.final_val_acc.where(search.status == "done", 0.0).fillna(0.0)
     means = search.assign(acc=acc).groupby(["point", "trial"]).agg(acc=("acc", "mean")).reset_index()
-    name = label(tuned)
-    colours = width_colours(range(len(tuned)))
-    for ax, key in zip(axes[0], keys):
-        values = {t: v for t, v in enumerate(pd.DataFrame(tune.draws())[key])}
-        for p, row in tuned.iterrows():
-            part = means[means.point == p].assign(x=lambda d: d.trial.map(values)).sort_values("x")
-            ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1, color=colours[p], label=name(row))
-            chosen = part[part.trial == row.trial]
-            ax.scatter(chosen.x, 100 * chosen.acc, s=90, facecolors="none", edgecolors=colours[p], linewidths=1.5)
-        if isinstance(tune.dists[key], tunemod.LogUniform):
-            ax.set_xscale("log")
-            _log_ticks(ax.xaxis)
-        ax.set_xlabel(key)
-        ax.set_ylabel("validation accuracy (%), mean over seeds")
-        finite = 100 * means.acc[means.acc > 0]
-        if len(finite):
-            ax.set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 25), 100.2)
-    _legend_outside(axes[0][-1], title="grid point (ringed: selected)")
+    hidden = [str(layers).split("-")[1:-1] for layers in tuned.layers] if "layers" in tuned else [[]] * len(tuned)
+    widths = sorted({int(h[0]) if h else 0 for h in hidden})
+    depths = sorted({len(h) for h in hidden})
+    colour = dict(zip(depths, plt.get_cmap("viridis")(np.linspace(0.0, 0.8, max(2, len(depths))))))
+    fig, axes = plt.subplots(len(keys), len(widths), figsize=(4.2 * len(widths) + 2, 3.8 * len(keys)),
+                             squeeze=False, sharey=True)
+    draws = pd.DataFrame(tune.draws())
+    for row_axes, key in zip(axes, keys):
+        for ax, width in zip(row_axes, widths):
+            for p, row in tuned.iterrows():
+                if (int(hidden[p][0]) if hidden[p] else 0) != width:
+                    continue
+                part = means[means.point == p].assign(x=lambda d: d.trial.map(draws[key])).sort_values("x")
+                halving = len(set(hidden[p])) > 1
+                c = colour[len(hidden[p])]
+                ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1.2, color=c, ls="--" if halving else "-",
+                        label=f"{row.layers}")
+                chosen = part[part.trial == row.trial]
+                ax.scatter(chosen.x, 100 * chosen.acc, s=90, facecolors="none", edgecolors=c, linewidths=1.5)
+            if isinstance(tune.dists[key], tunemod.LogUniform):
+                ax.set_xscale("log")
+                _log_ticks(ax.xaxis)
+            ax.set_title(f"first width {width}", fontsize=10)
+            ax.set_xlabel(key)
+            ax.legend(fontsize=7, loc="lower center")
+        row_axes[0].set_ylabel("validation accuracy (%)\nmean over seeds; ringed: selected")
+    finite = 100 * means.acc[means.acc > 0]
+    if len(finite):
+        axes[0][0].set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 8), 100.2)
+    fig.tight_layout()
     return _save(fig, path)
