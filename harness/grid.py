@@ -20,7 +20,33 @@ from .errors import ConfigError, DataError
 
 SECTIONS = ("sweep", "data", "train", "grid", "include", "report", "tune")
 REPORT_KEYS = ("target",)
-SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler", "budget")
+STRATEGIES = ("grid", "halving")
+
+
+def _whole(minimum):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+# [sweep] keys of how runs are scheduled: key -> (default, check, what it must be)
+SCHEDULE_KEYS = {
+    "checkpoint_seconds": (60, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                           "a number of seconds, 0 = no checkpoints"),
+    "strategy": ("grid", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
+    "eta": (3, _whole(2), "an integer of at least 2"),
+    "min_iterations": (None, _whole(1), "a positive integer"),
+}
+SWEEP_KEYS = ("name", "jobs", "seeds", "backend", "scheduler", "budget", *SCHEDULE_KEYS)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a sweep schedules its runs: checkpoints, and the strategy
+    (every run to its end, or successive halving)."""
+
+    checkpoint_seconds: float = 60
+    strategy: str = "grid"
+    eta: int = 3
+    min_iterations: int | None = None
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 BACKENDS = ("loky", "dask")
 SHAPES = ("constant", "halving")
@@ -49,6 +75,7 @@ class Sweep:
     meta: tuple = ()             # per run, with [tune]: {"point": i, "trial": j}
     points: tuple = ()           # with [tune]: each grid point's own settings
     confirm: dict = None         # with [tune]: (point, trial) -> ((run_id, cfg), ...) on new seeds
+    schedule: Schedule = Schedule()
 
     def confirmation(self, selected):
         """The confirmation runs of the selected trials, ``{point: trial}``:
@@ -196,7 +223,31 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
                  tuple(c for _, c, _ in runs), tuple(r for r, _, _ in runs), varying, source.fingerprint,
                  len(source.X), budget, tune, tuple(m for _, _, m in runs), tuple(points),
-                 _confirmations(combos, seeds, tune, expand))
+                 _confirmations(combos, seeds, tune, expand), _schedule(sweep, path, [c for _, c, _ in runs]))
+
+
+def _schedule(sweep, path, runs):
+    """The [sweep] keys of :data:`SCHEDULE_KEYS`, checked (halving's rungs
+    against the runs: each starts before a run ends, on an evaluation)."""
+    values = {}
+    for key, (default, check, what) in SCHEDULE_KEYS.items():
+        value = sweep.get(key, default)
+        if value is not None and not check(value):
+            raise ConfigError(f"{path} [sweep] {key}: must be {what}, got {value!r}")
+        values[key] = value
+    schedule = Schedule(**values)
+    if schedule.strategy == "halving":
+        first = schedule.min_iterations
+        if first is None:
+            raise ConfigError(f"{path} [sweep] min_iterations: strategy 'halving' needs the first rung's "
+                              "iterations, e.g. min_iterations = 100")
+        for cfg in runs:
+            if cfg.epochs or first >= cfg.iterations or first % cfg.eval_every:
+                raise ConfigError(f"{path} [sweep] min_iterations: {first} must be below every run's iterations "
+                                  f"and a multiple of its eval_every (run {cfg.layers_str}: iterations "
+                                  f"{cfg.iterations if not cfg.epochs else f'from epochs = {cfg.epochs}'}, "
+                                  f"eval_every {cfg.eval_every})")
+    return schedule
 
 
 def _confirmations(combos, seeds, tune, expand):

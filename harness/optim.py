@@ -41,12 +41,30 @@ class SGD:
     each block's passes run while it is in cache, and ``pool`` shares the
     blocks out. The arithmetic is elementwise, so neither changes a bit."""
 
+    ARRAYS = ()   # attributes: lists of arrays carried from step to step
+    SCALARS = ()  # attributes: numbers carried from step to step
+
     def __init__(self, params, lr, weight_decay=0.0):
         self.lr = lr
         self.weight_decay = weight_decay
         self.shapes = [p.shape for pair in params for p in pair]
         # weight decay applies to the W of each (W, b) pair: the even arrays
         self.decayed = [weight_decay if i % 2 == 0 else 0.0 for i in range(len(self.shapes))]
+
+    def state(self) -> dict:
+        """Everything that carries from one step to the next, by name, for a
+        checkpoint: ``{"velocity0": array, ..., "t": array(3)}``."""
+        out = {f"{name}{i}": a for name in self.ARRAYS for i, a in enumerate(getattr(self, name))}
+        out.update({name: np.array(getattr(self, name)) for name in self.SCALARS})
+        return out
+
+    def load(self, state: dict):
+        """Continue from :meth:`state` (copied into this optimizer's arrays)."""
+        for name in self.ARRAYS:
+            for i, a in enumerate(getattr(self, name)):
+                a[...] = state[f"{name}{i}"]
+        for name in self.SCALARS:
+            setattr(self, name, type(getattr(self, name))(state[name]))
 
     def _grad(self, i, p, g):
         """The block ``g`` of array i's gradient, with weight decay folded in."""
@@ -65,6 +83,8 @@ class SGD:
 
 class Momentum(SGD):
     """Heavy-ball momentum: ``v = mu * v + g; p -= lr * v``."""
+
+    ARRAYS = ("velocity",)
 
     def __init__(self, params, lr, weight_decay=0.0, momentum=0.9):
         super().__init__(params, lr, weight_decay)
@@ -86,6 +106,9 @@ class Momentum(SGD):
 class Adam(SGD):
     """Adam (Kingma & Ba, 2015) with bias correction, updated in place
     through one scratch buffer per array (no temporaries per step)."""
+
+    ARRAYS = ("m", "v")
+    SCALARS = ("t",)
 
     def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr, weight_decay)

@@ -130,21 +130,27 @@ def measured_runs(out: Path, model: cost.Model) -> dict:
     return measured
 
 
-def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None) -> Estimate:
+def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, iterations=None,
+             scale=None) -> Estimate:
     """Estimate the runs ``todo`` (``[(run_id, cfg), ...]``) and their wall
-    time on ``workers`` (default: the sweep's local jobs)."""
+    time on ``workers`` (default: the sweep's local jobs). ``iterations``
+    (``{run_id: n}``) prices only part of some runs (halving's rungs);
+    ``scale`` (``{run_id: f}``) counts a run as ``f`` of one (the share of
+    configurations expected to reach a rung)."""
     cores = model.cores
     local = sweep.backend != "dask"
     workers = workers or jobs(sweep, len(todo))
     start_threads = threads_per_run(workers) if local else 1
     measured = measured_runs(out, model)
+    its = {r: (iterations or {}).get(r, iterations_of(c)) for r, c in todo}
+    scale = scale or {}
 
-    def predicted(threads):
-        return {r: model.run_seconds(c, rows_of(c), iterations_of(c), threads) for r, c in todo}
-    one = cost.refine(predicted(1), measured)
-    many = cost.refine(predicted(cores), measured) if local else one
-    train = cost.refine({r: model.train_seconds(c, rows_of(c), iterations_of(c), start_threads)
-                         for r, c in todo}, measured)
+    def predicted(threads, seconds=model.run_seconds):
+        return cost.refine({r: seconds(c, rows_of(c), its[r], threads) * scale.get(r, 1.0) for r, c in todo},
+                           measured)
+    one = predicted(1)
+    many = predicted(cores) if local else one
+    train = predicted(start_threads, model.train_seconds)
     share = {r: model.memory_share(c, min(c.batch_size or rows_of(c).train, rows_of(c).train)) for r, c in todo}
     tasks = {r: (one[r], many[r], share[r]) for r, _ in todo}
     wall = cost.simulate(list(tasks.values()), workers, cores, local, model.slowdown)
@@ -152,7 +158,51 @@ def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None) -> 
         wall += model.worker_start + _load_seconds(todo)
     together = min(workers, len(todo)) if local else 1
     return Estimate({r: s * model.slowdown(together, share[r]) for r, s in train.items()}, wall, workers,
-                    len(measured), tasks, {r: iterations_of(c) for r, c in todo}, cores, local, model.slowdown)
+                    len(measured), tasks, its, cores, local, model.slowdown)
+
+
+def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers) -> Estimate:
+    """All a sweep will train: its schedule, then a tuned sweep's
+    confirmation runs (priced as if every point chose its first trial)."""
+    est = schedule_estimate(sweep, out, todo, model, workers)
+    proxies = confirmation_proxies(sweep)
+    if proxies:
+        more = estimate(sweep, out, proxies, model, workers)
+        est.wall += more.wall
+        est.seconds.update(more.seconds)
+        est.tasks.update(more.tasks)
+        est.iterations.update(more.iterations)
+    return est
+
+
+def halving_plan(sweep: Sweep):
+    """``[(rung iteration, configurations at most)]`` of a halving sweep."""
+    from .halving import keep_count, rungs
+
+    n = len({(m.get("point"), m.get("trial")) if m else c.replace(seed=0)
+             for c, m in zip(sweep.runs, sweep.meta or [{}] * len(sweep.runs))})
+    out = []
+    for rung in rungs(sweep.schedule.min_iterations, sweep.schedule.eta, sweep.runs[0].iterations):
+        out.append((rung, n))
+        n = keep_count(n, sweep.schedule.eta)
+    return out
+
+
+def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers) -> Estimate:
+    """The estimate of the whole sweep: every run to its end, or under
+    halving each rung's configurations (as if of average cost), one rung
+    after another."""
+    if sweep.schedule.strategy != "halving":
+        return estimate(sweep, out, todo, model, workers)
+    plan, total, prev, parts = halving_plan(sweep), len(todo) and halving_plan(sweep)[0][1], 0, []
+    for rung, n in plan:
+        parts.append(estimate(sweep, out, todo, model, workers, {r: rung - prev for r, _ in todo},
+                              {r: n / max(1, total) for r, _ in todo}))
+        prev = rung
+    first = parts[0]
+    first.wall = sum(p.wall for p in parts)
+    first.seconds = {r: sum(p.seconds[r] for p in parts) for r, _ in todo}
+    return first
 
 
 def _load_seconds(todo):
@@ -207,10 +257,14 @@ def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
 
 def confirmation_proxies(sweep: Sweep):
     """For a tuned sweep's estimate before the selection: every grid point's
-    confirmation runs as if its first trial were chosen."""
+    confirmation runs as if its first trial were chosen (under halving, as
+    many points as configurations reach the end, at most)."""
     if sweep.tune is None:
         return []
-    return [(f"confirm:{p}:{run_id}", cfg) for p in range(len(sweep.points)) for run_id, cfg in sweep.confirm[(p, 0)]]
+    points = range(len(sweep.points))
+    if sweep.schedule.strategy == "halving":  # only points with a configuration at the end are confirmed
+        points = range(min(len(sweep.points), halving_plan(sweep)[-1][1]))
+    return [(f"confirm:{p}:{run_id}", cfg) for p in points for run_id, cfg in sweep.confirm[(p, 0)]]
 
 
 def _show_tune(sweep: Sweep):
@@ -252,9 +306,8 @@ def dry_run(sweep: Sweep, out_root="results", force=False):
     out = Path(out_root) / sweep.name
     done, todo = split_runs(sweep, out, force) if (out / "runs").is_dir() else ([], list(zip(sweep.run_ids, sweep.runs)))
     model = cost.machine_model(say=_note)
-    proxies = confirmation_proxies(sweep)
-    workers = workers_for(sweep, len(todo) + len(proxies), _note)
-    est = estimate(sweep, out, todo + proxies, model, workers)
+    workers = workers_for(sweep, len(todo) + len(confirmation_proxies(sweep)), _note)
+    est = sweep_estimate(sweep, out, todo, model, workers)
     cols = [k for k in sweep.varying if k != "layers"]
     rows = []
     for run_id, cfg in zip(sweep.run_ids, sweep.runs):
@@ -272,6 +325,11 @@ def dry_run(sweep: Sweep, out_root="results", force=False):
     print(pd.DataFrame(rows).to_string(index=False))
     if sweep.tune is not None:
         _show_tune(sweep)
+    if sweep.schedule.strategy == "halving":
+        rungs = halving_plan(sweep)
+        print(f"successive halving (eta {sweep.schedule.eta}): " + "; ".join(
+            f"rung {k + 1} to iteration {r}: at most {n} configurations ({n * len(sweep.seeds)} runs)"
+            for k, (r, n) in enumerate(rungs)))
     if est.refined:
         print(f"estimates refined by {est.refined} finished runs in {out}")
     if sweep.budget is not None:

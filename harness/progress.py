@@ -29,6 +29,12 @@ class Tracker(Printed):
             self.running.add(run_id)
         self.show()
 
+    def paused(self, run_id, iteration):
+        with self.lock:
+            self.running.discard(run_id)
+            self.fraction[run_id] = 1.0  # this segment is done
+        self.show()
+
     def finished(self, status):
         run_id = status["run_id"]
         with self.lock:
@@ -46,7 +52,11 @@ class Tracker(Printed):
         return statistics.median(self.paces) if self.paces else 1.0
 
     def eta(self):
-        return self.est.wall_left({r: 1.0 - f for r, f in self.fraction.items()}, self.pace())
+        """Seconds left: what this phase's runs have left, and what the
+        estimate holds beyond them (a tuned sweep's confirmation runs)."""
+        left = {r: 1.0 for r in self.est.tasks}
+        left.update({r: 1.0 - f for r, f in self.fraction.items()})
+        return self.est.wall_left(left, self.pace())
 
     def share_done(self):
         """The fraction of the work done, each run weighted by its estimated cost."""

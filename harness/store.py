@@ -83,14 +83,21 @@ def _fmt(v):
 
 class MetricsWriter:
     """Streams metric rows to ``metrics.csv.part``, flushed per row so a crash
-    keeps what was measured; :meth:`finish` renames it to ``metrics.csv``."""
+    keeps what was measured; :meth:`finish` renames it to ``metrics.csv``.
+    A run continued from a checkpoint starts from ``keep``, the rows up to
+    it (written, then renamed over the old file, so a crash loses none)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, keep=()):
         self.final = Path(folder) / "metrics.csv"
         self.part = self.final.with_name("metrics.csv.part")
-        self._f = open(self.part, "w", newline="")
+        fresh = self.part.with_name(f"metrics.csv.part.{os.getpid()}.tmp")
+        with open(fresh, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(METRIC_COLUMNS)
+            writer.writerows([_fmt(row.get(c)) for c in METRIC_COLUMNS] for row in keep)
+        os.replace(fresh, self.part)
+        self._f = open(self.part, "a", newline="")
         self._w = csv.writer(self._f)
-        self._w.writerow(METRIC_COLUMNS)
 
     def write(self, row: dict):
         self._w.writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
@@ -104,6 +111,42 @@ class MetricsWriter:
     def close(self):
         if not self._f.closed:
             self._f.close()
+
+
+def read_metrics_part(folder):
+    """The whole rows of a run's ``metrics.csv.part``, as the loop yielded
+    them (floats written with repr read back to the same bits)."""
+    rows = []
+    try:
+        with open(Path(folder) / "metrics.csv.part", newline="") as f:
+            for raw in csv.DictReader(f):
+                if raw.get("elapsed_seconds") in (None, ""):
+                    break  # a half-written last line
+                rows.append({k: (int(v) if k == "iteration" else float(v) if v else None) for k, v in raw.items()})
+    except (OSError, ValueError):
+        return []
+    return rows
+
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def save_checkpoint(folder, arrays: dict, meta: dict):
+    """Write a run's state: arrays, and ``meta`` (JSON) beside them; atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, _meta=np.array(json.dumps(meta)), **arrays)
+    atomic_write_bytes(Path(folder) / CHECKPOINT, buf.getvalue())
+
+
+def load_checkpoint(folder):
+    """``(arrays, meta)`` of a run's checkpoint, or None if it has none
+    (or an unreadable one)."""
+    try:
+        with np.load(Path(folder) / CHECKPOINT) as z:
+            arrays = {k: z[k] for k in z.files if k != "_meta"}
+            return arrays, json.loads(str(z["_meta"]))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
 
 
 def last_iteration(folder):

@@ -32,7 +32,7 @@ from .train import prepare, run as train_run
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
 SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "test_acc", "final_train_loss",
                 "median_iter_seconds", "total_seconds", "estimated_seconds", "iterations_run", "kept_iteration",
-                "reason")
+                "rung", "reason")
 
 
 # --- no orphans: a run writes only while the sweep that started it lives ----------
@@ -141,7 +141,7 @@ def _wait_for_old_writers(out: Path, say):
         os.close(fd)  # also releases the lock
 
 
-def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None, owner=None, record=None):
+def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file=None, owner=None, extra=None):
     """One run, in a worker process. Data is loaded (and cached) by the
     worker itself; only the small config crosses the process boundary.
 
@@ -149,15 +149,15 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_f
     worker's loaded data: if the child dies (killed, out of memory), that run
     alone is recorded as failed and the worker carries on. ``owner`` (the
     sweep's main process) is watched: when it dies, this process and the
-    run's exit without writing more. ``record`` joins the run's config.json
-    (the sweep's estimate of its seconds)."""
+    run's exit without writing more. ``extra`` holds :func:`harness.train.run`'s
+    other arguments (the estimate for config.json, checkpoints, ``stop_at``)."""
     _watch(owner)
     with _writing(owner):
         if not isolate:
-            return train_run(cfg, run_dir, threads=threads, threads_file=threads_file, record=record)
+            return train_run(cfg, run_dir, threads=threads, threads_file=threads_file, **(extra or {}))
         prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
         child = multiprocessing.get_context("fork").Process(target=_child,
-                                                            args=(cfg, run_dir, threads, threads_file, owner, record))
+                                                            args=(cfg, run_dir, threads, threads_file, owner, extra))
         try:
             # The child starts with SIGINT blocked (held, not lost) and takes it only
             # once it can mark its run interrupted; see _child.
@@ -179,6 +179,9 @@ def _child_outcome(code, run_dir, owner):
     status = store.read_status(run_dir)
     if code in (0, 130) and status is not None:  # 130: Ctrl-C came as it ended; its record stands
         return status
+    saved = store.load_checkpoint(run_dir) if code == 0 else None
+    if saved is not None:  # paused at its stop_at, as asked
+        return {"run_id": Path(run_dir).name, "status": None, "paused_at": saved[1]["iteration"]}
     if owner is not None and not owner.alive():
         os._exit(3)  # the child was stopped because the sweep died: record nothing
     if code is not None and code < 0:
@@ -191,7 +194,7 @@ def _child_outcome(code, run_dir, owner):
     return status
 
 
-def _child(cfg, run_dir, threads, threads_file, owner, record):
+def _child(cfg, run_dir, threads, threads_file, owner, extra):
     """The run, in a forked child. SIGINT arrives blocked (see _worker) and is
     let through only around the run itself, so Ctrl-C during the child's
     start-up or shutdown never prints multiprocessing's traceback; a
@@ -200,7 +203,7 @@ def _child(cfg, run_dir, threads, threads_file, owner, record):
         try:
             _watch(owner, new_process=True)  # threads do not survive a fork; this one keeps SIGINT blocked
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            train_run(cfg, run_dir, threads=threads, threads_file=threads_file, record=record)
+            train_run(cfg, run_dir, threads=threads, threads_file=threads_file, **(extra or {}))
         finally:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except KeyboardInterrupt:
@@ -277,6 +280,9 @@ class Events:
     def finished(self, status):
         """A run ended (its ``status.json`` record)."""
 
+    def paused(self, run_id, iteration):
+        """A run stopped at ``iteration``, a halving rung, to be ranked."""
+
     def closed(self):
         """Training stopped, finished or not."""
 
@@ -313,14 +319,13 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         for line in _data_lines(sweep):
             events.note(f"data: {line}")
         todo = _plan_and_tell(sweep, out, force, events.note)
-        est = _estimate_and_check(sweep, out, todo + planmod.confirmation_proxies(sweep), events.note)
-        for run_id, _ in todo:
-            shutil.rmtree(out / "runs" / run_id, ignore_errors=True)  # a half-written run starts over
+        est = _estimate_and_check(sweep, out, todo, events.note)
+        _clear(out, todo, force)
         store.atomic_write_text(out / "sweep.toml", sweep.text)
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
             started = time.monotonic()
-            failed = _execute(sweep, out, todo, est, events, live_report and report)
+            failed = STRATEGIES[sweep.schedule.strategy](sweep, out, todo, est, events, live_report and report)
             if sweep.tune is not None:
                 failed += _confirm(sweep, out, force, events, live_report and report)
             if todo:
@@ -340,6 +345,114 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _clear(out: Path, todo, force):
+    """Clear the folders of runs to redo: a half-written run starts over,
+    unless it has a checkpoint to continue from (and no --force)."""
+    for run_id, _ in todo:
+        folder = out / "runs" / run_id
+        if force or store.load_checkpoint(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_grid(sweep: Sweep, out: Path, todo, est, events, live):
+    """Every run to its end."""
+    return _execute(sweep, out, todo, est, events, live)
+
+
+def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
+    """Successive halving: every configuration to the first rung; the best
+    1/eta by mean validation accuracy over seeds at that iteration continue
+    to the next, and so on; the others end ``stopped``. Every decision is
+    read back from the run folders, so a resumed sweep (or one with other
+    jobs) makes the same ones."""
+    from . import halving
+
+    configs = _configurations(sweep)
+    first = sweep.runs[0]
+    levels = halving.rungs(sweep.schedule.min_iterations, sweep.schedule.eta, first.iterations)
+    alive, failed, model = list(configs), [], None
+    for k, rung in enumerate(levels):
+        todo = [(r, c) for key in alive for r, c in configs[key] if _reached(out / "runs" / r) < rung]
+        if todo:
+            model = model or costmod.machine_model(events.note)
+            events.note(f"halving: rung {k + 1} of {len(levels)}: {len(alive)} configurations to iteration {rung}")
+            est = planmod.estimate(sweep, out, todo, model, planmod.workers_for(sweep, len(todo), events.note),
+                                   iterations={r: rung - _reached(out / "runs" / r) for r, _ in todo})
+            failed += _execute(sweep, out, todo, est, events, live, stop_at=rung if rung < levels[-1] else None)
+        if rung == levels[-1]:
+            break
+        scores = {key: _mean_val_at(out, configs[key], rung) for key in alive}
+        promoted = halving.promote(alive, scores, sweep.schedule.eta)
+        for key in alive:
+            if key not in promoted:
+                for run_id, _ in configs[key]:
+                    _stop(out / "runs" / run_id, k + 1, rung)
+        alive = promoted
+    return failed
+
+
+STRATEGIES = {"grid": _run_grid, "halving": _run_halving}
+
+
+def _configurations(sweep: Sweep):
+    """``{key: [(run_id, cfg), ...]}``: the runs of each configuration (a
+    grid point, or a grid point and trial), its seeds together, in grid order."""
+    out = {}
+    for run_id, cfg, meta in zip(sweep.run_ids, sweep.runs, sweep.meta or [{}] * len(sweep.runs)):
+        key = (meta["point"], meta["trial"]) if meta else cfg.replace(seed=0)
+        out.setdefault(key, []).append((run_id, cfg))
+    return out
+
+
+def _reached(run_dir: Path):
+    """Iterations a run has safely behind it: all of them once finished or
+    stopped (``inf``), its checkpoint's otherwise."""
+    if store.read_status(run_dir) is not None:
+        return float("inf")
+    saved = store.load_checkpoint(run_dir)
+    return saved[1]["iteration"] if saved else 0
+
+
+def _mean_val_at(out: Path, runs, iteration):
+    """Mean validation accuracy over a configuration's runs at ``iteration``
+    (a run without one there, diverged or failed, counts as 0)."""
+    values = []
+    for run_id, _ in runs:
+        folder = out / "runs" / run_id
+        rows = store.read_metrics_part(folder) or _final_rows(folder)
+        at = [r["val_acc"] for r in rows if r["iteration"] == iteration and r["val_acc"] is not None]
+        status = store.read_status(folder)
+        values.append(at[0] if at and (status is None or status["status"] != "diverged") else 0.0)
+    return sum(values) / len(values)
+
+
+def _final_rows(folder: Path):
+    import csv
+
+    try:
+        with open(folder / "metrics.csv", newline="") as f:
+            return [{"iteration": int(r["iteration"]), "val_acc": float(r["val_acc"]) if r["val_acc"] else None}
+                    for r in csv.DictReader(f)]
+    except OSError:
+        return []
+
+
+def _stop(run_dir: Path, rung, iteration):
+    """End a paused run that was not promoted: status ``stopped``, its
+    metrics kept, its checkpoint dropped. Written by the sweep, since no
+    process trains that run any more."""
+    from .train import summarize
+
+    if store.read_status(run_dir) is not None:
+        return  # already decided (a resumed sweep), or it ended by itself
+    rows = store.read_metrics_part(run_dir)
+    status = {**summarize(rows), "status": RunStatus.STOPPED.value, "run_id": run_dir.name, "rung": rung,
+              "reason": f"stopped by successive halving at rung {rung} (iteration {iteration})"}
+    os.replace(run_dir / "metrics.csv.part", run_dir / "metrics.csv")
+    store.write_status(run_dir, status)
+    (run_dir / store.CHECKPOINT).unlink(missing_ok=True)
 
 
 def _final_report(out: Path, say):
@@ -379,7 +492,7 @@ def _estimate_and_check(sweep: Sweep, out: Path, todo, say):
     exceeds the sweep's budget."""
     model = costmod.machine_model(say)
     workers = planmod.workers_for(sweep, len(todo), say) if todo else 1
-    est = planmod.estimate(sweep, out, todo, model, workers)
+    est = planmod.sweep_estimate(sweep, out, todo, model, workers)
     refusal = planmod.over_budget(sweep, est, todo)
     if refusal:
         raise ConfigError(refusal)
@@ -408,10 +521,15 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     for run_id, _ in todo:
         folder = out / "runs" / run_id
         status = store.read_status(folder)
-        if status is not None and not (force and finished(status.get("status"))):
+        if not force and store.load_checkpoint(folder) is not None:
+            unfinished["checkpointed"] = unfinished.get("checkpointed", 0) + 1
+        elif status is not None and not (force and finished(status.get("status"))):
             unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1
         elif status is None and folder.is_dir():
             unfinished["cut short"] = unfinished.get("cut short", 0) + 1
+    resumed = unfinished.pop("checkpointed", 0)
+    if resumed:
+        say(f"continuing {_count(resumed, 'run')} from {'its' if resumed == 1 else 'their'} checkpoint")
     if unfinished:
         parts = ", ".join(f"{unfinished[what]} {what}" for what in sorted(unfinished, key=lambda w: (w == "cut short", w)))
         say(f"redoing {_count(sum(unfinished.values()), 'unfinished run')} from the start ({parts})")
@@ -475,8 +593,9 @@ class _Watcher(threading.Thread):
             self.join()
 
 
-def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live):
-    """Train ``todo`` on the sweep's backend; returns the failed runs' statuses.
+def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=None):
+    """Train ``todo`` on the sweep's backend (to ``stop_at`` only, when
+    given: the runs pause there); returns the failed runs' statuses.
 
     If the backend itself loses a worker (it cannot happen to an isolated
     run, but can on Dask), the runs that worker had in flight are recorded
@@ -496,10 +615,13 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live):
 
     def record(status):
         watcher.ended.add(status["run_id"])
-        watcher.finished += 1
-        if parse(status["status"]).is_failure():
-            failed.append(status)
-        events.finished(status)
+        if status["status"] is None:
+            events.paused(status["run_id"], status["paused_at"])
+        else:
+            watcher.finished += 1
+            if parse(status["status"]).is_failure():
+                failed.append(status)
+            events.finished(status)
         left = len(todo) - len(watcher.ended)
         if threads_file is not None and left:
             running = min(planmod.jobs(sweep, len(todo)), left)
@@ -515,14 +637,16 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live):
                     store.atomic_write_text(threads_file, f"{threads}\n")
                 tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
                                           threads_file and str(threads_file), owner,
-                                          {"estimated_seconds": est.seconds.get(run_id)})
+                                          {"record": {"estimated_seconds": est.seconds.get(run_id)},
+                                           "checkpoint_seconds": sweep.schedule.checkpoint_seconds,
+                                           "stop_at": stop_at})
                          for run_id, cfg in pending)
                 try:
                     for status in parallel(tasks):
                         record(status)
                     break
                 except Exception as e:  # a backend fault, not a run's (runs record their own)
-                    pending = _fail_lost_runs(pending, out, e, record)
+                    pending = _fail_lost_runs(pending, out, e, record, watcher.ended)
     finally:
         watcher.stop()
         events.closed()
@@ -534,11 +658,12 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live):
     return failed
 
 
-def _fail_lost_runs(pending, out: Path, error, record):
-    """After a backend fault: the runs it cut short (started, unfinished)
-    are recorded failed; returns the runs still to submit. Re-raises
-    ``error`` if no run was cut short (then it is not a worker's loss)."""
-    lost = [r for r, _ in pending if store.read_status(out / "runs" / r) is None
+def _fail_lost_runs(pending, out: Path, error, record, ended=()):
+    """After a backend fault: the runs it cut short (started, unfinished,
+    not ``ended``: a paused run ended its part) are recorded failed; returns
+    the runs still to submit. Re-raises ``error`` if no run was cut short
+    (then it is not a worker's loss)."""
+    lost = [r for r, _ in pending if r not in ended and store.read_status(out / "runs" / r) is None
             and (out / "runs" / r / "config.json").exists()]
     if not lost:
         raise error
@@ -547,7 +672,7 @@ def _fail_lost_runs(pending, out: Path, error, record):
                   "reason": f"worker lost: {type(error).__name__}: {error}".splitlines()[0]}
         store.write_status(out / "runs" / run_id, status)
         record(status)
-    return [(r, c) for r, c in pending if store.read_status(out / "runs" / r) is None]
+    return [(r, c) for r, c in pending if r not in ended and store.read_status(out / "runs" / r) is None]
 
 
 def summary_row(run_dir: Path):

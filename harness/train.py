@@ -33,13 +33,30 @@ class RunTimeout(Exception):
     """A run went past its ``timeout``."""
 
 
-def _batches(m, batch_size, rng):
+class Batches:
     """Endless minibatch index arrays: a fresh shuffle per epoch; the last,
-    smaller batch of an epoch is kept so every example is seen."""
-    while True:
-        order = rng.permutation(m)
-        for start in range(0, m, batch_size):
-            yield order[start:start + batch_size]
+    smaller batch of an epoch is kept so every example is seen. Its state
+    (the generator's and the position in the epoch's order) can be saved
+    and restored, so a continued run draws the same batches."""
+
+    def __init__(self, m, batch_size, seed):
+        self.m, self.batch_size = m, batch_size
+        self.rng = np.random.default_rng([seed, 1])
+        self.order, self.start = np.arange(0), m  # the first call shuffles
+
+    def __next__(self):
+        if self.start >= self.m:
+            self.order, self.start = self.rng.permutation(self.m), 0
+        idx = self.order[self.start:self.start + self.batch_size]
+        self.start += self.batch_size
+        return idx
+
+    def state(self):
+        return {"batch_order": self.order}, {"rng": self.rng.bit_generator.state, "start": self.start}
+
+    def load(self, arrays, meta):
+        self.order, self.start = arrays["batch_order"].copy(), meta["start"]
+        self.rng.bit_generator.state = meta["rng"]
 
 
 def total_iterations(cfg: RunConfig, n_train: int) -> int:
@@ -51,7 +68,16 @@ def total_iterations(cfg: RunConfig, n_train: int) -> int:
 
 
 def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
-    """Train ``params`` in place and yield one metrics row per iteration.
+    """Train ``params`` in place and yield one metrics row per iteration
+    (see :class:`Training`)."""
+    return Training(params, cfg, split, pool).rows()
+
+
+class Training:
+    """One run's training loop: trains ``params`` in place and yields one
+    metrics row per iteration; between rows it can be saved
+    (:meth:`state`) and a new one continued from that (:meth:`load`) to
+    exactly the numbers the first would have reached.
 
     ``train_loss`` and ``train_acc`` come from the step's own forward pass
     (before its update), as in the article; ``val_acc`` is measured after the
@@ -61,55 +87,100 @@ def train_steps(params, cfg: RunConfig, split: datamod.Split, pool=None):
     With ``early_stopping``, training stops after that many evaluations
     without a better validation accuracy, and ``params`` are left at their
     best evaluation. ``pool`` (a :class:`harness.parallel.Threads`) runs row
-    chunks and the update's blocks in parallel.
+    chunks and the update's blocks in parallel. The learning-rate schedule
+    is over the run's full length, so stopping and continuing never moves it.
     """
-    X, y = split.X_train, split.y_train
-    m = len(X)
-    total = total_iterations(cfg, m)
-    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
-    batches = None
-    if cfg.batch_size and cfg.batch_size < m:
-        batches = _batches(m, cfg.batch_size, np.random.default_rng([cfg.seed, 1]))
-    limit = math.inf  # set from the first loss
-    keeper = _EarlyStopping(cfg.early_stopping) if cfg.early_stopping else None
-    start = time.perf_counter()
-    for it in range(1, total + 1):
+
+    def __init__(self, params, cfg: RunConfig, split: datamod.Split, pool=None):
+        self.params, self.cfg, self.split, self.pool = params, cfg, split, pool
+        m = len(split.X_train)
+        self.total = total_iterations(cfg, m)
+        self.opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
+        self.batches = Batches(m, cfg.batch_size, cfg.seed) if cfg.batch_size and cfg.batch_size < m else None
+        self.limit = math.inf  # set from the first loss
+        self.keeper = _EarlyStopping(cfg.early_stopping) if cfg.early_stopping else None
+        self.it, self.elapsed = 0, 0.0  # iterations done, and their seconds before this process
+        self.ended = False  # by divergence or early stopping, before the last iteration
+
+    def rows(self, stop_at=None):
+        """Rows from the next iteration to the last (or to ``stop_at``)."""
+        start = time.perf_counter()
+        for it in range(self.it + 1, min(self.total, stop_at or self.total) + 1):
+            row = self._step(it)
+            row["elapsed_seconds"] = self.elapsed + time.perf_counter() - start
+            self._check_time(row, it)
+            stop = row.pop("stop", False)
+            self.it = it
+            self.ended = bool(row.get("diverged") or stop)
+            yield row
+            if self.ended:
+                return
+
+    @property
+    def paused(self):
+        """Stopped short of the end by ``stop_at``, with more to train."""
+        return self.it < self.total and not self.ended
+
+    def _step(self, it):
+        """1. a batch; 2. forward and backward; 3. the update, unless the
+        loss diverged; 4. the validation pass when due."""
+        cfg, split = self.cfg, self.split
         t0 = time.perf_counter()
-        idx = None if batches is None else next(batches)
-        yb = y if idx is None else y[idx]
-        loss, grads, P = mlp.forward_backward(params, X, y, cfg.activation, cfg.article_bias_grad, pool,
-                                              cfg.dropout, (cfg.seed, 2, it), rows=idx)
-        finite = loss <= limit  # False for NaN and inf too
+        idx = None if self.batches is None else next(self.batches)
+        yb = split.y_train if idx is None else split.y_train[idx]
+        loss, grads, P = mlp.forward_backward(self.params, split.X_train, split.y_train, cfg.activation,
+                                              cfg.article_bias_grad, self.pool, cfg.dropout, (cfg.seed, 2, it),
+                                              rows=idx)
+        finite = loss <= self.limit  # False for NaN and inf too
         if it == 1 and finite:
-            limit = DIVERGE_FACTOR * max(loss, math.log(P.shape[1]))
+            self.limit = DIVERGE_FACTOR * max(loss, math.log(P.shape[1]))
         if finite:
-            lr = lr_at(it, total, cfg.lr, cfg.lr_schedule, cfg.lr_step_every, cfg.lr_gamma, cfg.warmup)
-            opt.step(params, grads, lr, pool)
-        t1 = time.perf_counter()
-        row = {
-            "iteration": it,
-            "train_loss": loss,
-            "train_acc": float(np.mean(np.argmax(P, axis=1) == yb)),
-            "val_acc": None,
-            "iter_seconds": t1 - t0,
-        }
-        stop = False
-        if finite and (it % cfg.eval_every == 0 or it == total):
-            row["val_acc"] = mlp.accuracy(params, split.X_val, split.y_val, cfg.activation, pool)
-            if keeper is not None:
-                kept, stop = keeper.update(row["val_acc"], params)
+            lr = lr_at(it, self.total, cfg.lr, cfg.lr_schedule, cfg.lr_step_every, cfg.lr_gamma, cfg.warmup)
+            self.opt.step(self.params, grads, lr, self.pool)
+        row = {"iteration": it, "train_loss": loss, "train_acc": float(np.mean(np.argmax(P, axis=1) == yb)),
+               "val_acc": None, "iter_seconds": time.perf_counter() - t0}
+        if finite and (it % cfg.eval_every == 0 or it == self.total):
+            row["val_acc"] = mlp.accuracy(self.params, split.X_val, split.y_val, cfg.activation, self.pool)
+            if self.keeper is not None:
+                kept, row["stop"] = self.keeper.update(row["val_acc"], self.params, it)
                 if kept:
                     row["kept"] = True  # status only, like "diverged"
-        row["elapsed_seconds"] = time.perf_counter() - start
-        if cfg.timeout and row["elapsed_seconds"] > cfg.timeout and it < total:
-            raise RunTimeout(f"still running after {cfg.timeout:g} s, at iteration {it} of {total}")
         if not finite:
             row["diverged"] = True  # status only; not a metrics.csv column
-        if keeper is not None and (stop or it == total):
-            keeper.restore(params)
-        yield row
-        if not finite or stop:
-            return
+        if self.keeper is not None and (row.get("stop") or it == self.total):
+            self.keeper.restore(self.params)
+        return row
+
+    def _check_time(self, row, it):
+        if self.cfg.timeout and row["elapsed_seconds"] > self.cfg.timeout and it < self.total:
+            raise RunTimeout(f"still running after {self.cfg.timeout:g} s, at iteration {it} of {self.total}")
+
+    def state(self, elapsed=None):
+        """``(arrays, meta)``: everything the next iteration depends on
+        (parameters, optimizer state, batch order and generator, early
+        stopping's best, the divergence limit, the iteration)."""
+        arrays = {f"{k}{i}": a for i, pair in enumerate(self.params) for k, a in zip("Wb", pair)}
+        arrays.update({f"opt_{k}": a for k, a in self.opt.state().items()})
+        meta = {"iteration": self.it, "limit": self.limit,
+                "elapsed": self.elapsed if elapsed is None else elapsed}
+        if self.batches is not None:
+            more, meta["batches"] = self.batches.state()
+            arrays.update(more)
+        if self.keeper is not None:
+            more, meta["keeper"] = self.keeper.state()
+            arrays.update(more)
+        return arrays, meta
+
+    def load(self, arrays, meta):
+        """Continue from :meth:`state`."""
+        for i, (W, b) in enumerate(self.params):
+            W[...], b[...] = arrays[f"W{i}"], arrays[f"b{i}"]
+        self.opt.load({k[4:]: a for k, a in arrays.items() if k.startswith("opt_")})
+        self.it, self.limit, self.elapsed = meta["iteration"], meta["limit"], meta["elapsed"]
+        if self.batches is not None:
+            self.batches.load(arrays, meta["batches"])
+        if self.keeper is not None:
+            self.keeper.load(arrays, meta["keeper"])
 
 
 class _EarlyStopping:
@@ -117,12 +188,12 @@ class _EarlyStopping:
     ``patience`` evaluations have passed without a better one."""
 
     def __init__(self, patience):
-        self.patience, self.best, self.since, self.params = patience, -1.0, 0, None
+        self.patience, self.best, self.since, self.params, self.iteration = patience, -1.0, 0, None, None
 
-    def update(self, acc, params):
-        """``(kept, stop)`` after an evaluation with accuracy ``acc``."""
+    def update(self, acc, params, it):
+        """``(kept, stop)`` after an evaluation with accuracy ``acc`` at iteration ``it``."""
         if acc > self.best:
-            self.best, self.since = acc, 0
+            self.best, self.since, self.iteration = acc, 0, it
             self.params = [(W.copy(), b.copy()) for W, b in params]
             return True, False
         self.since += 1
@@ -134,6 +205,17 @@ class _EarlyStopping:
             for (W, b), (bW, bb) in zip(params, self.params):
                 W[...] = bW
                 b[...] = bb
+
+    def state(self):
+        arrays = {} if self.params is None else {f"kept_{k}{i}": a for i, pair in enumerate(self.params)
+                                                  for k, a in zip("Wb", pair)}
+        return arrays, {"best": self.best, "since": self.since, "iteration": self.iteration}
+
+    def load(self, arrays, meta):
+        self.best, self.since, self.iteration = meta["best"], meta["since"], meta["iteration"]
+        if meta["iteration"] is not None:
+            n = sum(1 for k in arrays if k.startswith("kept_W"))
+            self.params = [(arrays[f"kept_W{i}"].copy(), arrays[f"kept_b{i}"].copy()) for i in range(n)]
 
 
 def summarize(rows):
@@ -203,7 +285,8 @@ def _cached_split(source, train_size, validation, data_seed, dtype):
     return split
 
 
-def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads_file=None, record=None):
+def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads_file=None, record=None,
+        checkpoint_seconds=0.0, stop_at=None):
     """Train ``cfg`` into the folder ``out_dir`` and return its status record.
 
     Bad input (data that does not fit) raises before anything is written.
@@ -214,31 +297,40 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     one thread and row chunks run on a pool of ``threads``, so the numbers do
     not depend on it; ``threads_file`` lets a sweep change it as the run goes.
     ``on_row`` sees each metrics row as it is logged; ``record`` (a dict)
-    is added to ``config.json``.
+    is added to ``config.json``. With ``checkpoint_seconds``, the run's
+    state is saved that often to ``checkpoint.npz``, and a run folder
+    holding one continues from it to exactly the numbers an uninterrupted
+    run reaches (its metrics rows after the checkpoint are dropped first).
+    With ``stop_at``, training pauses at that iteration: the state is saved,
+    no status is written, and the record returned has ``status`` None and
+    ``paused_at``; running it again continues it.
     """
     source, split = prepare(cfg, source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_id = cfg.run_id(source.fingerprint)
     threads = threads or os.cpu_count() or 1
-    rows = []
     pool = Threads(threads, threads_file)
     with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
+        training = Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype), cfg, split, pool)
+        rows = _continue_from_checkpoint(out, run_id, training)
         store.atomic_write_json(out / "config.json",
                                 {**_config_record(cfg, source, split, run_id, threads), **(record or {})})
-        writer = store.MetricsWriter(out)
+        writer = store.MetricsWriter(out, keep=rows)
+        saver = _Checkpoints(out, run_id, training, checkpoint_seconds)
         try:
-            params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
-            for row in train_steps(params, cfg, split, pool):
+            for row in training.rows(stop_at):
                 writer.write(row)
                 rows.append(row)
+                saver.maybe_save(row)
                 if on_row is not None:
                     on_row(row)
+            if training.paused:
+                writer.close()
+                saver.save(rows[-1])
+                return {"run_id": run_id, "status": None, "paused_at": training.it}
             writer.finish()
-            store.save_params(out / "params.npz", params)
-            status = summarize(rows)
-            if status["status"] == RunStatus.DONE:
-                status.update(_final_evaluation(params, cfg, split, source, out, pool))
+            status = _finished(training.params, cfg, split, source, out, pool, rows)
         except RunTimeout as e:
             writer.close()
             status = {**summarize(rows), "status": RunStatus.FAILED.value, "reason": f"timeout: {e}"}
@@ -248,7 +340,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
             status = {**summarize(rows), "status": RunStatus.FAILED.value,
                       "reason": f"{type(e).__name__}: {e}".splitlines()[0]}
         except KeyboardInterrupt:
-            # Marked, so the folder says what happened; a resumed sweep redoes it.
+            # Marked, so the folder says what happened; a resumed sweep continues it.
             writer.close()
             store.write_status(out, {**summarize(rows), "status": RunStatus.INTERRUPTED.value,
                                      "reason": "interrupted (Ctrl-C)", "run_id": run_id})
@@ -256,7 +348,55 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     status["run_id"] = run_id
     status["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     store.write_status(out, status)
+    (out / store.CHECKPOINT).unlink(missing_ok=True)  # finished: nothing to continue
     return status
+
+
+def _finished(params, cfg, split, source, out, pool, rows):
+    """The status of a run whose loop ended: its parameters saved, and the
+    final evaluation when it is done (not diverged)."""
+    store.save_params(out / "params.npz", params)
+    status = summarize(rows)
+    if status["status"] == RunStatus.DONE:
+        status.update(_final_evaluation(params, cfg, split, source, out, pool))
+    return status
+
+
+def _continue_from_checkpoint(out: Path, run_id, training: Training):
+    """Load the folder's checkpoint into ``training`` when it is this run's
+    and its metrics rows reach it; returns those rows (none otherwise)."""
+    saved = store.load_checkpoint(out)
+    if saved is None or saved[1].get("run_id") != run_id:
+        return []
+    arrays, meta = saved
+    rows = [r for r in store.read_metrics_part(out) if r["iteration"] <= meta["iteration"]]
+    if [r["iteration"] for r in rows] != list(range(1, meta["iteration"] + 1)):
+        return []  # rows missing: start over
+    training.load(arrays, meta)
+    kept = meta.get("keeper", {}).get("iteration")
+    for row in rows:
+        if row["iteration"] == kept:
+            row["kept"] = True
+    for name in (store.STATUS, "error.txt"):  # an interrupted run's marks
+        (out / name).unlink(missing_ok=True)
+    return rows
+
+
+class _Checkpoints:
+    """Saves a run's state every ``seconds`` (0: never)."""
+
+    def __init__(self, out, run_id, training, seconds):
+        self.out, self.run_id, self.training, self.seconds = out, run_id, training, seconds
+        self.last = time.monotonic()
+
+    def maybe_save(self, row):
+        if self.seconds and time.monotonic() - self.last >= self.seconds and self.training.it < self.training.total:
+            self.save(row)
+
+    def save(self, row):
+        arrays, meta = self.training.state(elapsed=row["elapsed_seconds"])
+        store.save_checkpoint(self.out, arrays, {**meta, "run_id": self.run_id})
+        self.last = time.monotonic()
 
 
 def _config_record(cfg: RunConfig, source, split, run_id, threads):

@@ -198,8 +198,10 @@ def trial_means(search: pd.DataFrame):
 def select(search: pd.DataFrame):
     """Each grid point's tuned trial: the best mean validation accuracy over
     seeds, ties to the lowest trial index. One row per point: point, trial,
-    val_mean, trials, diverged (trials with a diverged seed)."""
-    means = trial_means(search)
+    val_mean, trials, diverged (trials with a diverged seed). Trials that
+    successive halving stopped are no candidates; a point with no other
+    has no row."""
+    means = trial_means(search[search.status != "stopped"])  # halving's losers are no candidates
     rows = []
     for point, group in means.groupby("point", sort=True):
         best = group.sort_values(["val_mean", "trial"], ascending=[False, True], kind="stable").iloc[0]

@@ -34,7 +34,8 @@ def _rows_so_far(run_dir: Path):
 
 def progress(folder):
     """The state of every planned run: a list of dicts with run_id, layers,
-    seed, state (a status name, "running", "cut short" or "left"),
+    seed, state (a status name, "running", "cut short", "checkpointed" (a
+    resumed sweep continues it) or "left"),
     iteration, iterations, val_acc and eta_seconds (for running runs, from
     their own pace so far). Raises ConfigError when no sweep planned here."""
     folder = Path(folder)
@@ -55,7 +56,8 @@ def progress(folder):
             row.update(state=status["status"], iteration=status.get("iterations_run"),
                        val_acc=status.get("final_val_acc"), seconds=status.get("total_seconds"))
         elif (run_dir / "config.json").exists():
-            row["state"] = "running" if running else "cut short"
+            resumable = (run_dir / store.CHECKPOINT).exists()
+            row["state"] = "running" if running else ("checkpointed" if resumable else "cut short")
             sofar = _rows_so_far(run_dir)
             if sofar is not None:
                 it, elapsed, val = sofar
@@ -130,7 +132,7 @@ def render(folder):
              + ("running" if running else "not running") + "; "
              + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {len(runs)} runs"]
     for r in runs:
-        if r["state"] in ("running", "cut short"):
+        if r["state"] in ("running", "cut short", "checkpointed"):
             it = "?" if r["iteration"] is None else r["iteration"]
             val = "" if r["val_acc"] is None else f", validation {100 * r['val_acc']:.2f}%"
             eta = "" if r["eta_seconds"] is None else f", about {_secs(r['eta_seconds'])} left"

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import store
 from ..errors import ConfigError
 from ..status import RunStatus, in_comparison
-from . import stats, tables, tuned as tunedmod
+from . import halving as halvingmod, stats, tables, tuned as tunedmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -173,6 +173,9 @@ def build(folder, summary=None, metrics=None, title=None):
     blocks += [("p", line) for line in tables.verdict(g)]
     if tuned is not None:
         blocks += tunedmod.blocks(tuned, tune, full)
+    levels = halvingmod.rung_list(folder, full)
+    if levels:
+        blocks += halvingmod.blocks(full, levels)
     _article_blocks(blocks, summary)
     blocks.append(("h2", "Variants, over seeds"))
     blocks.append(("table", _variants_table(g) if not g.empty else pd.DataFrame({"variant": []})))
@@ -206,13 +209,16 @@ def build(folder, summary=None, metrics=None, title=None):
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
     return blocks, {"g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
-                    "tuned": (full, tuned, tune) if tuned is not None else None}
+                    "tuned": (full, tuned, tune) if tuned is not None else None,
+                    "halving": (full, metrics, levels) if levels else None}
 
 
 def _write(folder, blocks, frames):
     folder = Path(folder)
     plot_all(frames["g"], frames["summary"], frames["metrics"], folder, folder / "plots", frames["target"],
              frames["secs"])
+    if frames.get("halving"):
+        halvingmod.plot(*frames["halving"], folder / "plots" / f"{halvingmod.PLOT}.png")
     if frames.get("tuned"):
         tunedmod.plot_slices(*frames["tuned"], folder / "plots" / f"{tunedmod.SLICES}.png")
     g = frames["g"]
