@@ -130,23 +130,19 @@ def measured_runs(out: Path, model: cost.Model) -> dict:
     return measured
 
 
-def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, iterations=None,
-             scale=None) -> Estimate:
+def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, iterations=None) -> Estimate:
     """Estimate the runs ``todo`` (``[(run_id, cfg), ...]``) and their wall
     time on ``workers`` (default: the sweep's local jobs). ``iterations``
-    (``{run_id: n}``) prices only part of some runs (halving's rungs);
-    ``scale`` (``{run_id: f}``) counts a run as ``f`` of one (the share of
-    configurations expected to reach a rung)."""
+    (``{run_id: n}``) prices only part of some runs (halving's rungs)."""
     cores = model.cores
     local = sweep.backend != "dask"
     workers = workers or jobs(sweep, len(todo))
     start_threads = threads_per_run(workers) if local else 1
     measured = measured_runs(out, model)
     its = {r: (iterations or {}).get(r, iterations_of(c)) for r, c in todo}
-    scale = scale or {}
 
     def predicted(threads, seconds=model.run_seconds):
-        return cost.refine({r: seconds(c, rows_of(c), its[r], threads) * scale.get(r, 1.0) for r, c in todo},
+        return cost.refine({r: seconds(c, rows_of(c), its[r], threads) for r, c in todo},
                            measured)
     one = predicted(1)
     many = predicted(cores) if local else one
@@ -175,12 +171,21 @@ def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers) ->
     return est
 
 
+def configurations(sweep: Sweep):
+    """``{key: [(run_id, cfg), ...]}``: the runs of each configuration (a
+    grid point, or a grid point and trial), its seeds together, in grid order."""
+    out = {}
+    for run_id, cfg, meta in zip(sweep.run_ids, sweep.runs, sweep.meta or [{}] * len(sweep.runs)):
+        key = (meta["point"], meta["trial"]) if meta else cfg.replace(seed=0)
+        out.setdefault(key, []).append((run_id, cfg))
+    return out
+
+
 def halving_plan(sweep: Sweep):
     """``[(rung iteration, configurations at most)]`` of a halving sweep."""
     from .halving import keep_count, rungs
 
-    n = len({(m.get("point"), m.get("trial")) if m else c.replace(seed=0)
-             for c, m in zip(sweep.runs, sweep.meta or [{}] * len(sweep.runs))})
+    n = len(configurations(sweep))
     out = []
     for rung in rungs(sweep.schedule.min_iterations, sweep.schedule.eta, sweep.runs[0].iterations):
         out.append((rung, n))
@@ -190,19 +195,26 @@ def halving_plan(sweep: Sweep):
 
 def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers) -> Estimate:
     """The estimate of the whole sweep: every run to its end, or under
-    halving each rung's configurations (as if of average cost), one rung
-    after another."""
+    halving each rung in turn, as if the costliest configurations were the
+    ones that go on (an upper bound: which will is not known yet)."""
     if sweep.schedule.strategy != "halving":
         return estimate(sweep, out, todo, model, workers)
-    plan, total, prev, parts = halving_plan(sweep), len(todo) and halving_plan(sweep)[0][1], 0, []
-    for rung, n in plan:
-        parts.append(estimate(sweep, out, todo, model, workers, {r: rung - prev for r, _ in todo},
-                              {r: n / max(1, total) for r, _ in todo}))
+    left = {r for r, _ in todo}
+    costly = sorted(configurations(sweep).values(), key=lambda runs: -sum(flops(c) for _, c in runs))
+    parts, prev = [], 0
+    for rung, n in halving_plan(sweep):
+        runs = [(r, c) for group in costly[:n] for r, c in group if r in left]
+        if runs:
+            parts.append(estimate(sweep, out, runs, model, workers, {r: rung - prev for r, _ in runs}))
         prev = rung
-    first = parts[0]
-    first.wall = sum(p.wall for p in parts)
-    first.seconds = {r: sum(p.seconds[r] for p in parts) for r, _ in todo}
-    return first
+    if not parts:
+        return estimate(sweep, out, [], model, workers)
+    whole = parts[0]
+    whole.wall = sum(p.wall for p in parts)
+    for p in parts[1:]:
+        for r, secs in p.seconds.items():
+            whole.seconds[r] += secs
+    return whole
 
 
 def _load_seconds(todo):
@@ -257,13 +269,14 @@ def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
 
 def confirmation_proxies(sweep: Sweep):
     """For a tuned sweep's estimate before the selection: every grid point's
-    confirmation runs as if its first trial were chosen (under halving, as
-    many points as configurations reach the end, at most)."""
+    confirmation runs as if its first trial were chosen (under halving, the
+    costliest points, as many as configurations reach the end)."""
     if sweep.tune is None:
         return []
     points = range(len(sweep.points))
-    if sweep.schedule.strategy == "halving":  # only points with a configuration at the end are confirmed
-        points = range(min(len(sweep.points), halving_plan(sweep)[-1][1]))
+    if sweep.schedule.strategy == "halving":  # only points with a configuration at the end: the costliest
+        costly = sorted(points, key=lambda p: -sum(flops(c) for _, c in sweep.confirm[(p, 0)]))
+        points = costly[:halving_plan(sweep)[-1][1]]
     return [(f"confirm:{p}:{run_id}", cfg) for p in points for run_id, cfg in sweep.confirm[(p, 0)]]
 
 

@@ -369,7 +369,7 @@ def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
     jobs) makes the same ones."""
     from . import halving
 
-    configs = _configurations(sweep)
+    configs = planmod.configurations(sweep)
     first = sweep.runs[0]
     levels = halving.rungs(sweep.schedule.min_iterations, sweep.schedule.eta, first.iterations)
     alive, failed, model = list(configs), [], None
@@ -385,6 +385,8 @@ def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
             break
         scores = {key: _mean_val_at(out, configs[key], rung) for key in alive}
         promoted = halving.promote(alive, scores, sweep.schedule.eta)
+        events.note(f"halving: rung {k + 1} at iteration {rung}: {len(promoted)} of {len(alive)} configurations "
+                    f"go on (best mean validation {max(scores.values()):.4f})")
         for key in alive:
             if key not in promoted:
                 for run_id, _ in configs[key]:
@@ -394,16 +396,6 @@ def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
 
 
 STRATEGIES = {"grid": _run_grid, "halving": _run_halving}
-
-
-def _configurations(sweep: Sweep):
-    """``{key: [(run_id, cfg), ...]}``: the runs of each configuration (a
-    grid point, or a grid point and trial), its seeds together, in grid order."""
-    out = {}
-    for run_id, cfg, meta in zip(sweep.run_ids, sweep.runs, sweep.meta or [{}] * len(sweep.runs)):
-        key = (meta["point"], meta["trial"]) if meta else cfg.replace(seed=0)
-        out.setdefault(key, []).append((run_id, cfg))
-    return out
 
 
 def _reached(run_dir: Path):
@@ -490,6 +482,8 @@ def _confirm(sweep: Sweep, out: Path, force, events: Events, live):
 def _estimate_and_check(sweep: Sweep, out: Path, todo, say):
     """The estimate of the runs to train; refuses (ConfigError) when it
     exceeds the sweep's budget."""
+    if not todo and sweep.tune is None:  # nothing to price: no calibration on a machine that lacks one
+        return planmod.Estimate({}, 0.0, 1, 0)
     model = costmod.machine_model(say)
     workers = planmod.workers_for(sweep, len(todo), say) if todo else 1
     est = planmod.sweep_estimate(sweep, out, todo, model, workers)

@@ -49,3 +49,14 @@ def test_a_tuned_sweep_on_dask_matches_local(tmp_path, tiny_csv, cluster):
     assert main(["sweep", str(grid), "--out", str(tmp_path / "dask"), "--quiet", "--scheduler", address]) == 0
     local, remote = (pd.read_csv(tmp_path / where / "tuned" / "tuned.csv") for where in ("local", "dask"))
     pd.testing.assert_frame_equal(local, remote)
+
+
+def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster, capsys):
+    address, _ = cluster
+    grid = write_grid(tmp_path, tiny_csv, jobs=1)
+    assert main(["sweep", str(grid), "--dry-run", "--scheduler", address]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" s with 2 workers")
+    assert main(["sweep", str(grid), "--dry-run", "--scheduler", "tcp://127.0.0.1:9"]) == 0
+    captured = capsys.readouterr()
+    assert "not reachable: estimating for 1 workers" in captured.err
+    assert captured.out.strip().splitlines()[-1].endswith(" s with 1 workers")

@@ -92,5 +92,5 @@ def plot(summary, metrics, levels, path):
     ax.set_ylabel("validation accuracy (%), mean over seeds")
     finite = 100 * data.val_acc[data.val_acc > 0]
     if len(finite):
-        ax.set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 30), 100.2)
+        ax.set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 12), 100.2)
     return _save(fig, path)
