@@ -181,3 +181,50 @@ def test_halving_dry_run_shows_the_rungs(tmp_path, tiny_csv, capsys):
     grid.write_text(HALVING.format(jobs=2, data=tiny_csv.name).replace("min_iterations = 10", "min_iterations = 15"))
     assert main(["sweep", str(grid), "--dry-run"]) == 2
     assert "a multiple of its eval_every" in capsys.readouterr().err
+
+
+def test_a_halving_sweep_killed_mid_rung_resumes_to_the_same_decisions(tmp_path, tiny_csv, capsys):
+    import subprocess
+    import sys
+
+    text = (HALVING.format(jobs=2, data=tiny_csv.name)
+            .replace("iterations = 90", "iterations = 2700").replace("min_iterations = 10", "min_iterations = 100")
+            .replace("eval_every = 10", "eval_every = 100").replace("seeds = [0, 1]", "seeds = [0]")
+            .replace("[sweep]\n", "[sweep]\ncheckpoint_seconds = 0.2\n"))
+    killed, clean = tmp_path / "killed.toml", tmp_path / "clean.toml"
+    killed.write_text(text)
+    clean.write_text(text.replace("checkpoint_seconds = 0.2", "checkpoint_seconds = 0"))
+    root = tmp_path / "k" / "halves"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(killed), "--out", str(tmp_path / "k"),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:  # killed once some configurations are stopped (rung 1 decided) and others train on
+        wait_for(lambda: len(list(root.glob("runs/*/status.json"))) >= 5
+                 and any(store.load_checkpoint(d) for d in root.glob("runs/*")), seconds=120)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(1.0)
+    assert main(["sweep", str(killed), "--out", str(tmp_path / "k"), "--quiet"]) == 0
+    assert main(["sweep", str(clean), "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    cols = ["run_id", "status", "iterations_run", "rung", "final_val_acc", "final_train_loss"]
+    a, b = (pd.read_csv(tmp_path / d / "halves" / "summary.csv")[cols] for d in ("k", "c"))
+    pd.testing.assert_frame_equal(a, b)
+    assert (a.status == "stopped").sum() > 0
+
+
+def test_mean_validation_at_a_rung_from_constructed_metrics(tmp_path):
+    from harness.sweep import _mean_val_at
+
+    rows = {"a": "1,2.0,0.1,,0.01,0.1\n2,1.5,0.2,0.50,0.01,0.2\n",
+            "b": "1,2.0,0.1,,0.01,0.1\n2,1.4,0.3,0.70,0.01,0.2\n",
+            "c": "1,2.0,0.1,,0.01,0.1\n"}  # c never reached iteration 2: counts as 0
+    for run_id, text in rows.items():
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        (tmp_path / "runs" / run_id / "metrics.csv.part").write_text(
+            "iteration,train_loss,train_acc,val_acc,iter_seconds,elapsed_seconds\n" + text)
+    assert _mean_val_at(tmp_path, [("a", None), ("b", None)], 2) == pytest.approx(0.6)
+    assert _mean_val_at(tmp_path, [("a", None), ("c", None)], 2) == pytest.approx(0.25)
+    scores = {"ab": 0.6, "ac": 0.25, "bb": 0.7}
+    assert halving.promote(["ab", "ac", "bb"], scores, 2) == ["bb"]

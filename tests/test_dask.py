@@ -60,3 +60,16 @@ def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster
     captured = capsys.readouterr()
     assert "not reachable: estimating for 1 workers" in captured.err
     assert captured.out.strip().splitlines()[-1].endswith(" s with 1 workers")
+
+
+def test_a_halving_sweep_on_dask_decides_as_locally(tmp_path, tiny_csv, cluster):
+    from test_continuation import HALVING
+
+    address, _ = cluster
+    grid = tmp_path / "h.toml"
+    grid.write_text(HALVING.format(jobs=2, data=tiny_csv.name))
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "local"), "--quiet"]) == 0
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "dask"), "--quiet", "--scheduler", address]) == 0
+    cols = ["run_id", "status", "iterations_run", "rung", "final_val_acc"]
+    local, remote = (pd.read_csv(tmp_path / where / "halves" / "summary.csv")[cols] for where in ("local", "dask"))
+    pd.testing.assert_frame_equal(local, remote)
