@@ -539,9 +539,9 @@ def _count(n, noun):
 
 
 # The live report: rewritten at most once a minute while runs finish, and
-# never more often than keeps its cost under 1/LIVE_REPORT_SHARE of the time.
+# never more often than keeps its cost under 1/LIVE_REPORT_SHARE of one core.
 LIVE_REPORT_SECONDS = 60
-LIVE_REPORT_SHARE = 30
+LIVE_REPORT_SHARE = 60
 POLL_SECONDS = 1.0
 
 
