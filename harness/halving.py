@@ -35,14 +35,3 @@ def promote(configs, scores, eta):
         return (-(s if s is not None and not math.isnan(s) else -math.inf), i)
     best = sorted(enumerate(configs), key=key)[:keep_count(len(configs), eta)]
     return [c for _, c in sorted(best)]
-
-
-def work(sizes, rung_list):
-    """Iterations trained by the schedule: ``sizes[k]`` configurations
-    reach rung k (counting from where they stopped), against
-    ``sizes[0] * rung_list[-1]`` for training them all to the end."""
-    done, prev = 0, 0
-    for n, r in zip(sizes, rung_list):
-        done += n * (r - prev)
-        prev = r
-    return done

@@ -219,12 +219,18 @@ def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers)
 
 def _load_seconds(todo):
     """Seconds a worker takes to load the data of the first run."""
+    cfg = todo[0][1]
+    return _data_seconds(cfg.dataset, cfg.path, cfg.train_size, cfg.validation, cfg.data_seed, cfg.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _data_seconds(dataset, path, train_size, validation, data_seed, dtype):
+    """Measured once per process and data setting, reading the files again
+    (past load_source's cache, which a new worker does not have)."""
     from .data import load_source, split
 
-    cfg = todo[0][1]
-    load_source.cache_clear()
     t = time.perf_counter()
-    split(load_source(cfg.dataset, cfg.path or None), cfg.train_size or None, cfg.validation, cfg.data_seed, cfg.dtype)
+    split(load_source.__wrapped__(dataset, path or None), train_size or None, validation, data_seed, dtype)
     return time.perf_counter() - t
 
 

@@ -11,7 +11,7 @@ import threading
 
 from .plan import clock
 from .status import RunStatus, parse
-from .sweep import Printed
+from .sweep import Events, Printed
 
 
 class Tracker(Printed):
@@ -115,8 +115,6 @@ class Lines(Tracker):
 def for_terminal(quiet: bool):
     """The events the CLI gives a sweep: silent with ``quiet`` (the outcome
     still printed), a bar on a terminal, lines otherwise."""
-    from .sweep import Events
-
     if quiet:
         return Events()
     return Bar() if sys.stderr.isatty() else Lines()

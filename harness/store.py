@@ -113,12 +113,13 @@ class MetricsWriter:
             self._f.close()
 
 
-def read_metrics_part(folder):
-    """The whole rows of a run's ``metrics.csv.part``, as the loop yielded
-    them (floats written with repr read back to the same bits)."""
+def read_metrics_part(folder, name="metrics.csv.part"):
+    """The whole rows of a run's ``metrics.csv.part`` (or of ``name``), as
+    the loop yielded them (floats written with repr read back to the same
+    bits)."""
     rows = []
     try:
-        with open(Path(folder) / "metrics.csv.part", newline="") as f:
+        with open(Path(folder) / name, newline="") as f:
             for raw in csv.DictReader(f):
                 if raw.get("elapsed_seconds") in (None, ""):
                     break  # a half-written last line
@@ -136,6 +137,16 @@ def save_checkpoint(folder, arrays: dict, meta: dict):
     buf = io.BytesIO()
     np.savez(buf, _meta=np.array(json.dumps(meta)), **arrays)
     atomic_write_bytes(Path(folder) / CHECKPOINT, buf.getvalue())
+
+
+def checkpoint_meta(folder):
+    """The metadata of a run's checkpoint (its iteration, ...) without its
+    arrays, or None if it has none."""
+    try:
+        with np.load(Path(folder) / CHECKPOINT) as z:
+            return json.loads(str(z["_meta"]))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
 
 
 def load_checkpoint(folder):

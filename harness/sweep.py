@@ -179,9 +179,9 @@ def _child_outcome(code, run_dir, owner):
     status = store.read_status(run_dir)
     if code in (0, 130) and status is not None:  # 130: Ctrl-C came as it ended; its record stands
         return status
-    saved = store.load_checkpoint(run_dir) if code == 0 else None
+    saved = store.checkpoint_meta(run_dir) if code == 0 else None
     if saved is not None:  # paused at its stop_at, as asked
-        return {"run_id": Path(run_dir).name, "status": None, "paused_at": saved[1]["iteration"]}
+        return {"run_id": Path(run_dir).name, "status": None, "paused_at": saved["iteration"]}
     if owner is not None and not owner.alive():
         os._exit(3)  # the child was stopped because the sweep died: record nothing
     if code is not None and code < 0:
@@ -352,7 +352,7 @@ def _clear(out: Path, todo, force):
     unless it has a checkpoint to continue from (and no --force)."""
     for run_id, _ in todo:
         folder = out / "runs" / run_id
-        if force or store.load_checkpoint(folder) is None:
+        if force or store.checkpoint_meta(folder) is None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -403,8 +403,8 @@ def _reached(run_dir: Path):
     stopped (``inf``), its checkpoint's otherwise."""
     if store.read_status(run_dir) is not None:
         return float("inf")
-    saved = store.load_checkpoint(run_dir)
-    return saved[1]["iteration"] if saved else 0
+    saved = store.checkpoint_meta(run_dir)
+    return saved["iteration"] if saved else 0
 
 
 def _mean_val_at(out: Path, runs, iteration):
@@ -413,22 +413,11 @@ def _mean_val_at(out: Path, runs, iteration):
     values = []
     for run_id, _ in runs:
         folder = out / "runs" / run_id
-        rows = store.read_metrics_part(folder) or _final_rows(folder)
+        rows = store.read_metrics_part(folder) or store.read_metrics_part(folder, "metrics.csv")
         at = [r["val_acc"] for r in rows if r["iteration"] == iteration and r["val_acc"] is not None]
         status = store.read_status(folder)
-        values.append(at[0] if at and (status is None or status["status"] != "diverged") else 0.0)
+        values.append(at[0] if at and (status is None or status["status"] != RunStatus.DIVERGED) else 0.0)
     return sum(values) / len(values)
-
-
-def _final_rows(folder: Path):
-    import csv
-
-    try:
-        with open(folder / "metrics.csv", newline="") as f:
-            return [{"iteration": int(r["iteration"]), "val_acc": float(r["val_acc"]) if r["val_acc"] else None}
-                    for r in csv.DictReader(f)]
-    except OSError:
-        return []
 
 
 def _stop(run_dir: Path, rung, iteration):
@@ -515,7 +504,7 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     for run_id, _ in todo:
         folder = out / "runs" / run_id
         status = store.read_status(folder)
-        if not force and store.load_checkpoint(folder) is not None:
+        if not force and store.checkpoint_meta(folder) is not None:
             unfinished["checkpointed"] = unfinished.get("checkpointed", 0) + 1
         elif status is not None and not (force and finished(status.get("status"))):
             unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1

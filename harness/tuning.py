@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import store, tune as tunemod
 from .grid import Sweep
+from .status import parse
 
 TUNED = "tuned.csv"
 
@@ -46,8 +47,8 @@ def all_runs(sweep: Sweep, out: Path):
 
 
 def tuned_table(sweep: Sweep, out: Path):
-    """One row per grid point: its scientific settings, the selected trial
-    and its nuisance values, the trials and how many diverged, the
+    """One row per grid point: its scientific settings, the selected trial,
+    the point's index in the grid, the trial's nuisance values, the trials and how many diverged, the
     confirmation runs' mean validation and test accuracy and their count,
     and each tuned setting's edge flag ("low", "high" or ""). None before
     the search is over."""
@@ -59,9 +60,10 @@ def tuned_table(sweep: Sweep, out: Path):
     rows = []
     for r in picked.itertuples():
         confirm = [store.read_status(out / "runs" / run_id) for run_id, _ in sweep.confirm[(r.point, r.trial)]]
-        confirm = [s for s in confirm if s is not None and s["status"] in ("done", "diverged")]
+        confirm = [s for s in confirm if s is not None and parse(s["status"]).in_comparison()]
         row = {k: _show(v) for k, v in sweep.points[r.point].items()}
-        row.update({"trial": r.trial, **draws[r.trial], "trials": r.trials, "diverged_trials": r.diverged,
+        row.update({"trial": r.trial, "point": r.point, **draws[r.trial], "trials": r.trials,
+                    "diverged_trials": r.diverged,
                     "search_val_acc": r.val_mean})
         row["confirm_val_acc"] = _mean(s.get("final_val_acc") for s in confirm)
         row["confirm_test_acc"] = _mean(s.get("test_acc") for s in confirm)

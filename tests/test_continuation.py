@@ -116,7 +116,6 @@ def test_rungs_and_who_goes_on():
     scores = {"a": 0.90, "b": 0.95, "c": 0.95, "d": float("nan"), "e": 0.5, "f": 0.97}
     assert halving.promote(list("abcdef"), scores, 3) == ["b", "f"]  # b before c: listed first
     assert halving.promote(list("abcdef"), scores, 2) == ["b", "c", "f"]
-    assert halving.work([27, 9, 3], [100, 300, 900]) == 27 * 100 + 9 * 200 + 3 * 600
 
 
 HALVING = """

@@ -37,6 +37,7 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
         assert f"| {layers} |" in md  # iterations varies too, but follows from the layers: labels leave it out
     assert "## Best variant for each time budget" in md and "## Environment" in md and "## Equal budgets" in md
     assert "225 training rows, 75 validation rows" in md
+    assert "## Runs that did not finish as done\n\nNone." in md  # every run here is done
     comparison = pd.read_csv(root / "comparison.csv")
     assert list(comparison.columns) == ["variant", "layers", "iterations", "n", "mean", "ci_low", "ci_high",
                                         "p_vs_best", "tied_with_best"]

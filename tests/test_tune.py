@@ -181,3 +181,11 @@ def test_a_tuned_sweep_gives_the_same_numbers_with_one_or_two_jobs(tmp_path, tin
         assert main(["sweep", str(grid), "--out", str(tmp_path / f"out{jobs}"), "--quiet"]) == 0
         results.append(pd.read_csv(tmp_path / f"out{jobs}" / "tuned" / "tuned.csv"))
     pd.testing.assert_frame_equal(results[0], results[1])
+
+
+def test_trials_stopped_by_halving_are_no_candidates():
+    rows = [{"point": 0, "trial": 0, "seed": 0, "status": "stopped", "final_val_acc": 0.99},
+            {"point": 0, "trial": 1, "seed": 0, "status": "done", "final_val_acc": 0.90},
+            {"point": 1, "trial": 0, "seed": 0, "status": "stopped", "final_val_acc": 0.95}]
+    picked = tunemod.select(pd.DataFrame(rows))
+    assert picked.point.tolist() == [0] and picked.trial.tolist() == [1] and picked.trials.tolist() == [1]

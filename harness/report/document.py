@@ -153,6 +153,24 @@ def _budget_blocks(blocks, reach, at, target, secs):
                        .assign(**{f"acc within {b:.3g} s": [pct(v) for v in at[f"{b:.3g} s"]] for b in secs})))
 
 
+def _unfinished_blocks(blocks, summary):
+    """Every run of the sweep (search runs too) that did not end ``done``;
+    the runs halving stopped are counted, not listed."""
+    bad = summary[summary.status != RunStatus.DONE.value]  # .value: pandas does not match a str Enum
+    stopped = bad.status == RunStatus.STOPPED.value
+    blocks.append(("h2", "Runs that did not finish as done"))
+    listed = bad[~stopped]
+    if listed.empty:
+        blocks.append(("p", "None." if not stopped.any() else "None but those stopped by successive halving."))
+    else:
+        blocks.append(("table", pd.DataFrame({"run_id": listed.run_id, "architecture": listed.layers,
+                                              "seed": listed.seed, "status": listed.status,
+                                              "reason": listed.reason.astype(object).fillna("")})))
+    if stopped.any():
+        blocks.append(("p", f"{int(stopped.sum())} runs were stopped by successive halving at a rung "
+                            "(see Halving); they enter no comparison."))
+
+
 def build(folder, summary=None, metrics=None, title=None):
     """The report's content: ``(blocks, frames)`` where blocks are
     ``(kind, payload)`` pairs both renderers share and frames hold what the
@@ -189,14 +207,7 @@ def build(folder, summary=None, metrics=None, title=None):
                             "time per iteration is clearly lower: the middle half of its iterations' times lies "
                             "wholly below this one's. A difference within that spread is not a win."))
         blocks.append(("table", _front_table(g)))
-    bad = summary[summary.status != RunStatus.DONE]
-    blocks.append(("h2", "Runs that did not finish as done"))
-    if bad.empty:
-        blocks.append(("p", "None."))
-    else:
-        blocks.append(("table", pd.DataFrame({"run_id": bad.run_id, "architecture": bad.layers, "seed": bad.seed,
-                                              "status": bad.status,
-                                              "reason": bad.reason.astype(object).fillna("")})))
+    _unfinished_blocks(blocks, full)
     blocks.append(("h2", "Plots"))
     for key, plot_title in PLOTS.items():
         blocks.append(("image", (plot_title, f"plots/{key}.png")))

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import tune as tunemod
 from ..config import RunConfig, coerce
+from ..status import RunStatus
 from .tables import pct
 
 SLICES = "tune_slices"
@@ -46,7 +47,7 @@ def compared(summary: pd.DataFrame, tuned, tune):
         return summary
     runs = summary[summary.role == "confirm"]
     if runs.empty:
-        chosen = set(zip(range(len(tuned)), tuned.trial))
+        chosen = set(zip(tuned.point, tuned.trial))
         runs = summary[[(p, t) in chosen for p, t in zip(summary.point, summary.trial)]]
     return runs.drop(columns=[k for k in tune.dists if k in runs])
 
@@ -68,7 +69,7 @@ def blocks(tuned, tune, summary):
                  f"({n_confirm} confirmation runs); only those enter the comparison above and the plots of "
                  "accuracy against depth and width, so no point's figure is inflated by having been chosen. "
                  "The test split was held out of both choices.")]
-    shown = tuned.copy()
+    shown = tuned.drop(columns="point")
     for col in ("search_val_acc", "confirm_val_acc", "confirm_test_acc"):
         shown[col] = [pct(v) for v in shown[col]]
     for key in keys:
@@ -87,31 +88,32 @@ def plot_slices(summary, tuned, tune, path):
     """Mean validation accuracy of each trial (search runs, over seeds)
     against each tuned setting: a row of panels per setting, one panel per
     first hidden width, one line per grid point (coloured by depth), its
-    selected trial ringed."""
+    selected trial ringed. Trials that halving stopped are left out."""
     import matplotlib.pyplot as plt
 
     from .plots import _log_ticks, _save
 
     keys = list(tune.dists)
-    search = summary[summary.role == "search"]
-    acc = search.final_val_acc.where(search.status == "done", 0.0).fillna(0.0)
-    means = search.assign(acc=acc).groupby(["point", "trial"]).agg(acc=("acc", "mean")).reset_index()
-    hidden = [str(layers).split("-")[1:-1] for layers in tuned.layers] if "layers" in tuned else [[]] * len(tuned)
-    widths = sorted({int(h[0]) if h else 0 for h in hidden})
-    depths = sorted({len(h) for h in hidden})
+    # trials stopped early by halving were measured at another iteration: left out
+    search = summary[(summary.role == "search") & (summary.status != RunStatus.STOPPED.value)]
+    means = tunemod.trial_means(search).rename(columns={"val_mean": "acc"})
+    tuned = tuned[tuned.point.isin(means.point)]  # under halving, points with a trial that finished
+    hidden = {row.point: str(row.layers).split("-")[1:-1] if "layers" in tuned else [] for row in tuned.itertuples()}
+    widths = sorted({int(h[0]) if h else 0 for h in hidden.values()})
+    depths = sorted({len(h) for h in hidden.values()})
     colour = dict(zip(depths, plt.get_cmap("viridis")(np.linspace(0.0, 0.8, max(2, len(depths))))))
     fig, axes = plt.subplots(len(keys), len(widths), figsize=(4.2 * len(widths) + 2, 3.8 * len(keys)),
                              squeeze=False, sharey=True)
     draws = pd.DataFrame(tune.draws())
     for row_axes, key in zip(axes, keys):
         for ax, width in zip(row_axes, widths):
-            for p, row in tuned.iterrows():
-                if (int(hidden[p][0]) if hidden[p] else 0) != width:
+            for row in tuned.itertuples():
+                h = hidden[row.point]
+                if (int(h[0]) if h else 0) != width:
                     continue
-                part = means[means.point == p].assign(x=lambda d: d.trial.map(draws[key])).sort_values("x")
-                halving = len(set(hidden[p])) > 1
-                c = colour[len(hidden[p])]
-                ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1.2, color=c, ls="--" if halving else "-",
+                part = means[means.point == row.point].assign(x=lambda d: d.trial.map(draws[key])).sort_values("x")
+                c = colour[len(h)]
+                ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1.2, color=c, ls="--" if len(set(h)) > 1 else "-",
                         label=f"{row.layers}")
                 chosen = part[part.trial == row.trial]
                 ax.scatter(chosen.x, 100 * chosen.acc, s=90, facecolors="none", edgecolors=c, linewidths=1.5)
