@@ -428,10 +428,13 @@ def _stop(run_dir: Path, rung, iteration):
 
     if store.read_status(run_dir) is not None:
         return  # already decided (a resumed sweep), or it ended by itself
-    rows = store.read_metrics_part(run_dir)
+    part = run_dir / "metrics.csv.part"
+    if part.exists():
+        os.replace(part, run_dir / "metrics.csv")
+    # (already renamed when a sweep was killed between the two steps)
+    rows = store.read_metrics_part(run_dir, "metrics.csv")
     status = {**summarize(rows), "status": RunStatus.STOPPED.value, "run_id": run_dir.name, "rung": rung,
               "reason": f"stopped by successive halving at rung {rung} (iteration {iteration})"}
-    os.replace(run_dir / "metrics.csv.part", run_dir / "metrics.csv")
     store.write_status(run_dir, status)
     (run_dir / store.CHECKPOINT).unlink(missing_ok=True)
 

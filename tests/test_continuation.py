@@ -227,3 +227,19 @@ def test_mean_validation_at_a_rung_from_constructed_metrics(tmp_path):
     assert _mean_val_at(tmp_path, [("a", None), ("c", None)], 2) == pytest.approx(0.25)
     scores = {"ab": 0.6, "ac": 0.25, "bb": 0.7}
     assert halving.promote(["ab", "ac", "bb"], scores, 2) == ["bb"]
+
+
+def test_stopping_a_run_finishes_when_a_kill_came_between_its_two_steps(tmp_path):
+    # _stop renames metrics.csv.part, then writes status.json; a sweep killed
+    # in between leaves metrics.csv without a status, and the resumed sweep
+    # stops that run again.
+    from harness.sweep import _stop
+
+    run = tmp_path / "runs" / "abc"
+    run.mkdir(parents=True)
+    header = "iteration,train_loss,train_acc,val_acc,iter_seconds,elapsed_seconds\n"
+    (run / "metrics.csv").write_text(header + "1,2.0,0.1,,0.01,0.1\n2,1.5,0.2,0.50,0.01,0.2\n")
+    _stop(run, 1, 2)
+    status = store.read_status(run)
+    assert status["status"] == "stopped" and status["rung"] == 1 and status["iterations_run"] == 2
+    assert status["final_val_acc"] == 0.5 and not (run / "metrics.csv.part").exists()
