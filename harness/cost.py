@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from . import mlp
-from .parallel import PARALLEL_MIN
+from .optim import parallel_min
+from .parallel import Packed
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: packed parameters made the update cheaper
 CACHE_FILE = "cost-model.json"
 FEATURES = ("step", "calls", "flops", "elements", "updates")
 
@@ -60,15 +61,16 @@ def _critical_share(k, threads):
     return math.ceil(k / max(1, threads)), math.ceil(k / max(1, threads)) / k
 
 
-def step_features(layers, m, threads, update_weight=1.0):
+def step_features(layers, m, threads, update_weight=1.0, optimizer="adam"):
     """Features of one training step on ``m`` rows: a fixed cost, numpy
     calls (layers x chunks on the busiest thread), GEMM FLOPs and
     activation elements on that thread, and the optimizer's passes over the
-    parameters (``update_weight`` scales them per optimizer). A vector in
+    parameters (``update_weight`` scales them per optimizer; shared over
+    the threads from the optimizer's :func:`parallel_min` on). A vector in
     :data:`FEATURES` order."""
     busy, share = _critical_share(len(mlp._chunks(m, layers)), threads)
     n = mlp.n_params(layers)
-    spread = threads if n >= PARALLEL_MIN else 1
+    spread = threads if n >= parallel_min(optimizer) else 1
     return np.array([1.0, (len(layers) - 1) * busy, mlp.flops_per_iter(layers, m) * share,
                      m * sum(layers) * share, n * update_weight / spread])
 
@@ -119,8 +121,7 @@ class Model:
 
     def memory_share(self, cfg, m, threads=1):
         """The part of a step's predicted time that goes on elements, 0 to 1."""
-        parts = self._coef(cfg.dtype, threads) * step_features(cfg.layers, m, threads,
-                                                                 self.update_weight.get(cfg.optimizer, 1.0))
+        parts = self._coef(cfg.dtype, threads) * self._step_features(cfg, m, threads)
         total = parts.sum()
         return float(parts[FEATURES.index("elements")] / total) if total > 0 else 0.0
 
@@ -129,8 +130,10 @@ class Model:
         return np.array(table[str(min((int(t) for t in table), key=lambda t: (abs(t - threads), t)))])
 
     def step_seconds(self, cfg, m, threads):
-        feats = step_features(cfg.layers, m, threads, self.update_weight.get(cfg.optimizer, 1.0))
-        return float(self._coef(cfg.dtype, threads) @ feats)
+        return float(self._coef(cfg.dtype, threads) @ self._step_features(cfg, m, threads))
+
+    def _step_features(self, cfg, m, threads):
+        return step_features(cfg.layers, m, threads, self.update_weight.get(cfg.optimizer, 1.0), cfg.optimizer)
 
     def pass_seconds(self, cfg, n, threads):
         return float(self._coef(cfg.dtype, threads) @ pass_features(cfg.layers, n, threads))
@@ -230,7 +233,8 @@ def _update_weights():
     from .optim import OPTIMIZER_CLASSES, make_optimizer
 
     params = mlp.init_params((784, 256, 10), "he", 0, "float32")
-    grads = [(W * 1e-3, b * 1e-3) for W, b in params]
+    grads = Packed.like(params, copy=True)  # packed, as the loop's are: no copies in the step
+    grads.vector *= 1e-3
     seconds = {}
     for name in OPTIMIZER_CLASSES:
         opt = make_optimizer(name, params, 1e-3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parallel import elementwise, pmap
+from .parallel import Packed, elementwise, pmap
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 INITS = ("he", "xavier", "article")
@@ -78,7 +78,8 @@ def _activation(name):
 def init_params(layers, init="he", seed=0, dtype="float32"):
     """Initial parameters for the layer list ``layers`` (input size first).
 
-    Returns ``[(W, b), ...]`` with ``W: (n_in, n_out)`` and ``b: (n_out,)``.
+    Returns ``[(W, b), ...]`` with ``W: (n_in, n_out)`` and ``b: (n_out,)``,
+    as a :class:`harness.parallel.Packed` of ``dtype`` (views of one vector).
 
     - ``"he"``: W ~ N(0, 2 / n_in), b = 0.
     - ``"xavier"``: W ~ U(+-sqrt(6 / (n_in + n_out))), b = 0.
@@ -96,7 +97,7 @@ def init_params(layers, init="he", seed=0, dtype="float32"):
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    params = []
+    params = []  # in float64; Packed.like casts
     for n_in, n_out in zip(layers[:-1], layers[1:]):
         if init == "he":
             W = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
@@ -109,8 +110,8 @@ def init_params(layers, init="he", seed=0, dtype="float32"):
             scale = np.sqrt(1.0 / n_out)
             W = rng.standard_normal((n_in, n_out)) * scale
             b = rng.standard_normal(n_out) * scale
-        params.append((np.ascontiguousarray(W, dtype=dtype), b.astype(dtype)))
-    return params
+        params.append((W, b))
+    return Packed.like(params, copy=True, dtype=dtype)
 
 
 def layer_sizes(params):
@@ -170,22 +171,28 @@ def _chunks(m, layers):
 # columns layout of the article). Same product, no copies; only OpenBLAS's
 # kernel choice differs, and the transposed form is faster for the float64
 # products (the bench's "GEMMs alone" rows time both layouts). In float32 the
-# weight gradient is kept plain: transposed it comes out Fortran-ordered,
-# and the optimizer's passes over it beside the C-ordered parameters would
-# stride through memory. The choice depends on the dtype alone, so results
-# stay reproducible. Keys: forward (A @ W), weight gradient (A.T @ dZ),
+# weight gradient is kept plain: transposed it comes out Fortran-ordered and
+# must be copied into its place in the packed gradient vector. The choice
+# depends on the dtype alone, so results stay reproducible. Keys: forward (A @ W), weight gradient (A.T @ dZ),
 # gradient passed back (dZ @ W.T).
 _TRANSPOSED = {
-    "float64": {"forward": True, "dW": True, "dA": True},
-    "float32": {"forward": False, "dW": False, "dA": False},
+    np.dtype("float64"): {"forward": True, "dW": True, "dA": True},
+    np.dtype("float32"): {"forward": False, "dW": False, "dA": False},
 }
+_PLAIN = {"forward": False, "dW": False, "dA": False}
 
 
-def _matmul(A, B, kind):
-    """``A @ B``, handed to BLAS the way ``_TRANSPOSED`` says is faster."""
-    if _TRANSPOSED.get(A.dtype.name, {}).get(kind):
-        return (B.T @ A.T).T
-    return A @ B
+def _matmul(A, B, kind, out=None):
+    """``A @ B`` (into ``out`` if given), handed to BLAS the way
+    ``_TRANSPOSED`` says is faster. (Keyed by the dtype itself: ``dtype.name``
+    costs microseconds, a dozen times a chunk, all holding the GIL.)"""
+    if _TRANSPOSED.get(A.dtype, _PLAIN)[kind]:
+        product = (B.T @ A.T).T
+        if out is None:
+            return product
+        out[...] = product
+        return out
+    return np.matmul(A, B, out=out)
 
 
 def _logits_rows(params, X, activation):
@@ -237,12 +244,14 @@ def softmax_cross_entropy(Z, y, m=None):
     c = Z.shape[0]
     m = c if m is None else m
     rows = np.arange(c)
-    shifted = Z - Z.max(axis=1, keepdims=True)
+    # ufunc reductions called directly: the same sums as .max()/.sum(), without
+    # their Python wrappers (this runs once a chunk, partly holding the GIL)
+    shifted = Z - np.maximum.reduce(Z, axis=1, keepdims=True)
     P = np.exp(shifted)
-    sums = P.sum(axis=1)
+    sums = np.add.reduce(P, axis=1)
     P /= sums[:, None]
     # -log softmax of the true class = log(sum exp(shifted)) - shifted_true; finite for any Z
-    loss = float(np.sum(np.log(sums) - shifted[rows, y])) / m
+    loss = float(np.add.reduce(np.log(sums) - shifted[rows, y])) / m
     dZ = P.copy()
     dZ[rows, y] -= 1
     dZ *= 1.0 / m
@@ -251,7 +260,8 @@ def softmax_cross_entropy(Z, y, m=None):
 
 def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
     """Forward and backward over the rows ``X: (c, n_features)`` of a batch of
-    ``m`` examples. Returns this chunk's (loss share, grads, P).
+    ``m`` examples. Returns this chunk's (loss share, grads, P), the grads
+    a :class:`harness.parallel.Packed` like ``params``.
 
     With ``dropout`` p > 0, each hidden activation is multiplied by a mask
     of Bernoulli(1 - p) / (1 - p) (inverted dropout: the expected activation
@@ -275,10 +285,12 @@ def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
     Z = _matmul(A, W, "forward")
     Z += b
     loss, P, dZ = softmax_cross_entropy(Z, y, m)
-    grads = [None] * len(params)
+    grads = Packed.like(params)
     for layer in range(len(params) - 1, -1, -1):
         W, b = params[layer]
-        grads[layer] = (_matmul(inputs[layer].T, dZ, "dW"), dZ.sum(axis=0))
+        dW, db = grads[layer]
+        _matmul(inputs[layer].T, dZ, "dW", out=dW)
+        np.add.reduce(dZ, axis=0, out=db)
         if layer > 0:
             dA = _matmul(dZ, W.T, "dA")
             if dropout:
@@ -316,31 +328,23 @@ def forward_backward(params, X, y, activation="relu", article_bias_grad=False, p
     P = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
     if article_bias_grad:
         # The article's quirk: one scalar, the sum of dZ over classes and examples.
-        dW, db = grads[-1]
-        grads[-1] = (dW, np.full_like(db, db.sum()))
+        db = grads[-1][1]
+        db[...] = db.sum()
     return loss, grads, P
 
 
 def _sum_grads(parts, pool):
-    """The sum of the chunks' gradients, added in chunk order, block by block
-    on ``pool``: in place into the first chunk's arrays when they are
-    C-ordered, else into new C-ordered ones (a weight gradient computed
-    transposed is Fortran-ordered, and the optimizer's passes over it beside
-    C-ordered parameters would stride through memory)."""
-    flat = [[g for pair in part for g in pair] for part in parts]
-    in_place = all(g.flags.c_contiguous for g in flat[0])
-    if len(parts) == 1 and in_place:
-        return parts[0]
-    out = flat[0] if in_place else [np.empty(g.shape, g.dtype) for g in flat[0]]
+    """The sum of the chunks' gradients (:class:`Packed`), added in chunk
+    order into the first chunk's, one share of the vector per thread."""
+    total, rest = parts[0].vector, [p.vector for p in parts[1:]]
 
-    def add(i, index):
-        target = out[i][index]
-        if not in_place:
-            target[...] = flat[0][i][index]
-        for part in flat[1:]:
-            target += part[i][index]
-    elementwise(add, [g.shape for g in out], pool)
-    return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
+    def add(s):
+        target = total[s]
+        for part in rest:
+            target += part[s]
+    if rest:
+        elementwise(add, len(total), pool)
+    return parts[0]
 
 
 def loss_and_grads(params, X, y, activation="relu", article_bias_grad=False):

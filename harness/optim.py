@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .parallel import elementwise
+from .parallel import PARALLEL_MIN, Packed, elementwise
 
 SCHEDULES = ("constant", "step", "cosine")
 
@@ -37,48 +37,63 @@ class SGD:
     """Plain gradient descent: ``p -= lr * g``. Used for both ``gd`` (full
     batch) and ``sgd`` (minibatch); the batch size is the loop's business.
 
-    Every optimizer updates block by block (see :mod:`harness.parallel`):
-    each block's passes run while it is in cache, and ``pool`` shares the
-    blocks out. The arithmetic is elementwise, so neither changes a bit."""
+    Every optimizer updates the parameters as one vector (a
+    :class:`harness.parallel.Packed`'s), one share per thread of ``pool``,
+    walked in cache-sized pieces. The arithmetic is elementwise, so neither
+    changes a bit."""
 
-    ARRAYS = ()   # attributes: lists of arrays carried from step to step
+    ARRAYS = ()   # attributes: vectors carried from step to step
     SCALARS = ()  # attributes: numbers carried from step to step
+    # Below this many parameters the update stays on one thread (see parallel.PARALLEL_MIN).
+    PARALLEL_MIN = None
 
     def __init__(self, params, lr, weight_decay=0.0):
         self.lr = lr
         self.weight_decay = weight_decay
-        self.shapes = [p.shape for pair in params for p in pair]
+        self.layout = Packed.like(params)  # the shapes and spans of the vectors; its values unused
         # weight decay applies to the W of each (W, b) pair: the even arrays
-        self.decayed = [weight_decay if i % 2 == 0 else 0.0 for i in range(len(self.shapes))]
+        self.decayed = self.layout.spans[0::2] if weight_decay else []
+
+    def _zeros(self):
+        return np.zeros_like(self.layout.vector)
 
     def state(self) -> dict:
-        """Everything that carries from one step to the next, by name, for a
-        checkpoint: ``{"velocity0": array, ..., "t": array(3)}``."""
-        out = {f"{name}{i}": a for name in self.ARRAYS for i, a in enumerate(getattr(self, name))}
+        """Everything that carries from one step to the next, by name and
+        array, for a checkpoint: ``{"v0": W0's velocity, ..., "t": array(3)}``."""
+        out = {f"{name}{i}": getattr(self, name)[a:b].reshape(shape)
+               for name in self.ARRAYS
+               for i, ((a, b), shape) in enumerate(zip(self.layout.spans, self.layout.shapes))}
         out.update({name: np.array(getattr(self, name)) for name in self.SCALARS})
         return out
 
     def load(self, state: dict):
-        """Continue from :meth:`state` (copied into this optimizer's arrays)."""
-        for name in self.ARRAYS:
-            for i, a in enumerate(getattr(self, name)):
-                a[...] = state[f"{name}{i}"]
-        for name in self.SCALARS:
-            setattr(self, name, type(getattr(self, name))(state[name]))
+        """Continue from :meth:`state` (copied into this optimizer's vectors)."""
+        for name, part in self.state().items():
+            if name in self.SCALARS:
+                setattr(self, name, type(getattr(self, name))(state[name]))
+            else:
+                part[...] = state[name]
 
-    def _grad(self, i, p, g):
-        """The block ``g`` of array i's gradient, with weight decay folded in."""
-        return g + self.decayed[i] * p if self.decayed[i] else g
+    def _grad(self, P, G, s):
+        """The piece ``s`` of the gradient vector ``G``, with weight decay
+        folded in (into a copy) over the W arrays it overlaps."""
+        g = G[s]
+        for a, b in self.decayed:
+            lo, hi = max(a, s.start), min(b, s.stop)
+            if lo < hi:
+                g = g.copy() if g.base is G else g
+                g[lo - s.start:hi - s.start] += self.weight_decay * P[lo:hi]
+        return g
 
     def step(self, params, grads, lr=None, pool=None):
         """Update ``params`` in place from ``grads`` (both lists of (W, b))."""
-        lr = self.lr if lr is None else lr
-        flat_p, flat_g = _flat(params), _flat(grads)
+        _packed_step(self, params, grads, lr, pool)
 
-        def update(i, index):
-            p = flat_p[i][index]
-            p -= lr * self._grad(i, p, flat_g[i][index])
-        elementwise(update, self.shapes, pool)
+    def _update(self, P, G, lr, pool):
+        def update(s):
+            p = P[s]
+            p -= lr * self._grad(P, G, s)
+        elementwise(update, len(P), pool, self.PARALLEL_MIN)
 
 
 class Momentum(SGD):
@@ -89,48 +104,44 @@ class Momentum(SGD):
     def __init__(self, params, lr, weight_decay=0.0, momentum=0.9):
         super().__init__(params, lr, weight_decay)
         self.momentum = momentum
-        self.velocity = [np.zeros_like(p) for pair in params for p in pair]
+        self.velocity = self._zeros()
 
-    def step(self, params, grads, lr=None, pool=None):
-        lr = self.lr if lr is None else lr
-        flat_p, flat_g = _flat(params), _flat(grads)
-
-        def update(i, index):
-            p, v = flat_p[i][index], self.velocity[i][index]
+    def _update(self, P, G, lr, pool):
+        def update(s):
+            p, v = P[s], self.velocity[s]
             v *= self.momentum
-            v += self._grad(i, p, flat_g[i][index])
+            v += self._grad(P, G, s)
             p -= lr * v
-        elementwise(update, self.shapes, pool)
+        elementwise(update, len(P), pool, self.PARALLEL_MIN)
 
 
 class Adam(SGD):
     """Adam (Kingma & Ba, 2015) with bias correction, updated in place
-    through one scratch buffer per array (no temporaries per step)."""
+    through one scratch vector (no temporaries per step)."""
 
     ARRAYS = ("m", "v")
     SCALARS = ("t",)
+    # Its passes are heavy enough (a square root, a division) for a second
+    # thread to pay off on smaller networks than a plain update does.
+    PARALLEL_MIN = 1 << 17
 
     def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
-        self.m = [np.zeros_like(p) for pair in params for p in pair]
-        self.v = [np.zeros_like(p) for pair in params for p in pair]
-        self.buf = [np.empty_like(p) for pair in params for p in pair]
+        self.m, self.v, self.buf = self._zeros(), self._zeros(), self._zeros()
 
-    def step(self, params, grads, lr=None, pool=None):
-        lr = self.lr if lr is None else lr
+    def _update(self, P, G, lr, pool):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         # The bias corrections folded into the step size and eps; Python
         # floats keep float32 arrays float32 (NEP 50 weak scalars).
         step_size = float(lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t))
         eps_hat = float(self.eps * math.sqrt(1 - b2**self.t))
-        flat_p, flat_g = _flat(params), _flat(grads)
 
-        def update(i, index):
-            p, m, v, buf = flat_p[i][index], self.m[i][index], self.v[i][index], self.buf[i][index]
-            g = self._grad(i, p, flat_g[i][index])
+        def update(s):
+            p, m, v, buf = P[s], self.m[s], self.v[s], self.buf[s]
+            g = self._grad(P, G, s)
             m *= b1
             np.multiply(g, 1 - b1, out=buf)
             m += buf
@@ -143,16 +154,29 @@ class Adam(SGD):
             np.divide(m, buf, out=buf)
             buf *= step_size
             p -= buf
-        elementwise(update, self.shapes, pool)
+        elementwise(update, len(P), pool, self.PARALLEL_MIN)
 
 
-def _flat(pairs):
-    """``[(W, b), ...]`` -> ``[W, b, ...]``."""
-    return [a for pair in pairs for a in pair]
+def _packed_step(opt, params, grads, lr, pool):
+    """Run ``opt._update`` on the vectors of ``params`` and ``grads``; pairs
+    that are not :class:`Packed` (built by hand) are packed for the step
+    and the result copied back."""
+    lr = opt.lr if lr is None else lr
+    P = params if isinstance(params, Packed) else Packed.like(params, copy=True)
+    G = grads if isinstance(grads, Packed) else Packed.like(grads, copy=True)
+    opt._update(P.vector, G.vector, lr, pool)
+    if P is not params:
+        for (W, b), (pW, pb) in zip(params, P):
+            W[...], b[...] = pW, pb
 
 
 OPTIMIZER_CLASSES = {"gd": SGD, "sgd": SGD, "momentum": Momentum, "adam": Adam}
 OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
+
+
+def parallel_min(name) -> int:
+    """Parameters from which optimizer ``name`` shares its update over threads."""
+    return OPTIMIZER_CLASSES[name].PARALLEL_MIN or PARALLEL_MIN
 
 
 def make_optimizer(name, params, lr, weight_decay=0.0, momentum=0.9):

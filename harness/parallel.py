@@ -1,24 +1,26 @@
 """The run's own thread pool, and how work is cut for it.
 
-Work is cut in ways that never depend on the number of threads: a batch into
-fixed row chunks (see :mod:`harness.mlp`), parameter arrays into fixed
-blocks of elements. Threads only decide who computes which piece, so the
-numbers are the same for any pool size. Nothing here imports the rest of
-the package.
+A batch is cut into fixed row chunks (see :mod:`harness.mlp`) that never
+depend on the number of threads; elementwise work over the parameters is
+cut into one share per thread, which cannot change a bit either. Threads
+only decide who computes which piece, so the numbers are the same for any
+pool size. Nothing here imports the rest of the package.
 """
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-# Elementwise work (the optimizer update, summing chunk gradients) walks an
-# array in blocks of this many elements, so that the several passes of an
-# update run on data still in the core's L2 cache instead of streaming the
-# whole array through memory once per pass.
-BLOCK = 1 << 16
+# Elementwise work (the optimizer update, summing chunk gradients) walks a
+# thread's share in pieces of this many elements, so that the several passes
+# of an update run on data still in cache rather than streaming the whole
+# share through memory once per pass; pieces much shorter would make each
+# numpy call short enough for the GIL to dominate it.
+BLOCK = 1 << 18
 # Below this many elements in all, elementwise work stays on one thread:
 # numpy calls that short hold the GIL for most of their time, so a second
 # thread only waits.
@@ -92,44 +94,60 @@ def pmap(fn, items, pool):
     return [first, *rest]
 
 
-def blocks(shape) -> list:
-    """Fixed pieces of an array of ``shape``: index tuples over its first
-    axis, each of at most about :data:`BLOCK` elements (a whole row at least).
-    They depend on the shape alone."""
-    if len(shape) == 0:
-        return [()]
-    row = 1
-    for n in shape[1:]:
-        row *= n
-    count = max(1, min(shape[0], -(-shape[0] * row // BLOCK)))
-    step = -(-shape[0] // count)  # equal blocks, not full ones and a remainder
-    return [(slice(s, min(s + step, shape[0])),) for s in range(0, shape[0], step)]
+class Packed(list):
+    """A list of ``(W, b)`` pairs whose arrays are consecutive views of one
+    contiguous vector, ``.vector``, in the order ``W0, b0, W1, b1, ...``.
+
+    Elementwise work over all the parameters (the optimizer's update, the
+    sum of chunk gradients) then takes a few long numpy calls instead of a
+    few short ones per array: a short call holds the GIL for most of its
+    time, so a second thread would mostly wait for it. Write into the
+    arrays; never rebind an entry, or it stops being a view of ``.vector``.
+    ``spans[i]`` and ``shapes[i]`` are where the i-th array lies in it and
+    its shape."""
+
+    def __init__(self, shapes, dtype):
+        """``shapes``: ``[(W shape, b shape), ...]``; the contents start undefined."""
+        flat = [s for pair in shapes for s in pair]
+        starts = np.cumsum([0] + [math.prod(s) for s in flat]).tolist()
+        self._build(list(zip(starts[:-1], starts[1:])), flat, np.empty(starts[-1], dtype))
+
+    def _build(self, spans, shapes, vector):
+        self.spans, self.shapes, self.vector = spans, shapes, vector
+        views = [vector[a:b].reshape(s) for (a, b), s in zip(spans, shapes)]
+        list.__init__(self, zip(views[0::2], views[1::2]))
+
+    @classmethod
+    def like(cls, pairs, copy=False, dtype=None):
+        """A new Packed of the shapes of ``pairs`` and their dtype (or
+        ``dtype``), holding a copy of their values (cast) if ``copy``."""
+        if isinstance(pairs, Packed) and dtype in (None, pairs.vector.dtype):
+            out = cls.__new__(cls)  # the same layout: skip working it out again (once a chunk a step)
+            out._build(pairs.spans, pairs.shapes, pairs.vector.copy() if copy else np.empty_like(pairs.vector))
+            return out
+        out = cls([(W.shape, b.shape) for W, b in pairs], dtype or pairs[0][0].dtype)
+        if copy:
+            for (W, b), (oW, ob) in zip(pairs, out):
+                oW[...], ob[...] = W, b
+        return out
+
+    def arrays(self):
+        """The views in flat order: ``[W0, b0, W1, b1, ...]``."""
+        return [a for pair in self for a in pair]
 
 
-def _elements(shape, index):
-    n = 1
-    for d, length in enumerate(shape):
-        n *= len(range(length)[index[d]]) if d < len(index) else length
-    return n
-
-
-def elementwise(fn, shapes, pool):
-    """Call ``fn(i, index)`` for every block ``index`` of every array ``i``
-    of ``shapes``, spread over ``pool`` in one contiguous share per thread
-    (one task per thread keeps the pool's overhead to a few tasks a step).
-    ``fn`` must touch only that block, so the order does not matter. Work
-    of fewer than PARALLEL_MIN elements stays on this thread."""
-    work = [(i, index) for i, shape in enumerate(shapes) for index in blocks(shape)]
-    k = min(size(pool), len(work))
-    if k < 2 or sum(_elements(s, ()) for s in shapes) < PARALLEL_MIN:
-        for i, index in work:
-            fn(i, index)
-        return
-    # shares of about equal numbers of elements: cut where the running count is nearest j/k of the total
-    counts = np.cumsum([_elements(shapes[i], index) for i, index in work])
-    bounds = [0] + [int(np.argmin(np.abs(counts - counts[-1] * j / k))) + 1 for j in range(1, k)] + [len(work)]
+def elementwise(fn, n, pool, min_parallel=None):
+    """Call ``fn(s)`` for slices ``s`` that cover ``range(n)`` once each: one
+    contiguous share per thread of ``pool`` (one task per thread keeps the
+    pool's overhead to a few tasks a step), each walked in pieces of at
+    most :data:`BLOCK` elements so that an update's several passes run on
+    data still in cache. ``fn`` must be elementwise, so how the range is
+    cut never changes a bit. Fewer than ``min_parallel`` elements
+    (default :data:`PARALLEL_MIN`) stay on this thread."""
+    k = size(pool) if n >= (PARALLEL_MIN if min_parallel is None else min_parallel) else 1
+    bounds = [n * j // k for j in range(k + 1)]
 
     def share(j):
-        for i, index in work[bounds[j]:bounds[j + 1]]:
-            fn(i, index)
+        for s in range(bounds[j], bounds[j + 1], BLOCK):
+            fn(slice(s, min(s + BLOCK, bounds[j + 1])))
     pmap(share, range(k), pool)

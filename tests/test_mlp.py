@@ -262,11 +262,14 @@ def test_transposed_blas_hand_off_equals_the_plain_products(monkeypatch, dtype):
     rtol = 1e-4 if dtype == "float32" else 1e-11
     outcomes = []
     for flipped in (False, True):
-        table = {d: dict.fromkeys(("forward", "dW", "dA"), flipped) for d in mlp.DTYPES}
+        table = {np.dtype(d): dict.fromkeys(("forward", "dW", "dA"), flipped) for d in mlp.DTYPES}
         monkeypatch.setattr(mlp, "_TRANSPOSED", table)
         A, B = X[:, :24], params[1][0]
         assert (mlp._matmul(A, B, "forward").flags.f_contiguous) is flipped
         np.testing.assert_allclose(mlp._matmul(A, B, "forward"), A @ B, rtol=rtol)
+        out = np.empty((len(A), B.shape[1]), A.dtype)  # into a C-ordered array: the same numbers
+        assert mlp._matmul(A, B, "forward", out=out) is out
+        np.testing.assert_array_equal(out, mlp._matmul(A, B, "forward"))
         outcomes.append((mlp.forward_backward(params, X, y, dropout=0.3), mlp.logits(params, X)))
     ((l1, g1, p1), z1), ((l2, g2, p2), z2) = outcomes
     assert l1 == pytest.approx(l2, rel=rtol)

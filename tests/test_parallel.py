@@ -96,8 +96,9 @@ def _reference_step(name, params, grads, state, lr, wd, mu=0.9, b1=0.9, b2=0.999
 
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_blocked_parallel_update_matches_the_plain_formulas(name, monkeypatch):
-    monkeypatch.setattr(parallel, "BLOCK", 100)        # many blocks, rows split across them
-    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)   # shared out even on small arrays
+    monkeypatch.setattr(parallel, "BLOCK", 100)        # many pieces, arrays split across them
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)   # shared out even on small vectors
+    monkeypatch.setattr(optim.Adam, "PARALLEL_MIN", 0)
     layers = [30, 40, 7]
     runs = []
     for n in (1, 2, 3):
@@ -120,17 +121,50 @@ def test_blocked_parallel_update_matches_the_plain_formulas(name, monkeypatch):
             np.testing.assert_array_equal(b, b0)
 
 
-def test_elementwise_visits_every_block_once_in_balanced_shares(monkeypatch):
+def test_elementwise_covers_the_range_once_in_balanced_shares(monkeypatch):
     monkeypatch.setattr(parallel, "BLOCK", 1000)
     monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)
-    shapes = [(784, 64), (64,), (64, 10), (10,)]
-    seen = []
-    with parallel.Threads(2) as pool:
-        parallel.elementwise(lambda i, index: seen.append((i, index[0].start, index[0].stop)), shapes, pool)
-    covered = {i: sorted((a, b) for j, a, b in seen if j == i) for i in range(len(shapes))}
-    for i, shape in enumerate(shapes):
-        stops = [0] + [b for _, b in covered[i]]
-        assert [a for a, _ in covered[i]] == stops[:-1] and stops[-1] == shape[0]
+    n = 50890  # 784-64-10's parameters
+    for threads in (1, 2, 3):
+        seen = []
+        with parallel.Threads(threads) as pool:
+            parallel.elementwise(lambda s: seen.append((s.start, s.stop)), n, pool)
+        seen.sort()
+        assert [a for a, _ in seen] == [0] + [b for _, b in seen[:-1]] and seen[-1][1] == n
+        assert max(b - a for a, b in seen) <= 1000
+        # one share per thread: pieces start at 0, n/k, 2n/k, ... and run on from there
+        assert {n * j // threads for j in range(threads)} <= {a for a, _ in seen}
+
+
+def test_packed_pairs_are_consecutive_views_of_one_vector():
+    params = mlp.init_params([30, 40, 7], seed=0, dtype="float32")
+    assert isinstance(params, parallel.Packed) and params.vector.dtype == np.float32
+    assert params.vector.size == mlp.n_params([30, 40, 7])
+    for a, (start, stop) in zip(params.arrays(), params.spans):
+        assert np.shares_memory(a, params.vector) and a.flags.c_contiguous
+        np.testing.assert_array_equal(a.ravel(), params.vector[start:stop])
+    params[1][0][...] = 5.0  # writes through to the vector
+    assert (params.vector[params.spans[2][0]:params.spans[2][1]] == 5.0).all()
+    # the same draws as before packing: float64 draws cast once
+    W = np.random.default_rng(0).standard_normal((30, 40)) * np.sqrt(2.0 / 30)
+    np.testing.assert_array_equal(params[0][0], W.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+def test_an_update_of_pairs_built_by_hand_equals_the_packed_one(name):
+    layers = [30, 40, 7]
+    packed = mlp.init_params(layers, seed=0, dtype="float64")
+    loose = [(W.copy(), b.copy()) for W, b in packed]
+    grads = mlp.init_params(layers, seed=3, dtype="float64")
+    loose_grads = [(W.copy(), b.copy()) for W, b in grads]
+    a = optim.make_optimizer(name, packed, 0.01, weight_decay=0.1)
+    b = optim.make_optimizer(name, loose, 0.01, weight_decay=0.1)
+    for _ in range(3):
+        a.step(packed, mlp.init_params(layers, seed=3, dtype="float64"))
+        b.step(loose, [(W.copy(), b_.copy()) for W, b_ in loose_grads])
+    for (W, b_), (lW, lb) in zip(packed, loose):
+        np.testing.assert_array_equal(W, lW)
+        np.testing.assert_array_equal(b_, lb)
 
 
 def test_a_minibatch_run_gives_the_same_metrics_on_1_and_2_threads():
