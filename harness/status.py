@@ -44,6 +44,17 @@ def finished(value) -> bool:
     return value is not None and parse(value).is_finished()
 
 
+def mask(values, *statuses):
+    """A boolean mask over status names (a summary's column): which are one
+    of ``statuses``. Ask here rather than comparing a column with a member:
+    pandas does not match a ``str`` Enum against the strings it stands for,
+    so ``summary.status == RunStatus.DONE`` is False for every run."""
+    import numpy as np
+
+    names = {RunStatus(s).value for s in statuses}
+    return np.array([v in names for v in values], dtype=bool)
+
+
 def in_comparison(values):
     """A boolean mask over status names: which runs a comparison uses."""
     import numpy as np

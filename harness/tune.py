@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
-from .status import RunStatus
+from .status import RunStatus, mask
 
 TUNE_KEYS = ("trials", "seed", "confirm_seeds")
 EDGE = 0.10  # a selected value in the outer 10% of its range sits at an edge
@@ -190,8 +190,8 @@ def trial_means(search: pd.DataFrame):
     """Per grid point and trial: mean validation accuracy over seeds (a run
     without one, failed or diverged, counts as 0) and whether any seed diverged.
     ``search``: point, trial, seed, status, final_val_acc."""
-    acc = search.final_val_acc.astype(float).where(search.status == RunStatus.DONE.value, 0.0).fillna(0.0)
-    frame = search.assign(acc=acc, diverged=search.status == RunStatus.DIVERGED.value)
+    acc = search.final_val_acc.astype(float).where(mask(search.status, RunStatus.DONE), 0.0).fillna(0.0)
+    frame = search.assign(acc=acc, diverged=mask(search.status, RunStatus.DIVERGED))
     return frame.groupby(["point", "trial"], sort=True).agg(val_mean=("acc", "mean"), diverged=("diverged", "any"),
                                                             seeds=("seed", "count")).reset_index()
 
@@ -202,7 +202,7 @@ def select(search: pd.DataFrame):
     val_mean, trials, diverged (trials with a diverged seed). Trials that
     successive halving stopped are no candidates; a point with no other
     has no row."""
-    means = trial_means(search[search.status != RunStatus.STOPPED.value])  # halving's losers are no candidates
+    means = trial_means(search[~mask(search.status, RunStatus.STOPPED)])  # halving's losers are no candidates
     rows = []
     for point, group in means.groupby("point", sort=True):
         best = group.sort_values(["val_mean", "trial"], ascending=[False, True], kind="stable").iloc[0]

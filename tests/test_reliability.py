@@ -10,7 +10,7 @@ import pytest
 from harness import store
 from harness.cli import main
 from harness.report import grouped, write_report
-from harness.status import NAMES, RunStatus, in_comparison
+from harness.status import NAMES, RunStatus, in_comparison, mask
 from harness.sweep import locked
 
 from conftest import make_digits, write_csv
@@ -46,6 +46,16 @@ def test_the_status_vocabulary_answers_every_question():
         [True, False, False, False, True]
     with pytest.raises(ValueError, match="unknown run status 'finished'"):
         in_comparison(["finished"])
+
+
+def test_a_status_mask_matches_a_pandas_column_where_the_enum_member_does_not():
+    column = pd.Series(["done", "stopped", "diverged", "done"])
+    assert not (column == RunStatus.DONE).any()  # the trap the mask exists for
+    assert list(mask(column, RunStatus.DONE)) == [True, False, False, True]
+    assert list(mask(column, RunStatus.STOPPED, "diverged")) == [False, True, True, False]
+    assert list(column[~mask(column, RunStatus.STOPPED)]) == ["done", "diverged", "done"]
+    with pytest.raises(ValueError):
+        mask(column, "finished")
 
 
 def test_status_json_has_one_writer_that_checks_the_vocabulary(tmp_path):

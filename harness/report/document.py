@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import store
 from ..errors import ConfigError
-from ..status import RunStatus, in_comparison
+from ..status import RunStatus, in_comparison, mask
 from . import halving as halvingmod, stats, tables, tuned as tunedmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
@@ -156,8 +156,8 @@ def _budget_blocks(blocks, reach, at, target, secs):
 def _unfinished_blocks(blocks, summary):
     """Every run of the sweep (search runs too) that did not end ``done``;
     the runs halving stopped are counted, not listed."""
-    bad = summary[summary.status != RunStatus.DONE.value]  # .value: pandas does not match a str Enum
-    stopped = bad.status == RunStatus.STOPPED.value
+    bad = summary[~mask(summary.status, RunStatus.DONE)]
+    stopped = mask(bad.status, RunStatus.STOPPED)
     blocks.append(("h2", "Runs that did not finish as done"))
     listed = bad[~stopped]
     if listed.empty:

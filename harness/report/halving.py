@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import halving
-from ..status import RunStatus
+from ..status import RunStatus, mask
 
 PLOT = "halving"
 PLOT_TITLE = "Validation accuracy at each rung, one line per configuration (promoted ones in colour)"
@@ -46,7 +46,7 @@ def curves(summary, metrics, levels):
     merged = at.merge(search[["run_id", "config", "status"]], on="run_id")
     out = merged.groupby(["config", "iteration"]).val_acc.mean().reset_index()
     out["rung"] = out.iteration.map({r: k + 1 for k, r in enumerate(levels)})
-    done = set(search.config[search.status != RunStatus.STOPPED.value])
+    done = set(search.config[~mask(search.status, RunStatus.STOPPED)])
     out["finished"] = out.config.isin(done)
     return out
 

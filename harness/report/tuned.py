@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import tune as tunemod
 from ..config import RunConfig, coerce
-from ..status import RunStatus
+from ..status import RunStatus, mask
 from .tables import pct
 
 SLICES = "tune_slices"
@@ -95,7 +95,7 @@ def plot_slices(summary, tuned, tune, path):
 
     keys = list(tune.dists)
     # trials stopped early by halving were measured at another iteration: left out
-    search = summary[(summary.role == "search") & (summary.status != RunStatus.STOPPED.value)]
+    search = summary[(summary.role == "search") & ~mask(summary.status, RunStatus.STOPPED)]
     means = tunemod.trial_means(search).rename(columns={"val_mean": "acc"})
     tuned = tuned[tuned.point.isin(means.point)]  # under halving, points with a trial that finished
     hidden = {row.point: str(row.layers).split("-")[1:-1] if "layers" in tuned else [] for row in tuned.itertuples()}
