@@ -236,31 +236,45 @@ def _dask_client(address):
 def locked(out: Path, say):
     """Hold ``out/.lock`` for the sweep's duration. The kernel drops the
     lock when its holder dies, so a lock file left by a dead process is
-    simply taken over."""
+    simply taken over. Forked processes (a run's child, the calibration's
+    pool) close their copy at once (see :func:`_drop_lock_in_child`): the
+    lock says a sweep is running, and must go with the sweep; processes
+    that may still write are the writers' lock's business."""
     path = out / store.LOCK
-    f = open(path, "a+")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # a bare descriptor: no file object to close it twice
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
         raise ConfigError(f"{out}: another sweep ({holder}) is running on this folder; "
                           "wait for it to finish, or use --out DIR for a separate results root") from None
-    f.seek(0)
-    stale = f.read().strip()
+    stale = os.read(fd, 4096).decode(errors="replace").strip()
     if stale:
         say(f"taking over a stale lock ({stale}, no longer running)")
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    _held_lock["fd"] = fd
     try:
         yield
     finally:
-        f.seek(0)
-        f.truncate()
-        f.close()
+        _held_lock["fd"] = None
+        os.ftruncate(fd, 0)
+        os.close(fd)
+
+
+_held_lock = {"fd": None}
+
+
+def _drop_lock_in_child():
+    """In a forked child: close the inherited descriptor of the sweep's lock,
+    so that the lock dies with the sweep even while the child still runs."""
+    fd, _held_lock["fd"] = _held_lock["fd"], None
+    if fd is not None:
+        os.close(fd)
+
+
+os.register_at_fork(after_in_child=_drop_lock_in_child)
 
 
 class Events:

@@ -1,4 +1,5 @@
 """Faults and concurrent use: real signals sent to real sweep processes."""
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.errors import ConfigError
+from harness.sweep import locked
 
 from conftest import make_digits, write_csv
 
@@ -198,6 +201,41 @@ def test_a_second_sweep_on_the_same_folder_refuses_and_a_stale_lock_is_taken_ove
     assert main(["sweep", str(grid), "--out", str(out)]) == 0
     assert "taking over a stale lock" in capsys.readouterr().err
     check_complete(root)
+
+
+LOCK_HOLDER = """
+import multiprocessing, sys, time
+from pathlib import Path
+from harness.sweep import locked
+with locked(Path(sys.argv[1]), print):
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_sweep_lock_dies_with_the_sweep_not_with_its_forked_children(tmp_path):
+    # A run's forked child can outlive a killed sweep by a moment (or by its
+    # owner watch's second); the lock must not wait for it.
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    child = int(proc.stdout.readline())
+    try:
+        with pytest.raises(ConfigError, match="another sweep"):
+            with locked(tmp_path, print):
+                pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.kill(child, 0)  # the forked child still lives...
+        said = []
+        with locked(tmp_path, said.append):  # ...and the lock is free
+            assert f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
+        assert said and "taking over a stale lock" in said[0]
+    finally:
+        for pid in (proc.pid, child):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_timeout_fails_the_run(tmp_path):
