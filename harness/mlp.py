@@ -173,8 +173,8 @@ def _chunks(m, layers):
 # products (the bench's "GEMMs alone" rows time both layouts). In float32 the
 # weight gradient is kept plain: transposed it comes out Fortran-ordered and
 # must be copied into its place in the packed gradient vector. The choice
-# depends on the dtype alone, so results stay reproducible. Keys: forward (A @ W), weight gradient (A.T @ dZ),
-# gradient passed back (dZ @ W.T).
+# depends on the dtype alone, so results stay reproducible. Keys: forward
+# (A @ W), weight gradient (A.T @ dZ), gradient passed back (dZ @ W.T).
 _TRANSPOSED = {
     np.dtype("float64"): {"forward": True, "dW": True, "dA": True},
     np.dtype("float32"): {"forward": False, "dW": False, "dA": False},

@@ -59,7 +59,7 @@ class SGD:
 
     def state(self) -> dict:
         """Everything that carries from one step to the next, by name and
-        array, for a checkpoint: ``{"v0": W0's velocity, ..., "t": array(3)}``."""
+        array, for a checkpoint: ``{"m0": W0's first moment, ..., "t": array(3)}``."""
         out = {f"{name}{i}": getattr(self, name)[a:b].reshape(shape)
                for name in self.ARRAYS
                for i, ((a, b), shape) in enumerate(zip(self.layout.spans, self.layout.shapes))}

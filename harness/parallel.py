@@ -131,11 +131,6 @@ class Packed(list):
                 oW[...], ob[...] = W, b
         return out
 
-    def arrays(self):
-        """The views in flat order: ``[W0, b0, W1, b1, ...]``."""
-        return [a for pair in self for a in pair]
-
-
 def elementwise(fn, n, pool, min_parallel=None):
     """Call ``fn(s)`` for slices ``s`` that cover ``range(n)`` once each: one
     contiguous share per thread of ``pool`` (one task per thread keeps the

@@ -140,7 +140,7 @@ def test_packed_pairs_are_consecutive_views_of_one_vector():
     params = mlp.init_params([30, 40, 7], seed=0, dtype="float32")
     assert isinstance(params, parallel.Packed) and params.vector.dtype == np.float32
     assert params.vector.size == mlp.n_params([30, 40, 7])
-    for a, (start, stop) in zip(params.arrays(), params.spans):
+    for a, (start, stop) in zip([a for pair in params for a in pair], params.spans):
         assert np.shares_memory(a, params.vector) and a.flags.c_contiguous
         np.testing.assert_array_equal(a.ravel(), params.vector[start:stop])
     params[1][0][...] = 5.0  # writes through to the vector
