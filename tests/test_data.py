@@ -143,7 +143,7 @@ def test_split_sizes_scaling_and_seeding(tiny_idx, tiny_csv):
     assert 0 <= s.X_train.min() and s.X_train.max() <= 1
     perm = np.random.default_rng(0).permutation(300)
     np.testing.assert_array_equal(s.y_train, src.y[perm[:120]])
-    np.testing.assert_allclose(s.X_train, src.X[perm[:120]] / 255, rtol=1e-6)
+    np.testing.assert_allclose(s.X_train, src.X[perm[:120]] / 255, rtol=1e-6, atol=0)  # 0 / 255 is exactly 0
     assert np.array_equal(data.split(src, 120, "test", 0).y_train, s.y_train)
     assert not np.array_equal(data.split(src, 120, "test", 1).y_train, s.y_train)
 

@@ -14,6 +14,24 @@ def _problem(layers, m=7, seed=0, dtype="float64"):
     return X, y
 
 
+def _close(actual, desired, rtol):
+    """``assert_allclose`` for two results of the same sums taken in other
+    orders (other BLAS kernels, chunkings or layouts). Their rounding is
+    relative to the size of the terms summed, not of the result, so an
+    element near zero (cancellation) cannot be held to ``rtol`` of itself:
+    ``atol`` is ``rtol`` of the array's largest element."""
+    desired = np.asarray(desired)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * float(np.abs(desired).max(initial=0.0)))
+
+
+def _gemm_atol(A, B):
+    """The rounding bound of ``A @ B`` in any summation order (Higham):
+    ``K * eps * max(|A| @ |B|)`` for inner dimension K. A kernel that sums
+    in another order (OpenBLAS's Haswell against its SkylakeX kernel) may
+    differ by this much on an element whose terms cancel to near zero."""
+    return A.shape[1] * np.finfo(A.dtype).eps * float((np.abs(A) @ np.abs(B)).max())
+
+
 def _numeric_grads(params, X, y, activation, eps=1e-6):
     grads = []
     for W, b in params:
@@ -62,17 +80,17 @@ def test_one_step_on_2_3_2_worked_by_hand():
     loss, ((dW1, db1), (dW2, db2)) = mlp.loss_and_grads(params, X, y)
 
     assert loss == pytest.approx(math.log(1 + 1 / math.e), rel=1e-12)
-    np.testing.assert_allclose(mlp.forward(params, X), [[math.e * s, s]], rtol=1e-12)
-    np.testing.assert_allclose(db2, [-s, s], rtol=1e-12)
-    np.testing.assert_allclose(dW2, [[-s, s], [-2 * s, 2 * s], [-s, s]], rtol=1e-12)
-    np.testing.assert_allclose(db1, [-s, s, -2 * s], rtol=1e-12)
-    np.testing.assert_allclose(dW1, [[-s, s, -2 * s], [-2 * s, 2 * s, -4 * s]], rtol=1e-12)
+    _close(mlp.forward(params, X), [[math.e * s, s]], 1e-12)
+    _close(db2, [-s, s], 1e-12)
+    _close(dW2, [[-s, s], [-2 * s, 2 * s], [-s, s]], 1e-12)
+    _close(db1, [-s, s, -2 * s], 1e-12)
+    _close(dW1, [[-s, s, -2 * s], [-2 * s, 2 * s, -4 * s]], 1e-12)
 
     opt = make_optimizer("gd", params, lr=0.5)
     opt.step(params, [(dW1, db1), (dW2, db2)])
-    np.testing.assert_allclose(params[0][0], W1 - 0.5 * dW1, rtol=1e-12)
-    np.testing.assert_allclose(params[1][0], [[1 + s / 2, -s / 2], [s, 1 - s], [1 + s / 2, -1 - s / 2]], rtol=1e-12)
-    np.testing.assert_allclose(params[1][1], [s / 2, -s / 2], rtol=1e-12)
+    _close(params[0][0], W1 - 0.5 * dW1, 1e-12)
+    _close(params[1][0], [[1 + s / 2, -s / 2], [s, 1 - s], [1 + s / 2, -1 - s / 2]], 1e-12)
+    _close(params[1][1], [s / 2, -s / 2], 1e-12)
 
 
 def test_loss_is_a_mean_not_a_sum():
@@ -82,8 +100,8 @@ def test_loss_is_a_mean_not_a_sum():
     loss2, g2 = mlp.loss_and_grads(params, np.vstack([X, X]), np.concatenate([y, y]))
     assert loss2 == pytest.approx(loss1, rel=1e-12)
     for (a, b), (c, d) in zip(g1, g2):
-        np.testing.assert_allclose(a, c, rtol=1e-10)
-        np.testing.assert_allclose(b, d, rtol=1e-10, atol=1e-15)
+        _close(a, c, rtol=1e-10)  # a GEMM over 2m rows against one over m: another summation order
+        _close(b, d, rtol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", mlp.DTYPES)
@@ -93,7 +111,7 @@ def test_softmax_cross_entropy_is_stable_at_extreme_logits(dtype):
     assert math.isfinite(loss)
     assert loss == pytest.approx((2e4 + 2e4 + math.log(2)) / 2, rel=1e-6)
     assert np.all(np.isfinite(P)) and np.all(np.isfinite(dZ))
-    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-6, atol=0)  # sums of probabilities: 1, never near 0
     # through a whole network: logits around 1e4 still give finite loss and grads
     params = mlp.init_params([3, 4, 3], seed=0, dtype=dtype)
     params[-1] = (params[-1][0] * 1e4, params[-1][1])
@@ -180,16 +198,16 @@ def test_momentum_adam_and_weight_decay_by_hand():
     opt = make_optimizer("momentum", params, lr=0.5, momentum=0.9)
     opt.step(params, g)
     opt.step(params, g)
-    np.testing.assert_allclose(params[0][0], W - 0.5 * 2.9 * g[0][0])
+    _close(params[0][0], W - 0.5 * 2.9 * g[0][0], 1e-12)
     # adam's first step moves every entry by lr * g / (|g| + eps) ~ lr * sign(g)
     params = [(W.copy(), b.copy())]
     make_optimizer("adam", params, lr=0.01).step(params, g)
-    np.testing.assert_allclose(params[0][1] - b, -0.01 * np.sign(g[0][1]), rtol=1e-6)
+    _close(params[0][1] - b, -0.01 * np.sign(g[0][1]), 1e-6)
     # weight decay adds wd * W to the weight gradient only
     params = [(W.copy(), b.copy())]
     make_optimizer("gd", params, lr=0.1, weight_decay=0.5).step(params, g)
-    np.testing.assert_allclose(params[0][0], W - 0.1 * (g[0][0] + 0.5 * W))
-    np.testing.assert_allclose(params[0][1], b - 0.1 * g[0][1])
+    _close(params[0][0], W - 0.1 * (g[0][0] + 0.5 * W), 1e-12)
+    _close(params[0][1], b - 0.1 * g[0][1], 1e-12)
 
 
 def test_forward_predict_shapes_and_agreement():
@@ -197,7 +215,7 @@ def test_forward_predict_shapes_and_agreement():
     X, _ = _problem([4, 6, 5], m=11)
     P = mlp.forward(params, X)
     assert P.shape == (11, 5)
-    np.testing.assert_allclose(P.sum(axis=1), 1)
+    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-12, atol=0)  # 1, never near 0
     np.testing.assert_array_equal(mlp.predict(params, X), P.argmax(axis=1))
     assert mlp.layer_sizes(params) == [4, 6, 5]
     assert mlp.n_params([4, 6, 5]) == 4 * 6 + 6 + 6 * 5 + 5
@@ -246,10 +264,10 @@ def test_chunked_pass_equals_one_big_pass(monkeypatch):
     monkeypatch.setattr(mlp, "ROW_CHUNK", 64)  # 16 chunks
     c_loss, c_grads, c_P = mlp.forward_backward(params, X, y, article_bias_grad=False)
     assert c_loss == pytest.approx(loss, rel=1e-12)
-    np.testing.assert_allclose(c_P, P, rtol=1e-12)
-    for a, b in zip(grads, c_grads):
-        np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-14)
-        np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-14)
+    _close(c_P, P, rtol=1e-12)
+    for a, b in zip(grads, c_grads):  # summed over 16 chunks, not in one GEMM
+        _close(a[0], b[0], rtol=1e-10)
+        _close(a[1], b[1], rtol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", mlp.DTYPES)
@@ -266,16 +284,16 @@ def test_transposed_blas_hand_off_equals_the_plain_products(monkeypatch, dtype):
         monkeypatch.setattr(mlp, "_TRANSPOSED", table)
         A, B = X[:, :24], params[1][0]
         assert (mlp._matmul(A, B, "forward").flags.f_contiguous) is flipped
-        np.testing.assert_allclose(mlp._matmul(A, B, "forward"), A @ B, rtol=rtol)
+        np.testing.assert_allclose(mlp._matmul(A, B, "forward"), A @ B, rtol=rtol, atol=_gemm_atol(A, B))
         out = np.empty((len(A), B.shape[1]), A.dtype)  # into a C-ordered array: the same numbers
         assert mlp._matmul(A, B, "forward", out=out) is out
         np.testing.assert_array_equal(out, mlp._matmul(A, B, "forward"))
         outcomes.append((mlp.forward_backward(params, X, y, dropout=0.3), mlp.logits(params, X)))
     ((l1, g1, p1), z1), ((l2, g2, p2), z2) = outcomes
     assert l1 == pytest.approx(l2, rel=rtol)
-    np.testing.assert_allclose(p1, p2, rtol=rtol, atol=1e-7)
-    np.testing.assert_allclose(z1, z2, rtol=rtol, atol=1e-6)
+    _close(p1, p2, rtol)
+    _close(z1, z2, rtol)
     for a, b in zip(g1, g2):
         assert a[0].dtype == b[0].dtype == np.dtype(dtype)
-        np.testing.assert_allclose(a[0], b[0], rtol=rtol, atol=1e-7)
-        np.testing.assert_allclose(a[1], b[1], rtol=rtol, atol=1e-7)
+        _close(a[0], b[0], rtol)
+        _close(a[1], b[1], rtol)
