@@ -256,12 +256,25 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def numpy_blas():
+    """threadpoolctl's record of the BLAS numpy itself calls, or None. Other
+    packages (scipy) may load a BLAS of their own: numpy's is the one in its
+    wheel's folders when there is one there, else the first found."""
+    found = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    home = Path(np.__file__).resolve().parent
+    own = [lib for lib in found if Path(lib.get("filepath") or "/").resolve().parent
+           in (home, home.with_name("numpy.libs"))]
+    return (own or found or [None])[0]
+
+
 def blas_info():
-    """(library, threads) of the BLAS numpy uses in this process."""
-    for lib in threadpool_info():
-        if lib.get("user_api") == "blas":
-            return lib.get("internal_api"), lib.get("num_threads")
-    return None, None
+    """``{"blas", "blas_version", "blas_kernel", "blas_threads"}`` of the BLAS
+    numpy uses in this process (None where unknown). The kernel is the CPU
+    code path OpenBLAS chose (``OPENBLAS_CORETYPE`` changes it): results are
+    bit-identical for one kernel, and may differ in the last bits across two."""
+    lib = numpy_blas() or {}
+    return {"blas": lib.get("internal_api"), "blas_version": lib.get("version"),
+            "blas_kernel": lib.get("architecture"), "blas_threads": lib.get("num_threads")}
 
 
 def prepare(cfg: RunConfig, source=None):
@@ -401,7 +414,6 @@ class _Checkpoints:
 
 def _config_record(cfg: RunConfig, source, split, run_id, threads):
     """``config.json``: the resolved settings, the data's rows and where the run computes."""
-    blas, blas_threads = blas_info()
     return {
         **cfg.to_dict(),
         "run_id": run_id,
@@ -413,8 +425,7 @@ def _config_record(cfg: RunConfig, source, split, run_id, threads):
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "numpy": np.__version__,
-        "blas": blas,
-        "blas_threads": blas_threads,
+        **blas_info(),  # not in the run id: a run's id is its settings and data
         "threads": threads,
         "harness": __version__,
         "cpu": cpu_model(),
