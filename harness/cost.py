@@ -11,10 +11,11 @@ wall time the way the sweep schedules its runs.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,8 +30,11 @@ from . import mlp
 from .optim import parallel_min
 from .parallel import Packed
 
-CACHE_VERSION = 3  # 3: packed parameters made the update cheaper
-CACHE_FILE = "cost-model.json"
+CACHE_VERSION = 4  # 4: keyed on what sets the speed only, one file per key
+CACHE_FILE = "cost-model.json"  # the first part of each cache file's name: cost-model-<key>.json
+# The step probes are timed twice; when the two passes differ by more than
+# this (the median over probes, relative), the machine was busy.
+NOISE_LIMIT = 0.2
 FEATURES = ("step", "calls", "flops", "elements", "updates")
 
 # (layers, rows per step): small minibatch nets where per-call overheads
@@ -109,6 +113,7 @@ class Model:
     cores: int
     contention: float = 1.0         # a compute-bound 1-thread run's slowdown when every core runs one
     contention_memory: float = 1.0  # the same for a run that streams its rows (memory-bound)
+    noise: float = 0.0              # how far two passes of the probes disagreed (see NOISE_LIMIT)
 
     def slowdown(self, running, memory_share=0.0):
         """How much slower each of ``running`` concurrent runs goes (they
@@ -154,7 +159,7 @@ class Model:
     def to_json(self):
         return {"coef": self.coef, "update_weight": self.update_weight, "run_overhead": self.run_overhead,
                 "worker_start": self.worker_start, "cores": self.cores, "contention": self.contention,
-                "contention_memory": self.contention_memory}
+                "contention_memory": self.contention_memory, "noise": self.noise}
 
 
 # --- calibration ----------------------------------------------------------------
@@ -217,7 +222,8 @@ def _nonnegative_fit(A, t):
 
 
 def _fit(dtype, threads):
-    """Coefficients for ``dtype`` on ``threads`` threads, from the probes."""
+    """Coefficients for ``dtype`` on ``threads`` threads, from the probes;
+    and the step probes' times."""
     rows, times = [], []
     for layers, m in STEP_PROBES:
         rows.append(step_features(layers, m, threads))
@@ -225,7 +231,14 @@ def _fit(dtype, threads):
     for layers, n in PASS_PROBES:
         rows.append(pass_features(layers, n, threads))
         times.append(_probe_pass(layers, n, dtype, threads))
-    return [float(c) for c in _nonnegative_fit(np.array(rows), np.array(times))]
+    return [float(c) for c in _nonnegative_fit(np.array(rows), np.array(times))], times[:len(STEP_PROBES)]
+
+
+def disagreement(first, again):
+    """How far two passes of the same probes differ: the median over probes
+    of the larger time over the smaller, less 1 (0.2 = 20% apart). The
+    median, so that one probe caught by a hiccup does not count."""
+    return float(statistics.median(max(a, b) / min(a, b) - 1 for a, b in zip(first, again)))
 
 
 def _update_weights():
@@ -291,10 +304,16 @@ def calibrate(cores=None) -> Model:
     """Measure this machine (a few seconds): every dtype on one thread and
     on all ``cores``."""
     cores = cores or os.cpu_count() or 1
-    counts = sorted({1, cores})
-    coef = {dtype: {str(t): _fit(dtype, t) for t in counts} for dtype in mlp.DTYPES}
-    return Model(coef, _update_weights(), _run_overhead(), _worker_start(), cores,
-                 _contention(cores, CONTENTION_PROBE), _contention(cores, MEMORY_PROBE))
+    coef, times = {}, {}
+    for dtype in mlp.DTYPES:
+        for t in sorted({1, cores}):
+            coef.setdefault(dtype, {})[str(t)], times[dtype, t] = _fit(dtype, t)
+    model = Model(coef, _update_weights(), _run_overhead(), _worker_start(), cores,
+                  _contention(cores, CONTENTION_PROBE), _contention(cores, MEMORY_PROBE))
+    # The first probes again, at the end: a machine busy for part of the
+    # calibration gives two passes that disagree.
+    model.noise = disagreement(times["float32", 1], [_probe_step(l, m, "float32", 1) for l, m in STEP_PROBES])
+    return model
 
 
 # --- the cache ------------------------------------------------------------------
@@ -308,31 +327,66 @@ def cache_dir() -> Path:
 
 
 def blas_identity():
-    """The BLAS numpy uses: library, version and CPU kernel."""
-    from threadpoolctl import threadpool_info
+    """The BLAS numpy uses: library, version and CPU kernel (not where its
+    file lives: every virtual environment's copy of one build runs alike)."""
+    from .train import numpy_blas
 
-    for lib in threadpool_info():
-        if lib.get("user_api") == "blas":
-            return {k: lib.get(k) for k in ("internal_api", "version", "architecture", "filepath")}
-    return None
+    lib = numpy_blas()
+    return None if lib is None else {k: lib.get(k) for k in ("internal_api", "version", "architecture")}
 
 
 def machine_identity():
-    """What a calibration holds for: the machine, numpy and the BLAS. A
-    change in any of them makes the cached model stale."""
+    """What sets a calibration's figures: the processor and its cores, numpy
+    and the BLAS. A change in any of them makes the cached model stale."""
     from .train import cpu_model
 
-    return {"version": CACHE_VERSION, "cpu": cpu_model(), "cores": os.cpu_count(), "host": platform.node(),
-            "numpy": np.__version__, "blas": blas_identity()}
+    return {"version": CACHE_VERSION, "cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__,
+            "blas": blas_identity()}
+
+
+def cache_path(identity=None) -> Path:
+    """The cache file of ``identity`` (default: this machine's): one file
+    per identity, so environments with another numpy or BLAS sharing the
+    cache folder keep their own calibrations instead of overwriting one."""
+    blob = json.dumps(identity or machine_identity(), sort_keys=True).encode()
+    stem = CACHE_FILE.removesuffix(".json")
+    return cache_dir() / f"{stem}-{hashlib.sha256(blob).hexdigest()[:12]}.json"
+
+
+def _write_cache(path: Path, record: dict):
+    """Write the cache file atomically under a unique temporary name, so
+    processes writing at once (several environments, several sweeps) never
+    leave half a file or write into each other's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def noise_limit() -> float:
+    """:data:`NOISE_LIMIT`, or ``$HARNESS_CALIBRATION_NOISE`` (on a machine
+    that is always busy, a higher limit lets a calibration be kept)."""
+    try:
+        return float(os.environ.get("HARNESS_CALIBRATION_NOISE", NOISE_LIMIT))
+    except ValueError:
+        return NOISE_LIMIT
 
 
 def machine_model(say=None) -> Model:
     """This machine's model: from the cache when it was measured for this
-    machine, numpy and BLAS; otherwise measured now and cached."""
-    from . import store
-
-    path = cache_dir() / CACHE_FILE
+    processor, numpy and BLAS; otherwise measured now and cached, unless
+    the measurement was noisy (the machine busy): then it is used for this
+    command only, with a warning, and measured again next time."""
     identity = machine_identity()
+    path = cache_path(identity)
     try:
         cached = json.loads(path.read_text())
         if cached["identity"] == identity:
@@ -343,9 +397,18 @@ def machine_model(say=None) -> Model:
         say(f"measuring this machine for time estimates (once; kept in {path})")
     t = time.perf_counter()
     model = calibrate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store.atomic_write_json(path, {"identity": identity, "model": model.to_json(),
-                                   "seconds": round(time.perf_counter() - t, 2), "written": time.time()})
+    if model.noise > noise_limit():
+        if say:
+            say(f"warning: the machine was busy while it was measured (two passes differed by "
+                f"{100 * model.noise:.0f}%): time estimates may be off; not kept, so measured again next time "
+                f"(HARNESS_CALIBRATION_NOISE={max(0.5, round(model.noise + 0.05, 1))} would keep it)")
+        return model
+    try:
+        _write_cache(path, {"identity": identity, "model": model.to_json(),
+                            "seconds": round(time.perf_counter() - t, 2), "written": time.time()})
+    except OSError as e:
+        if say:
+            say(f"warning: the calibration could not be kept in {path.parent} ({e.strerror or e})")
     return model
 
 

@@ -68,10 +68,14 @@ def machine_cache(tmp_path_factory):
     import os
 
     folder = tmp_path_factory.mktemp("harness-cache")
-    old = os.environ.get("HARNESS_CACHE_DIR")
+    saved = {k: os.environ.get(k) for k in ("HARNESS_CACHE_DIR", "HARNESS_CALIBRATION_NOISE")}
     os.environ["HARNESS_CACHE_DIR"] = str(folder)
+    # The tests load the machine themselves: keep the session's calibration
+    # however busy it was, or every sweep a test starts would measure again.
+    os.environ["HARNESS_CALIBRATION_NOISE"] = "inf"
     yield folder
-    if old is None:
-        os.environ.pop("HARNESS_CACHE_DIR", None)
-    else:
-        os.environ["HARNESS_CACHE_DIR"] = old
+    for key, old in saved.items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
