@@ -116,6 +116,19 @@ def _axis(values, key, where):
     return values
 
 
+def _once(values, key, where):
+    """An axis lists each value once: a repeat would silently make the same
+    runs again (and be listed once), so it is refused, naming the key."""
+    seen = []
+    for v in values:
+        if v in seen:
+            shown = "-".join(map(str, v)) if isinstance(v, tuple) else repr(v)
+            raise ConfigError(f"{where} {key}: {shown} is listed twice; identical runs are trained once, "
+                              "so list each value once")
+        seen.append(v)
+    return values
+
+
 def _int_axis(values, key, where, minimum=1):
     for v in values:
         if not isinstance(v, int) or isinstance(v, bool):
@@ -136,15 +149,16 @@ def _architectures(grid, n_in, n_out, where):
                               f"write layers = [[{flat}]] (or layers = [{flat}] in [train])")
         for layers in values:
             archs.append(coerce("layers", layers, f"{where} layers"))
+        _once(archs, "layers", where)
     gen = [k for k in ARCH_AXES if k in grid]
     if gen:
         if "depth" not in grid or "width" not in grid:
             missing = "width" if "depth" in grid else "depth"
             raise ConfigError(f"{where}: {', '.join(gen)} given without {missing}; "
                               "generated architectures need both depth and width")
-        depths = _int_axis(_axis(grid["depth"], "depth", where), "depth", where)
-        widths = _int_axis(_axis(grid["width"], "width", where), "width", where)
-        shapes = _axis(grid.get("shape", ["constant"]), "shape", where)
+        depths = _once(_int_axis(_axis(grid["depth"], "depth", where), "depth", where), "depth", where)
+        widths = _once(_int_axis(_axis(grid["width"], "width", where), "width", where), "width", where)
+        shapes = _once(_axis(grid.get("shape", ["constant"]), "shape", where), "shape", where)
         for s in shapes:
             if s not in SHAPES:
                 raise ConfigError(f"{where} shape: {s!r} is not one of {', '.join(SHAPES)}")
@@ -296,7 +310,8 @@ def _sweep_settings(sweep, path, jobs, scheduler, budget):
     if not isinstance(jobs, int) or isinstance(jobs, bool) or (jobs < 1 and jobs != -1):
         raise ConfigError(f"{where}: must be a positive integer or -1 (all cores), got {jobs!r}")
     seeds = sweep.get("seeds", [0])
-    _int_axis(_axis(seeds, "seeds", f"{path} [sweep]"), "seeds", f"{path} [sweep]", minimum=0)
+    _once(_int_axis(_axis(seeds, "seeds", f"{path} [sweep]"), "seeds", f"{path} [sweep]", minimum=0),
+          "seeds", f"{path} [sweep]")
     backend = sweep.get("backend", "loky")
     if backend not in BACKENDS:
         raise ConfigError(f"{path} [sweep] backend: {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -341,7 +356,8 @@ def _combos(doc, grid, train, source, path):
     for key, values in grid.items():
         if key in ARCH_AXES or key == "layers":
             continue
-        axes[key] = [coerce(key, v, f"{path} [grid] {key}") for v in _axis(values, key, f"{path} [grid]")]
+        axes[key] = _once([coerce(key, v, f"{path} [grid] {key}") for v in _axis(values, key, f"{path} [grid]")],
+                          key, f"{path} [grid]")
     includes = doc.get("include", [])
     if not isinstance(includes, list) or not all(isinstance(t, dict) for t in includes):
         raise ConfigError(f"{path}: [[include]] must be tables of overrides")

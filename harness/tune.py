@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+from .words import count
 from .status import RunStatus, mask
 
 TUNE_KEYS = ("trials", "seed", "confirm_seeds")
@@ -74,6 +75,9 @@ class Choice:
     def check(self, where):
         if not self.values:
             raise ConfigError(f"{where}: choice needs at least one value")
+        repeated = [v for i, v in enumerate(self.values) if v in self.values[:i]]
+        if repeated:
+            raise ConfigError(f"{where}: {repeated[0]!r} is listed twice; list each value once")
 
 
 def _rounded(x, dist):
@@ -243,7 +247,7 @@ def warnings(tune: Tune, tuned: pd.DataFrame, label):
                        "them would have favoured some and made the comparison unfair.")
     for _, row in tuned.iterrows():
         if row["diverged_trials"] > row["trials"] / 2:
-            out.append(f"{label(row)}: {row['diverged_trials']} of its {row['trials']} trials diverged; "
+            out.append(f"{label(row)}: {row['diverged_trials']} of its {count(row['trials'], 'trial')} diverged; "
                        "its range may be too wide or too high.")
     return out
 
