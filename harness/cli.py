@@ -151,8 +151,9 @@ def _add_sweep(sub):
                                    "so the same command resumes an interrupted sweep.")
     p.add_argument("grid", metavar="GRID.toml", help="grid file (see README)")
     p.add_argument("--dry-run", action="store_true",
-                   help="show the plan: the runs, what is finished, each run's estimated time and the wall time; "
-                        "train and write nothing")
+                   help="show the plan: the runs, what is finished or continues from a checkpoint, each run's "
+                        "estimated time and the training wall time; train and write nothing (exit status 2 when "
+                        "the estimate exceeds the budget)")
     p.add_argument("--force", action="store_true", help="rerun finished runs too")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--out", metavar="DIR", default="results", help="results root (default: results)")
@@ -160,7 +161,7 @@ def _add_sweep(sub):
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
     p.add_argument("--no-live-report", action="store_true",
                    help="write the report only at the end, not also while runs finish")
-    p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated wall time exceeds this, "
+    p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated training wall time exceeds this, "
                                                     "e.g. 45m, 2h or 90s (overrides [sweep] budget)")
     p.set_defaults(func=cmd_sweep)
 
@@ -173,8 +174,11 @@ def cmd_sweep(args):
 
     sweep = load_sweep(args.grid, jobs=args.jobs, scheduler=args.scheduler, budget=args.budget)
     if args.dry_run:
-        dry_run(sweep, args.out, force=args.force)
-        return 0
+        if dry_run(sweep, args.out, force=args.force):
+            return 0
+        sys.stdout.flush()
+        print("harness: the estimate exceeds the budget: the sweep would refuse to start", file=sys.stderr)
+        return 2  # as the sweep itself would: a script can tell
     return run_sweep(sweep, args.out, force=args.force, events=for_terminal(args.quiet),
                      resume_command=_resume_command(args), live_report=not args.no_live_report)
 

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .grid import Sweep
 from .status import finished
 from .train import total_iterations
+from .words import count
 
 
 def split_runs(sweep: Sweep, out_dir: Path, force=False, runs=None):
@@ -33,6 +34,20 @@ def split_runs(sweep: Sweep, out_dir: Path, force=False, runs=None):
             todo.append((run_id, cfg))
     todo.sort(key=lambda item: -flops(item[1]))
     return done, todo
+
+
+def checkpointed(out: Path, todo, force=False) -> dict:
+    """``{run_id: iteration}`` of the runs of ``todo`` that a sweep will
+    continue from their checkpoint (none with ``force``, which starts them
+    over)."""
+    if force:
+        return {}
+    found = {}
+    for run_id, _ in todo:
+        meta = store.checkpoint_meta(out / "runs" / run_id)
+        if meta is not None and meta.get("run_id") == run_id and meta.get("iteration"):
+            found[run_id] = int(meta["iteration"])
+    return found
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,7 +100,8 @@ def dask_workers(address):
 @dataclass
 class Estimate:
     """A sweep's time estimate: ``seconds[run_id]`` (the training loop, as a
-    run records ``total_seconds``), ``wall`` (seconds for everything left,
+    run records ``total_seconds``; for a run continued from a checkpoint,
+    only what is left of it: see :meth:`whole`), ``wall`` (seconds for everything left,
     with ``workers``), and how many finished runs refined it. ``tasks``
     holds each run's whole seconds on one thread and on every core, and
     ``iterations`` its length, so the rest can be simulated again as runs
@@ -100,6 +116,16 @@ class Estimate:
     cores: int = 1
     takeover: bool = True
     slowdown: object = None
+    start: dict = field(default_factory=dict)  # {run_id: iteration} a run continues from (a checkpoint)
+
+    def whole(self, run_id):
+        """A run's estimated seconds as if trained from its first iteration,
+        comparable with the ``total_seconds`` it records (which include the
+        seconds before its checkpoint); None when not estimated."""
+        secs, left = self.seconds.get(run_id), self.iterations.get(run_id)
+        if secs is None or not left:
+            return secs
+        return secs * (left + self.start.get(run_id, 0)) / left
 
     def wall_left(self, left: dict, pace=1.0):
         """Wall seconds for ``left[run_id]`` (the fraction of each run still
@@ -130,16 +156,20 @@ def measured_runs(out: Path, model: cost.Model) -> dict:
     return measured
 
 
-def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, iterations=None) -> Estimate:
+def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, iterations=None,
+             start=None) -> Estimate:
     """Estimate the runs ``todo`` (``[(run_id, cfg), ...]``) and their wall
     time on ``workers`` (default: the sweep's local jobs). ``iterations``
-    (``{run_id: n}``) prices only part of some runs (halving's rungs)."""
+    (``{run_id: n}``) prices only part of some runs (halving's rungs);
+    ``start`` (``{run_id: iteration}``, see :func:`checkpointed`) the runs
+    that continue from a checkpoint, priced from there."""
     cores = model.cores
     local = sweep.backend != "dask"
     workers = workers or jobs(sweep, len(todo))
     start_threads = threads_per_run(workers) if local else 1
     measured = measured_runs(out, model)
-    its = {r: (iterations or {}).get(r, iterations_of(c)) for r, c in todo}
+    start = {r: n for r, n in (start or {}).items() if r in dict(todo)}
+    its = {r: (iterations or {}).get(r, max(0, iterations_of(c) - start.get(r, 0))) for r, c in todo}
 
     def predicted(threads, seconds=model.run_seconds):
         return cost.refine({r: seconds(c, rows_of(c), its[r], threads) for r, c in todo},
@@ -154,13 +184,14 @@ def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, ite
         wall += model.worker_start + _load_seconds(todo)
     together = min(workers, len(todo)) if local else 1
     return Estimate({r: s * model.slowdown(together, share[r]) for r, s in train.items()}, wall, workers,
-                    len(measured), tasks, its, cores, local, model.slowdown)
+                    len(measured), tasks, its, cores, local, model.slowdown, start)
 
 
-def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers) -> Estimate:
+def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers, start=None) -> Estimate:
     """All a sweep will train: its schedule, then a tuned sweep's
-    confirmation runs (priced as if every point chose its first trial)."""
-    est = schedule_estimate(sweep, out, todo, model, workers)
+    confirmation runs (priced as if every point chose its first trial).
+    ``start``: the runs that continue from a checkpoint (:func:`checkpointed`)."""
+    est = schedule_estimate(sweep, out, todo, model, workers, start or {})
     proxies = confirmation_proxies(sweep)
     if proxies:
         more = estimate(sweep, out, proxies, model, workers)
@@ -193,19 +224,22 @@ def halving_plan(sweep: Sweep):
     return out
 
 
-def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers) -> Estimate:
-    """The estimate of the whole sweep: every run to its end, or under
-    halving each rung in turn, as if the costliest configurations were the
-    ones that go on (an upper bound: which will is not known yet)."""
+def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers, start=None) -> Estimate:
+    """The estimate of the whole sweep: every run to its end (from its
+    checkpoint, ``start``), or under halving each rung in turn, as if the
+    costliest configurations were the ones that go on (an upper bound:
+    which will is not known yet)."""
+    start = start or {}
     if sweep.schedule.strategy != "halving":
-        return estimate(sweep, out, todo, model, workers)
+        return estimate(sweep, out, todo, model, workers, start=start)
     left = {r for r, _ in todo}
     costly = sorted(configurations(sweep).values(), key=lambda runs: -sum(flops(c) for _, c in runs))
     parts, prev = [], 0
     for rung, n in halving_plan(sweep):
-        runs = [(r, c) for group in costly[:n] for r, c in group if r in left]
+        runs = [(r, c) for group in costly[:n] for r, c in group if r in left and start.get(r, 0) < rung]
         if runs:
-            parts.append(estimate(sweep, out, runs, model, workers, {r: rung - prev for r, _ in runs}))
+            parts.append(estimate(sweep, out, runs, model, workers,
+                                  {r: rung - max(prev, start.get(r, 0)) for r, _ in runs}, start))
         prev = rung
     if not parts:
         return estimate(sweep, out, [], model, workers)
@@ -213,7 +247,9 @@ def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers)
     whole.wall = sum(p.wall for p in parts)
     for p in parts[1:]:
         for r, secs in p.seconds.items():
-            whole.seconds[r] += secs
+            whole.seconds[r] = whole.seconds.get(r, 0.0) + secs
+            whole.iterations[r] = whole.iterations.get(r, 0) + p.iterations[r]
+            whole.tasks.setdefault(r, p.tasks[r])
     return whole
 
 
@@ -234,6 +270,11 @@ def _data_seconds(dataset, path, train_size, validation, data_seed, dtype):
     return time.perf_counter() - t
 
 
+# What the estimate covers: the training, with the workers' start-up and
+# their data loading; not the command's own start-up nor the final report.
+WALL = "estimated training wall time"
+
+
 def clock(seconds) -> str:
     """``"0.4 s"``, ``"42 s"``, ``"7 min 5 s"``, ``"2 h 03 min"``."""
     if seconds < 9.95:
@@ -252,7 +293,7 @@ def over_budget(sweep: Sweep, est: Estimate, todo) -> str | None:
         return None
     costly = sorted(todo, key=lambda item: -est.seconds[item[0]])[:3]
     names = ", ".join(f"{cfg.layers_str} seed {cfg.seed} ({clock(est.seconds[r])})" for r, cfg in costly)
-    return (f"estimated wall time {clock(est.wall)} with {est.workers} workers exceeds the budget of "
+    return (f"{WALL} {clock(est.wall)} with {count(est.workers, 'worker')} exceeds the budget of "
             f"{clock(sweep.budget)}; the costliest runs: {names}. Raise [sweep] budget or --budget, or trim the grid")
 
 
@@ -268,7 +309,7 @@ def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
         n = rows_of(cfg).train
         runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed, "iterations": iterations_of(cfg),
                         "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)),
-                        "estimated_seconds": est.seconds.get(run_id) if est else None}
+                        "estimated_seconds": est.whole(run_id) if est else None}
     return {"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs,
             "estimated_wall_seconds": est.wall if est else None, "written": time.time()}
 
@@ -291,13 +332,13 @@ def _show_tune(sweep: Sweep):
     from .tune import confirm_seeds
 
     tune = sweep.tune
-    print(f"[tune]: {tune.trials} trials for each of {len(sweep.points)} grid points, the same draws for every "
-          f"point (seed {tune.seed}):")
+    print(f"[tune]: {count(tune.trials, 'trial')} for each of {count(len(sweep.points), 'grid point')}, the same "
+          f"draws for every point (seed {tune.seed}):")
     print(pd.DataFrame(tune.draws()).rename_axis("trial").to_string(float_format=lambda v: f"{v:.4g}"))
     seeds = confirm_seeds(sweep.seeds, tune.confirm_seeds)
     print(f"then each point's best trial on validation is trained again on seeds "
-          f"{', '.join(map(str, seeds)) or '(none: confirm_seeds = 0)'}: {len(seeds) * len(sweep.points)} "
-          "confirmation runs, estimated as if trial 0 were chosen")
+          f"{', '.join(map(str, seeds)) or '(none: confirm_seeds = 0)'}: "
+          f"{count(len(seeds) * len(sweep.points), 'confirmation run')}, estimated as if trial 0 were chosen")
 
 
 def workers_for(sweep: Sweep, n_tasks, say):
@@ -308,7 +349,7 @@ def workers_for(sweep: Sweep, n_tasks, say):
     found = dask_workers(sweep.scheduler)
     if found is None:
         found = jobs(sweep, n_tasks)
-        say(f"dask scheduler {sweep.scheduler} not reachable: estimating for {found} workers")
+        say(f"dask scheduler {sweep.scheduler} not reachable: estimating for {count(found, 'worker')}")
     return found
 
 
@@ -316,41 +357,55 @@ def _note(text):
     print(text, file=sys.stderr)
 
 
-def dry_run(sweep: Sweep, out_root="results", force=False):
+def dry_run(sweep: Sweep, out_root="results", force=False) -> bool:
     """Print the plan: the results folder, how many runs are finished there
-    and how many a sweep would train, a table of the runs (the settings that
-    vary, whether each is finished, its estimated seconds), and the wall
-    time. Reads the folder; trains and writes nothing (but the machine's
-    calibration, in the user's cache folder)."""
+    and how many a sweep would train (and of those, how many continue from
+    a checkpoint), a table of the runs (the settings that vary, whether each
+    is finished, its estimated seconds), and the training wall time. Reads
+    the folder; trains and writes nothing (but the machine's calibration, in
+    the user's cache folder). Returns whether the estimate is within the
+    sweep's budget (True without one)."""
     out = Path(out_root) / sweep.name
     done, todo = split_runs(sweep, out, force) if (out / "runs").is_dir() else ([], list(zip(sweep.run_ids, sweep.runs)))
+    start = checkpointed(out, todo, force)
     model = cost.machine_model(say=_note)
     workers = workers_for(sweep, len(todo) + len(confirmation_proxies(sweep)), _note)
-    est = sweep_estimate(sweep, out, todo, model, workers)
-    cols = [k for k in sweep.varying if k != "layers"]
-    rows = []
-    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
-        row = {"run_id": run_id, "layers": cfg.layers_str, **{k: getattr(cfg, k) for k in cols}}
-        row["state"] = "finished" if run_id in done else "to train"
-        row["estimated"] = clock(est.seconds[run_id]) if run_id in est.seconds else ""
-        rows.append(row)
-    print(f"{len(rows)} runs in sweep {sweep.name!r} ({sweep.path})")
+    est = sweep_estimate(sweep, out, todo, model, workers, start)
+    table = _run_table(sweep, done, start, est)
+    print(f"{count(len(table), 'run')} in sweep {sweep.name!r} ({sweep.path})")
     print(f"results: {out.resolve()}")
+    continuing = f" ({count(len(start), 'continues', 'continue')} from {'its' if len(start) == 1 else 'their'} " \
+                 "checkpoint)" if start else ""
     if force:
         finished_there = len(split_runs(sweep, out)[0]) if (out / "runs").is_dir() else 0
         print(f"{finished_there} already finished there, retrained (--force): {len(todo)} to train")
     else:
-        print(f"{len(done)} already finished there (kept; --force retrains them), {len(todo)} to train")
-    print(pd.DataFrame(rows).to_string(index=False))
+        print(f"{len(done)} already finished there (kept; --force retrains them), {len(todo)} to train{continuing}")
+    print(table.to_string(index=False))
     if sweep.tune is not None:
         _show_tune(sweep)
     if sweep.schedule.strategy == "halving":
         rungs = halving_plan(sweep)
         print(f"successive halving (eta {sweep.schedule.eta}): " + "; ".join(
-            f"rung {k + 1} to iteration {r}: at most {n} configurations ({n * len(sweep.seeds)} runs)"
+            f"rung {k + 1} to iteration {r}: at most {count(n, 'configuration')} ({count(n * len(sweep.seeds), 'run')})"
             for k, (r, n) in enumerate(rungs)))
     if est.refined:
-        print(f"estimates refined by {est.refined} finished runs in {out}")
+        print(f"estimates refined by {count(est.refined, 'finished run')} in {out}")
+    within = sweep.budget is None or est.wall <= sweep.budget
     if sweep.budget is not None:
-        print(f"budget: {clock(sweep.budget)}" + (" (exceeded)" if est.wall > sweep.budget else ""))
-    print(f"estimated wall time: {est.wall:.1f} s with {est.workers} workers")
+        print(f"budget: {clock(sweep.budget)}" + ("" if within else " (exceeded: the sweep would refuse to start)"))
+    print(f"{WALL}: {est.wall:.1f} s with {count(est.workers, 'worker')}")
+    return within
+
+
+def _run_table(sweep: Sweep, done, start, est):
+    """The runs: the settings that vary, each run's state and its estimated seconds."""
+    cols = [k for k in sweep.varying if k != "layers"]
+    rows = []
+    for run_id, cfg in zip(sweep.run_ids, sweep.runs):
+        row = {"run_id": run_id, "layers": cfg.layers_str, **{k: getattr(cfg, k) for k in cols}}
+        row["state"] = ("finished" if run_id in done else
+                        f"continues from iteration {start[run_id]}" if run_id in start else "to train")
+        row["estimated"] = clock(est.seconds[run_id]) if run_id in est.seconds else ""
+        rows.append(row)
+    return pd.DataFrame(rows)

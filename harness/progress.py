@@ -25,7 +25,8 @@ class Tracker(Printed):
 
     def advanced(self, run_id, iteration):
         with self.lock:
-            self.fraction[run_id] = min(1.0, iteration / max(1, self.est.iterations[run_id]))
+            done = iteration - self.est.start.get(run_id, 0)  # a continued run counts from its checkpoint
+            self.fraction[run_id] = min(1.0, max(0.0, done / max(1, self.est.iterations[run_id])))
             self.running.add(run_id)
         self.show()
 
@@ -104,7 +105,7 @@ class Lines(Tracker):
         with self.lock:
             cfg = self.cfgs[status["run_id"]]
             val = status.get("final_val_acc")
-            took, want = status.get("total_seconds"), self.est.seconds.get(status["run_id"])
+            took, want = status.get("total_seconds"), self.est.whole(status["run_id"])
             line = (f"{status['status']}: {cfg.layers_str} seed {cfg.seed}"
                     + (f", validation {100 * val:.2f}%" if val is not None else "")
                     + (f", {took:.1f} s (estimated {want:.1f} s)" if took and want else "")

@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .grid import Sweep
 from .status import RunStatus, finished, in_comparison, parse
 from .train import prepare, run as train_run
+from .words import count
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
 SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "test_acc", "final_train_loss",
@@ -210,6 +211,14 @@ def _child(cfg, run_dir, threads, threads_file, owner, extra):
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
 
 
+# After a SIGKILL of the sweep, loky's resource tracker (a process that
+# outlives it) unlinks the semaphores and memory-mapping folders the sweep
+# could not release, and warns about each as "leaked" on the terminal: the
+# cleanup is right, the warnings are noise. The tracker takes its warning
+# filters from this process's -W options when it starts.
+_TRACKER_QUIET = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+
+
 def _parallel(sweep: Sweep, n_tasks: int):
     """The joblib Parallel object and threads per run for this sweep."""
     from joblib import Parallel
@@ -217,6 +226,8 @@ def _parallel(sweep: Sweep, n_tasks: int):
     if sweep.backend == "dask":
         # one thread per run; start workers with --nthreads 1 per core
         return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
+    if _TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_QUIET)
     jobs = planmod.jobs(sweep, n_tasks)
     return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), planmod.threads_per_run(jobs)
 
@@ -325,15 +336,20 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
     tells the user to run again."""
     events = events or Events()
     out = Path(out_root) / sweep.name
+    made = _absent(out)
     store.writable_folder(out)
     (out / "runs").mkdir(exist_ok=True)
     with locked(out, events.note):
-        _wait_for_old_writers(out, events.note)
-        events.note(f"results: {out.resolve()}")
-        for line in _data_lines(sweep):
-            events.note(f"data: {line}")
-        todo = _plan_and_tell(sweep, out, force, events.note)
-        est = _estimate_and_check(sweep, out, todo, events.note)
+        try:
+            _wait_for_old_writers(out, events.note)
+            events.note(f"results: {out.resolve()}")
+            for line in _data_lines(sweep):
+                events.note(f"data: {line}")
+            todo = _plan_and_tell(sweep, out, force, events.note)
+            est = _estimate_and_check(sweep, out, todo, force, events.note)
+        except ConfigError:  # a refusal (the budget) writes nothing: undo the folder's making
+            _remove(made)
+            raise
         _clear(out, todo, force)
         store.atomic_write_text(out / "sweep.toml", sweep.text)
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
@@ -359,6 +375,21 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _absent(out: Path):
+    """What a sweep on ``out`` creates before it may refuse, and is not
+    there yet: the folder (and its missing parents), ``runs/``, the locks."""
+    missing = [p for p in reversed([out, *out.parents]) if not p.exists()]
+    return missing + [p for p in (out / "runs", out / store.LOCK, out / WRITERS) if not p.exists()]
+
+
+def _remove(made):
+    """Undo :func:`_absent`'s paths, files first; a folder that is not
+    empty (something else wrote there meanwhile) stays."""
+    for path in sorted(made, key=lambda p: (p.is_dir(), -len(p.parts))):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() else path.unlink()
 
 
 def _clear(out: Path, todo, force):
@@ -391,16 +422,20 @@ def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
         todo = [(r, c) for key in alive for r, c in configs[key] if _reached(out / "runs" / r) < rung]
         if todo:
             model = model or costmod.machine_model(events.note)
-            events.note(f"halving: rung {k + 1} of {len(levels)}: {len(alive)} configurations to iteration {rung}")
+            events.note(f"halving: rung {k + 1} of {len(levels)}: {count(len(alive), 'configuration')} "
+                        f"to iteration {rung}")
+            reached = {r: _reached(out / "runs" / r) for r, _ in todo}
             est = planmod.estimate(sweep, out, todo, model, planmod.workers_for(sweep, len(todo), events.note),
-                                   iterations={r: rung - _reached(out / "runs" / r) for r, _ in todo})
+                                   iterations={r: rung - n for r, n in reached.items()},
+                                   start={r: n for r, n in reached.items() if n})
             failed += _execute(sweep, out, todo, est, events, live, stop_at=rung if rung < levels[-1] else None)
         if rung == levels[-1]:
             break
         scores = {key: _mean_val_at(out, configs[key], rung) for key in alive}
         promoted = halving.promote(alive, scores, sweep.schedule.eta)
-        events.note(f"halving: rung {k + 1} at iteration {rung}: {len(promoted)} of {len(alive)} configurations "
-                    f"go on (best mean validation {max(scores.values()):.4f})")
+        events.note(f"halving: rung {k + 1} at iteration {rung}: {len(promoted)} of "
+                    f"{count(len(alive), 'configuration')} {'goes' if len(promoted) == 1 else 'go'} on "
+                    f"(best mean validation {max(scores.values()):.4f})")
         for key in alive:
             if key not in promoted:
                 for run_id, _ in configs[key]:
@@ -473,31 +508,32 @@ def _confirm(sweep: Sweep, out: Path, force, events: Events, live):
     confirm = [(r, c) for r, c, _ in sweep.confirmation(chosen)]
     _, todo = planmod.split_runs(sweep, out, force, confirm)
     seeds = tuning.tunemod.confirm_seeds(sweep.seeds, sweep.tune.confirm_seeds)
-    events.note(f"tuning: each of {len(chosen)} grid points selected its best of {sweep.tune.trials} trials; "
-                f"confirming on seeds {', '.join(map(str, seeds))}: {len(todo)} of {len(confirm)} runs to train")
+    events.note(f"tuning: each of {count(len(chosen), 'grid point')} selected its best of "
+                f"{count(sweep.tune.trials, 'trial')}; confirming on seeds {', '.join(map(str, seeds))}: "
+                f"{len(todo)} of {count(len(confirm), 'run')} to train")
     est = planmod.estimate(sweep, out, todo, costmod.machine_model(events.note),
-                           planmod.workers_for(sweep, len(todo), events.note) if todo else 1)
-    for run_id, _ in todo:
-        shutil.rmtree(out / "runs" / run_id, ignore_errors=True)
+                           planmod.workers_for(sweep, len(todo), events.note) if todo else 1,
+                           start=planmod.checkpointed(out, todo, force))
+    _clear(out, todo, force)
     store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est, confirm))
     failed = _execute(sweep, out, todo, est, events, live)
     tuning.write_tuned(sweep, out)
     return failed
 
 
-def _estimate_and_check(sweep: Sweep, out: Path, todo, say):
+def _estimate_and_check(sweep: Sweep, out: Path, todo, force, say):
     """The estimate of the runs to train; refuses (ConfigError) when it
     exceeds the sweep's budget."""
     if not todo and sweep.tune is None:  # nothing to price: no calibration on a machine that lacks one
         return planmod.Estimate({}, 0.0, 1, 0)
     model = costmod.machine_model(say)
     workers = planmod.workers_for(sweep, len(todo), say) if todo else 1
-    est = planmod.sweep_estimate(sweep, out, todo, model, workers)
+    est = planmod.sweep_estimate(sweep, out, todo, model, workers, planmod.checkpointed(out, todo, force))
     refusal = planmod.over_budget(sweep, est, todo)
     if refusal:
         raise ConfigError(refusal)
     if todo:
-        say(f"estimated wall time: {planmod.clock(est.wall)} with {est.workers} workers"
+        say(f"{planmod.WALL}: {planmod.clock(est.wall)} with {count(est.workers, 'worker')}"
             + (f" (budget {planmod.clock(sweep.budget)})" if sweep.budget else ""))
     return est
 
@@ -516,7 +552,8 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     runs to train."""
     done, todo = planmod.split_runs(sweep, out, force)
     if done:
-        say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
+        say(f"{len(done)} of {count(len(sweep.runs), 'run')} already finished in {out}; skipping "
+            f"{'it' if len(done) == 1 else 'them'} (--force reruns)")
     unfinished = {}
     for run_id, _ in todo:
         folder = out / "runs" / run_id
@@ -529,19 +566,15 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
             unfinished["cut short"] = unfinished.get("cut short", 0) + 1
     resumed = unfinished.pop("checkpointed", 0)
     if resumed:
-        say(f"continuing {_count(resumed, 'run')} from {'its' if resumed == 1 else 'their'} checkpoint")
+        say(f"continuing {count(resumed, 'run')} from {'its' if resumed == 1 else 'their'} checkpoint")
     if unfinished:
         parts = ", ".join(f"{unfinished[what]} {what}" for what in sorted(unfinished, key=lambda w: (w == "cut short", w)))
-        say(f"redoing {_count(sum(unfinished.values()), 'unfinished run')} from the start ({parts})")
+        say(f"redoing {count(sum(unfinished.values()), 'unfinished run')} from the start ({parts})")
     stray = {p.name for p in (out / "runs").iterdir() if p.is_dir()} - set(sweep.run_ids)
     if stray:
-        say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
+        say(f"{count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
     return todo
-
-
-def _count(n, noun):
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 # The live report: rewritten at most once a minute while runs finish, and
@@ -637,7 +670,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
                     store.atomic_write_text(threads_file, f"{threads}\n")
                 tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
                                           threads_file and str(threads_file), owner,
-                                          {"record": {"estimated_seconds": est.seconds.get(run_id)},
+                                          {"record": {"estimated_seconds": est.whole(run_id)},
                                            "checkpoint_seconds": sweep.schedule.checkpoint_seconds,
                                            "stop_at": stop_at})
                          for run_id, cfg in pending)
@@ -651,7 +684,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
         watcher.stop()
         events.closed()
         if watcher.rewrites:
-            events.note(f"live report: rewritten {_count(watcher.rewrites, 'time')}, "
+            events.note(f"live report: rewritten {count(watcher.rewrites, 'time')}, "
                         f"{watcher.rewrite_seconds:.1f} s in all")
         if client is not None:
             client.close()
@@ -736,4 +769,4 @@ def print_outcome(summary: pd.DataFrame, out: Path):
     cols = ["run_id", "layers", "seed", "status", "final_train_acc", "final_val_acc", "median_iter_seconds"]
     print(ok[cols].head(10).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     counts = ", ".join(f"{n} {status}" for status, n in summary.status.value_counts().items())
-    print(f"{len(summary)} runs: {counts}; summary in {out / 'summary.csv'}")
+    print(f"{count(len(summary), 'run')}: {counts}; summary in {out / 'summary.csv'}")
