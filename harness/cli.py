@@ -161,8 +161,8 @@ def _add_sweep(sub):
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
     p.add_argument("--no-live-report", action="store_true",
                    help="write the report only at the end, not also while runs finish")
-    p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated training wall time exceeds this, "
-                                                    "e.g. 45m, 2h or 90s (overrides [sweep] budget)")
+    p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated training wall time exceeds "
+                                                    "this, e.g. 45m, 2h or 90s (overrides [sweep] budget)")
     p.set_defaults(func=cmd_sweep)
 
 

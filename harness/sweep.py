@@ -489,10 +489,12 @@ def _stop(run_dir: Path, rung, iteration):
 
 
 def _final_report(out: Path, say):
+    t = time.monotonic()  # with its imports: the plotting stack is part of the report's cost
     from .report import write_report
 
     try:
-        say(f"report: {write_report(out)}")
+        path = write_report(out)
+        say(f"report: {path} (written in {planmod.clock(time.monotonic() - t)}; not in the training estimate)")
     except Exception as e:  # the runs are safe on disk; a broken report must not hide them
         print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
               f"retry with: python -m harness --debug report {out}", file=sys.stderr)

@@ -334,6 +334,7 @@ def test_a_one_run_sweep_speaks_in_the_singular(tmp_path, tiny_csv, capsys):
     captured = capsys.readouterr()
     said = captured.out + captured.err
     assert "1 run in sweep" in said and "with 1 worker" in said and "at most 1 configuration (1 run)" in said
+    assert "estimated training wall time" in said and "not in the training estimate)" in said  # what it covers
     assert not re.search(r"\b1 (runs|workers|configurations|trials|grid points)\b", said), said
 
 
