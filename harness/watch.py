@@ -15,6 +15,7 @@ import numpy as np
 
 from . import store
 from .errors import ConfigError
+from .words import count
 
 
 def _rows_so_far(run_dir: Path):
@@ -130,7 +131,7 @@ def render(folder):
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     lines = [f"sweep {plan['name']!r} in {Path(folder).resolve()}: "
              + ("running" if running else "not running") + "; "
-             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {len(runs)} runs"]
+             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {count(len(runs), 'run')}"]
     for r in runs:
         if r["state"] in ("running", "cut short", "checkpointed"):
             it = "?" if r["iteration"] is None else r["iteration"]
