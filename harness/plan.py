@@ -36,15 +36,15 @@ def split_runs(sweep: Sweep, out_dir: Path, force=False, runs=None):
 
 
 @functools.lru_cache(maxsize=16)
-def _rows(dataset, path, train_size, validation):
+def _rows(dataset, path, label_column, train_size, validation):
     from .data import load_source, row_counts
 
-    return cost.Rows(*row_counts(load_source(dataset, path or None), train_size, validation))
+    return cost.Rows(*row_counts(load_source(dataset, path or None, label_column or None), train_size, validation))
 
 
 def rows_of(cfg: RunConfig) -> cost.Rows:
     """The training, validation and test rows of a run."""
-    return _rows(cfg.dataset, cfg.path, cfg.train_size, cfg.validation)
+    return _rows(cfg.dataset, cfg.path, cfg.label_column, cfg.train_size, cfg.validation)
 
 
 def iterations_of(cfg: RunConfig) -> int:
@@ -220,17 +220,19 @@ def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers)
 def _load_seconds(todo):
     """Seconds a worker takes to load the data of the first run."""
     cfg = todo[0][1]
-    return _data_seconds(cfg.dataset, cfg.path, cfg.train_size, cfg.validation, cfg.data_seed, cfg.dtype)
+    return _data_seconds(cfg.dataset, cfg.path, cfg.label_column, cfg.train_size, cfg.validation, cfg.data_seed,
+                         cfg.dtype)
 
 
 @functools.lru_cache(maxsize=16)
-def _data_seconds(dataset, path, train_size, validation, data_seed, dtype):
+def _data_seconds(dataset, path, label_column, train_size, validation, data_seed, dtype):
     """Measured once per process and data setting, reading the files again
     (past load_source's cache, which a new worker does not have)."""
     from .data import load_source, split
 
     t = time.perf_counter()
-    split(load_source.__wrapped__(dataset, path or None), train_size or None, validation, data_seed, dtype)
+    split(load_source.__wrapped__(dataset, path or None, label_column or None), train_size or None, validation,
+          data_seed, dtype)
     return time.perf_counter() - t
 
 

@@ -506,9 +506,10 @@ def _data_lines(sweep: Sweep):
     """The row counts of each distinct data setting of the sweep's runs."""
     from .data import describe_rows, load_source
 
-    settings = dict.fromkeys((c.dataset, c.path or None, c.train_size, c.validation) for c in sweep.runs)
-    return [describe_rows(load_source(dataset, path), train_size, validation)
-            for dataset, path, train_size, validation in settings]
+    settings = dict.fromkeys((c.dataset, c.path or None, c.label_column or None, c.train_size, c.validation)
+                             for c in sweep.runs)
+    return [describe_rows(load_source(dataset, path, label), train_size, validation)
+            for dataset, path, label, train_size, validation in settings]
 
 
 def _plan_and_tell(sweep: Sweep, out: Path, force, say):
@@ -711,7 +712,8 @@ def _rows_of(cfg: RunConfig, conf: dict):
         return conf["n_train"], conf["n_val"], conf["n_test"]
     from .data import load_source, row_counts
 
-    return row_counts(load_source(cfg.dataset, cfg.path or None), cfg.train_size, cfg.validation)
+    return row_counts(load_source(cfg.dataset, cfg.path or None, cfg.label_column or None), cfg.train_size,
+                      cfg.validation)
 
 
 def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:

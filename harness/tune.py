@@ -123,8 +123,9 @@ def _distribution(key, spec, kind, coerce, where):
     else:
         if kind not in ("int", "float", "str | float"):
             raise ConfigError(f"{where}: {form} needs a numeric setting; {key} is {kind}: use choice")
-        if len(args) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args):
-            raise ConfigError(f"{where} {form}: must be [low, high] numbers, got {args!r}")
+        if len(args) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                     for v in args):
+            raise ConfigError(f"{where} {form}: must be [low, high] finite numbers, got {args!r}")
         if args[0] > args[1]:
             raise ConfigError(f"{where} {form}: low {args[0]:g} is above high {args[1]:g}")
         dist = DISTRIBUTIONS[form](float(args[0]), float(args[1]), kind == "int")
