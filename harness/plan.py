@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from . import cost, mlp, store
 from .config import RunConfig
@@ -290,6 +289,8 @@ def confirmation_proxies(sweep: Sweep):
 
 def _show_tune(sweep: Sweep):
     """The draws every grid point gets, and the confirmation runs to come."""
+    import pandas as pd
+
     from .tune import confirm_seeds
 
     tune = sweep.tune
@@ -343,6 +344,8 @@ def dry_run(sweep: Sweep, out_root="results", force=False):
         print(f"{finished_there} already finished there, retrained (--force): {len(todo)} to train")
     else:
         print(f"{len(done)} already finished there (kept; --force retrains them), {len(todo)} to train")
+    import pandas as pd  # the dry run's tables; a sweep's workers import this module and need no pandas
+
     print(pd.DataFrame(rows).to_string(index=False))
     if sweep.tune is not None:
         _show_tune(sweep)

@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from . import cost as costmod, mlp, plan as planmod, store, tuning
 from .config import RunConfig
 from .errors import ConfigError
@@ -720,6 +718,8 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
     """Write ``summary.csv`` for the grid's runs that finished (in grid
     order); a tuned sweep's rows say each run's grid point, trial and role
     (search or confirm)."""
+    import pandas as pd  # here, not at the top: a sweep's workers import this module and need no pandas
+
     rows = []
     for run_id, _, meta in tuning.all_runs(sweep, out):
         row = summary_row(out / "runs" / run_id)

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .errors import ConfigError
 from .status import RunStatus, mask
@@ -203,6 +202,8 @@ def select(search: pd.DataFrame):
     val_mean, trials, diverged (trials with a diverged seed). Trials that
     successive halving stopped are no candidates; a point with no other
     has no row."""
+    import pandas as pd  # here: a sweep's workers import this module and need no pandas
+
     means = trial_means(search[~mask(search.status, RunStatus.STOPPED)])  # halving's losers are no candidates
     rows = []
     for point, group in means.groupby("point", sort=True):
