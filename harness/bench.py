@@ -13,7 +13,9 @@ taken in the same run. Measured:
 3. sweep throughput: 8 small runs with ``jobs = 1`` against ``jobs = 2``, full
    batch and in minibatches, and the peak memory of a ``jobs = 2`` worker;
 4. a mixed sweep (one big run, four small) and ``experiments/article.toml``
-   with ``jobs = 2`` against the same runs one after another with every core.
+   with ``jobs = 2`` against the same runs one after another with every core;
+5. a small sweep as whole commands, against PyTorch + joblib and
+   scikit-learn + joblib (see :mod:`harness.race`).
 """
 from __future__ import annotations
 
@@ -455,9 +457,22 @@ def sweep_sections(quick, add, say):
         add(section, "jobs = 2 / one after another", two / one, "x", "target <= 1.0")
 
 
-def run_bench(out="results/bench", repeats=7, quick=False, say=print):
+def machine():
+    """One line: the processor, its cores, numpy and its BLAS with the kernel
+    it chose (results are bit-identical only within one kernel)."""
+    from threadpoolctl import threadpool_info
+
+    from .train import cpu_model
+
+    blas = next((lib for lib in threadpool_info() if lib.get("user_api") == "blas"), {})
+    kernel = f", kernel {blas['architecture']}" if blas.get("architecture") else ""
+    return (f"{cpu_model()}, {os.cpu_count()} cores; numpy {np.__version__} with "
+            f"{blas.get('internal_api', '?')} {blas.get('version', '')}{kernel}")
+
+
+def run_bench(out="results/bench", repeats=7, quick=False, say=print, race_only=False):
+    """Every section (or only the sweep race), into ``out``/bench.csv and bench.png."""
     threads = os.cpu_count() or 1
-    src = datamod.load_source("mnist")
     rows = []
 
     def add(section, item, value, unit, note=""):
@@ -465,20 +480,30 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print):
         shown = "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
         say(f"  {item:<58} {shown:>10} {unit} {note}")
 
-    say(f"harness bench: {threads} threads, numpy {np.__version__}, medians of {repeats}")
-    say("1. full-batch training step on 33,600 MNIST rows")
-    step_section(src, threads, repeats, add)
-    if not quick:
-        say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
-        adam_section(src, threads, add)
-    say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
-    minibatch_section(src, threads, repeats, add)
-    sweep_sections(quick, add, say)
+    say(f"harness bench: {threads} threads, medians of {repeats}; {machine()}")
+    rows.append({"section": "machine", "item": machine(), "value": None, "unit": "", "note": ""})
+    if not race_only:
+        src = datamod.load_source("mnist")
+        say("1. full-batch training step on 33,600 MNIST rows")
+        step_section(src, threads, repeats, add)
+        if not quick:
+            say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
+            adam_section(src, threads, add)
+        say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
+        minibatch_section(src, threads, repeats, add)
+        sweep_sections(quick, add, say)
+    from .race import race_section
+
+    with tempfile.TemporaryDirectory() as tmp:
+        race_section(repeats, quick, add, say, tmp)
 
     frame = pd.DataFrame(rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store.atomic_write_text(out / "bench.csv", frame.to_csv(index=False))
+    if _ratios(frame).empty:  # nothing to compare with (a race without its opponents)
+        say(f"wrote {out / 'bench.csv'}")
+        return frame
     _plot(frame, out / "bench.png")
     say(f"wrote {out / 'bench.csv'} and {out / 'bench.png'}")
     return frame

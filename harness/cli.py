@@ -257,11 +257,13 @@ def cmd_compare(args):
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="measure training speed against the GEMM limit and PyTorch",
+    p = sub.add_parser("bench", help="measure training speed against the GEMM limit, PyTorch and scikit-learn",
                        description="Medians and ratios measured side by side in one process; writes "
                                    "bench.csv and bench.png.")
     p.add_argument("--repeats", type=int, default=7, metavar="N", help="timed repeats per figure (default 7)")
     p.add_argument("--quick", action="store_true", help="skip the Adam race and shorten the sweep")
+    p.add_argument("--race", action="store_true",
+                   help="only the sweep race: a small sweep as whole commands against PyTorch and scikit-learn")
     p.add_argument("--out", metavar="DIR", default="results/bench", help="output folder (default results/bench)")
     p.set_defaults(func=cmd_bench)
 
@@ -271,7 +273,7 @@ def cmd_bench(args):
 
     if args.repeats < 1:
         raise ConfigError(f"flag --repeats: {args.repeats} must be at least 1")
-    run_bench(args.out, args.repeats, args.quick)
+    run_bench(args.out, args.repeats, args.quick, race_only=args.race)
     return 0
 
 

@@ -5,6 +5,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 
 from .errors import ConfigError
@@ -12,8 +13,9 @@ from .mlp import ACTIVATIONS, DTYPES, INITS
 from .optim import OPTIMIZERS, SCHEDULES
 
 # Which grid-file section each setting lives in; everything else is [train].
-DATA_KEYS = ("dataset", "path", "train_size", "validation", "data_seed")
-NOT_HASHED = ("dataset", "path", "timeout")
+DATA_KEYS = ("dataset", "path", "label_column", "train_size", "validation", "data_seed")
+# The data's fingerprint identifies it, label column included (see csvdata.parse).
+NOT_HASHED = ("dataset", "path", "label_column", "timeout")
 CHOICES = {"optimizer": OPTIMIZERS, "activation": ACTIVATIONS, "init": INITS, "dtype": DTYPES,
            "lr_schedule": SCHEDULES}
 EXCLUSIVE = ("iterations", "epochs")
@@ -46,6 +48,7 @@ class RunConfig:
     timeout: float = 0.0         # seconds; a run still going then fails. 0 = none
     dataset: str = "mnist"
     path: str = ""               # "" = the bundled dataset
+    label_column: str = ""       # a CSV's label column; "" = its first
     train_size: int = 0          # 0 = every available training row
     validation: str | float = "test"
     data_seed: int = 0
@@ -135,7 +138,8 @@ HELP = {
     "early_stopping": "patience in evaluations; keeps the best evaluation's parameters. 0 = off",
     "timeout": "seconds; a run still going then fails. 0 = none",
     "dataset": "bundled dataset (mnist)",
-    "path": "instead: an IDX folder or a Kaggle-layout CSV",
+    "path": "instead: an IDX folder, or a CSV with a header: the label, then numbers (Kaggle pixel0... or any)",
+    "label_column": "the CSV column holding the labels (class numbers 0, 1, ...); default: the first",
     "train_size": "first N rows of a shuffle of the training file, after the validation rows are held out; 0 = all",
     "validation": "test (the official test split), or a fraction of the whole training file held out for "
                   "validation, taken before train_size: 0.05 of MNIST's 60,000 rows is 3,000 rows whatever "
@@ -196,6 +200,10 @@ def coerce(key, value, where="settings"):
 
 
 def _validate(c: RunConfig):
+    for f in fields(c):  # inf passes "> 0" and nan passes "< 0": neither is a setting
+        value = getattr(c, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} = {value} must be a finite number")
     for key, choices in CHOICES.items():
         value = getattr(c, key)
         if value not in choices:
@@ -230,6 +238,8 @@ def _validate(c: RunConfig):
                           "use optimizer 'sgd' for minibatches")
     if c.optimizer == "sgd" and not c.batch_size:
         raise ConfigError("optimizer 'sgd' needs batch_size > 0; use 'gd' for full batch")
+    if c.label_column and not c.path:
+        raise ConfigError(f"label_column = {c.label_column!r} names a column of a CSV file; set path too")
     if c.validation != "test" and not 0 < c.validation < 1:
         raise ConfigError(f'validation = {c.validation} must be "test" or a fraction in (0, 1)')
 

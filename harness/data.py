@@ -1,7 +1,8 @@
-"""Datasets: the bundled MNIST, folders of IDX files, Kaggle-layout CSVs.
+"""Datasets: the bundled MNIST, folders of IDX files, CSV files.
 
-Loading gives a :class:`Source` (raw uint8 pixels and labels, plus a content
-fingerprint); :func:`split` turns it into scaled train/validation arrays.
+Loading gives a :class:`Source` (raw features and labels, a content
+fingerprint, and how its features are scaled); :func:`split` turns it into
+scaled train/validation arrays.
 Every problem with a file is a :class:`DataError` that names the file.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import csvdata
 from .errors import DataError
 
 BUNDLED = {"mnist": Path(__file__).parent / "datasets" / "mnist"}
@@ -28,9 +30,10 @@ _UBYTE = 0x08
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: arrays inside
 class Source:
-    """Raw data as loaded. ``X: (N, n_features)`` uint8, ``y: (N,)`` int64 or
-    None when unlabelled; ``X_test``/``y_test`` are the official test split,
-    or None when the source has none (a CSV)."""
+    """Raw data as loaded. ``X: (N, n_features)``, uint8 pixels or float64
+    numbers; ``y: (N,)`` int64 or None when unlabelled; ``X_test``/``y_test``
+    are the official test split, or None when the source has none (a CSV).
+    ``scaling`` is a key of :data:`SCALINGS`."""
 
     name: str
     X: np.ndarray
@@ -39,6 +42,7 @@ class Source:
     y_test: np.ndarray | None
     n_classes: int
     fingerprint: str
+    scaling: str = "pixels"
 
     @property
     def n_features(self):
@@ -47,7 +51,7 @@ class Source:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Arrays ready for training: pixels scaled to [0, 1] in the run's dtype.
+    """Arrays ready for training, scaled (see :data:`SCALINGS`) in the run's dtype.
     ``X_*: (m, n_features)``, ``y_*: (m,)``. ``X_test`` is set only when the
     validation rows come from the training file, so the official test split
     stays held out."""
@@ -130,6 +134,14 @@ def _check_labels(labels, where, n_classes=None):
         raise DataError(f"{where}: label {labels[bad[0]]} at row {bad[0]} is outside {span}")
 
 
+def _check_classes(labels, where):
+    """A classifier needs two classes: a file whose rows all share one label
+    would train to a loss of 0 and compare nothing."""
+    present = np.unique(labels)
+    if present.size < 2:
+        raise DataError(f"{where}: every row has label {present[0]}; a classifier needs at least two classes")
+
+
 def _classes(n_classes, *labels):
     """The number of classes: as given, or one more than the largest label."""
     return n_classes or int(max(int(y.max()) for y in labels if y is not None and y.size)) + 1
@@ -162,6 +174,7 @@ def load_idx_folder(folder, n_classes=None, name=None) -> Source:
         arrays[key], paths[key] = parse_idx(raw, str(path)), path
     X, y = _images_labels(arrays["train_images"], arrays["train_labels"],
                           paths["train_images"], paths["train_labels"], n_classes)
+    _check_classes(y, paths["train_labels"])
     X_test = y_test = None
     if "test_images" in arrays and "test_labels" in arrays:
         X_test, y_test = _images_labels(arrays["test_images"], arrays["test_labels"],
@@ -173,85 +186,76 @@ def load_idx_folder(folder, n_classes=None, name=None) -> Source:
                   digest.hexdigest()[:16])
 
 
-# --- CSV ----------------------------------------------------------------------
+# --- CSV ---------------------------------------------------------------------
 
-def _is_int(text):
-    try:
-        int(text)
-        return True
-    except ValueError:
-        return False
-
-
-def load_csv(path, n_classes=None) -> Source:
-    """Load a CSV in the Kaggle "Digit Recognizer" layout: a header
-    ``label,pixel0,...,pixelN`` and one image per row. Without a ``label``
-    column the data loads unlabelled (``y`` is None). ``n_classes`` defaults
-    to one more than the largest label."""
+def load_csv(path, n_classes=None, label_column=None) -> Source:
+    """Load a CSV with a header line: the label in its first column (or the
+    column named ``label_column``) and numbers in the others. Features named
+    ``pixel0,...,pixelN`` (the Kaggle "Digit Recognizer" layout) are pixels;
+    other features are standardized when split. A Kaggle file without a
+    label column loads unlabelled (``y`` is None). ``n_classes`` defaults to
+    one more than the largest label."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such CSV file")
-    raw = _read_bytes(path)
-    text = raw.decode("utf-8", errors="replace")
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise DataError(f"{path}: empty file")
-    header = [h.strip() for h in lines[0].split(",")]
-    labelled = header[0] == "label"
-    pixels = header[1:] if labelled else header
-    for j, col in enumerate(pixels):
-        if col != f"pixel{j}":
-            raise DataError(f"{path}: header column {j + labelled + 1} is {col!r}, expected 'pixel{j}' "
-                            "(layout: label,pixel0,...,pixelN)")
-    if not pixels:
-        raise DataError(f"{path}: header has no pixel columns (layout: label,pixel0,...,pixelN)")
-    width = len(header)
-    rows, linenos = [], []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cells = line.split(",")
-        if len(cells) != width:
-            raise DataError(f"{path}: line {lineno} has {len(cells)} columns, the header has {width}")
-        rows.append(cells)
-        linenos.append(lineno)
-    if not rows:
-        raise DataError(f"{path}: no data rows after the header")
-    try:
-        table = np.array(rows, dtype=np.int64)
-    except ValueError:
-        # name the first cell that is not a whole number (the slow path runs only on bad files)
-        lineno, j, cell = next((n, j, c) for n, cells in zip(linenos, rows)
-                               for j, c in enumerate(cells) if not _is_int(c))
-        raise DataError(f"{path}: line {lineno}, column {header[j]!r}: "
-                        f"{cell.strip()!r} is not a whole number") from None
-    X = table[:, 1:] if labelled else table
-    bad = np.argwhere((X < 0) | (X > 255))
-    if bad.size:
-        r, c = bad[0]
-        raise DataError(f"{path}: line {linenos[r]}, column {pixels[c]!r}: pixel {X[r, c]} is outside 0..255")
-    y = None
-    if labelled:
-        y = table[:, 0]
+    X, y, scaling, fingerprint = csvdata.parse(path, _read_bytes(path), label_column)
+    if y is not None:
         _check_labels(y, path, n_classes)
-    fingerprint = hashlib.sha256(raw).hexdigest()[:16]
-    n_classes = _classes(n_classes, y) if labelled else (n_classes or 0)
-    return Source(str(path), np.ascontiguousarray(X, dtype=np.uint8), y, None, None, n_classes, fingerprint)
+        _check_classes(y, path)
+    n_classes = _classes(n_classes, y) if y is not None else (n_classes or 0)
+    return Source(str(path), X, y, None, None, n_classes, fingerprint, scaling)
+
+
+# --- scaling ---------------------------------------------------------------------
+
+def _pixel_scaler(X_train, dtype):
+    """Pixels 0..255 to [0, 1]: the same operations as ever, so the numbers stay bit for bit."""
+    def scale(X):
+        out = X.astype(dtype)
+        out /= 255
+        return out
+    return scale
+
+
+def _standard_scaler(X_train, dtype):
+    """Each feature to mean 0 and std 1 over the training rows (validation and
+    test rows use the same mean and std, so nothing is learnt from them). A
+    constant feature is centred only."""
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std[std == 0] = 1.0
+
+    def scale(X):
+        return ((X - mean) / std).astype(dtype)
+    return scale
+
+
+# How a source's features become inputs: its ``scaling`` -> a factory that
+# fits on the training rows and returns the function scaling any rows; and
+# what the user is told (start-up line, config.json).
+SCALERS = {"pixels": _pixel_scaler, "standardize": _standard_scaler}
+SCALINGS = {"pixels": "pixels scaled by 1/255",
+            "standardize": "standardized (mean and std of the training rows)"}
 
 
 # --- entry points -------------------------------------------------------------
 
 @lru_cache(maxsize=4)
-def load_source(dataset="mnist", path=None) -> Source:
+def load_source(dataset="mnist", path=None, label_column=None) -> Source:
     """Load the bundled dataset ``dataset``, or ``path`` (an IDX folder or a
-    CSV file) when given. Cached per process, so sweep workers read once."""
+    CSV file, whose labels are in the column ``label_column`` or the first)
+    when given. Cached per process, so sweep workers read once."""
     if path is not None:
         p = Path(path)
         if p.is_dir():
+            if label_column:
+                raise DataError(f"{p}: label_column = {label_column!r} names a CSV column, but this is an IDX folder")
             return load_idx_folder(p)
         if p.suffix.lower() in (".csv", ".gz") or p.is_file():
-            return load_csv(p)
+            return load_csv(p, label_column=label_column)
         raise DataError(f"{p}: no such data file or folder")
+    if label_column:
+        raise DataError(f"label_column = {label_column!r} names a column of a CSV file; give its path too")
     if dataset not in BUNDLED:
         raise DataError(f"unknown dataset {dataset!r}; bundled: {', '.join(BUNDLED)} (or give a path)")
     return load_idx_folder(BUNDLED[dataset], name=dataset)
@@ -272,7 +276,7 @@ def row_counts(source: Source, train_size=None, validation="test"):
     else:
         held = n_val = int(round(float(validation) * n))
         if not 0 < n_val < n:
-            raise DataError(f"validation = {validation} leaves {n_val} of {n} rows for validation")
+            raise DataError(f"{source.name}: validation = {validation} leaves {n_val} of its {n} rows for validation")
     available = n - held
     n_train = available if not train_size else int(train_size)
     if n_train > available:
@@ -289,7 +293,8 @@ def describe_rows(source: Source, train_size=None, validation="test"):
     else:
         where = f"{float(validation):g} of the {len(source.X):,} rows of the training file"
     return (f"{n_train:,} training rows, {n_val:,} validation rows ({where})"
-            + (f", {n_test:,} test rows held out" if n_test else ""))
+            + (f", {n_test:,} test rows held out" if n_test else "")
+            + f"; {source.n_features:,} features, {SCALINGS[source.scaling]}")
 
 
 def split(source: Source, train_size=None, validation="test", data_seed=0, dtype="float32") -> Split:
@@ -299,7 +304,8 @@ def split(source: Source, train_size=None, validation="test", data_seed=0, dtype
     source's training file seeded by ``data_seed`` (all of them if None).
     ``validation`` is ``"test"`` (the official test split) or a fraction in
     (0, 1): that share of the shuffled training rows, taken from the end of
-    the shuffle so it never overlaps the training rows.
+    the shuffle so it never overlaps the training rows. Every part is
+    scaled as ``source.scaling`` says, fitted on the training rows alone.
     """
     if source.y is None:
         raise DataError(f"{source.name}: has no 'label' column, so it cannot be trained on")
@@ -315,13 +321,10 @@ def split(source: Source, train_size=None, validation="test", data_seed=0, dtype
         X_val, y_val = source.X[val_idx], source.y[val_idx]
         X_test, y_test = source.X_test, source.y_test
 
-    def scale(X):
-        out = X.astype(dtype)
-        out /= 255
-        return out
-
+    X_train = source.X[train_idx]
+    scale = SCALERS[source.scaling](X_train, dtype)
     return Split(
-        scale(source.X[train_idx]), source.y[train_idx],
+        scale(X_train), source.y[train_idx],
         scale(X_val), y_val,
         None if X_test is None else scale(X_test), y_test,
     )

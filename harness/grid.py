@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,7 +30,7 @@ def _whole(minimum):
 
 # [sweep] keys of how runs are scheduled: key -> (default, check, what it must be)
 SCHEDULE_KEYS = {
-    "checkpoint_seconds": (60, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+    "checkpoint_seconds": (60, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
                            "a number of seconds, 0 = no checkpoints"),
     "strategy": ("grid", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
     "eta": (3, _whole(2), "an integer of at least 2"),
@@ -224,7 +225,8 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     base_values, base_error = _base_values(data, train, path)
     tune = _tune(_table(doc, "tune", path), grid, doc, base_values, path)
     try:
-        source = datamod.load_source(base_values.get("dataset", RunConfig().dataset), base_values.get("path") or None)
+        source = datamod.load_source(base_values.get("dataset", RunConfig().dataset), base_values.get("path") or None,
+                                     base_values.get("label_column") or None)
     except DataError as e:
         raise ConfigError(f"{path} [data]: {e}") from None
     points = _combos(doc, grid, train, source, path)
@@ -232,12 +234,23 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     expand = functools.partial(_expand, base_values=base_values, base_error=base_error, train=train,
                                source=source, path=path)
     runs = expand(combos, seeds)
+    _check_rows(source, runs, path)
     varying = tuple(k for k in (f.name for f in fields(RunConfig))
                     if len({getattr(c, k) for _, c, _ in runs}) > 1)
     return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
                  tuple(c for _, c, _ in runs), tuple(r for r, _, _ in runs), varying, source.fingerprint,
                  len(source.X), budget, tune, tuple(m for _, _, m in runs), tuple(points),
                  _confirmations(combos, seeds, tune, expand), _schedule(sweep, path, [c for _, c, _ in runs]))
+
+
+def _check_rows(source, runs, path):
+    """The rows fit the data: a validation share of a tiny file can be no row
+    at all, and train_size can ask for more rows than there are."""
+    for train_size, validation in dict.fromkeys((c.train_size, c.validation) for _, c, _ in runs):
+        try:
+            datamod.row_counts(source, train_size or None, validation)
+        except DataError as e:
+            raise ConfigError(f"{path} [data]: {e}") from None
 
 
 def _schedule(sweep, path, runs):

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from . import cost, mlp, store
 from .config import RunConfig
@@ -51,15 +50,15 @@ def checkpointed(out: Path, todo, force=False) -> dict:
 
 
 @functools.lru_cache(maxsize=16)
-def _rows(dataset, path, train_size, validation):
+def _rows(dataset, path, label_column, train_size, validation):
     from .data import load_source, row_counts
 
-    return cost.Rows(*row_counts(load_source(dataset, path or None), train_size, validation))
+    return cost.Rows(*row_counts(load_source(dataset, path or None, label_column or None), train_size, validation))
 
 
 def rows_of(cfg: RunConfig) -> cost.Rows:
     """The training, validation and test rows of a run."""
-    return _rows(cfg.dataset, cfg.path, cfg.train_size, cfg.validation)
+    return _rows(cfg.dataset, cfg.path, cfg.label_column, cfg.train_size, cfg.validation)
 
 
 def iterations_of(cfg: RunConfig) -> int:
@@ -256,17 +255,19 @@ def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers,
 def _load_seconds(todo):
     """Seconds a worker takes to load the data of the first run."""
     cfg = todo[0][1]
-    return _data_seconds(cfg.dataset, cfg.path, cfg.train_size, cfg.validation, cfg.data_seed, cfg.dtype)
+    return _data_seconds(cfg.dataset, cfg.path, cfg.label_column, cfg.train_size, cfg.validation, cfg.data_seed,
+                         cfg.dtype)
 
 
 @functools.lru_cache(maxsize=16)
-def _data_seconds(dataset, path, train_size, validation, data_seed, dtype):
+def _data_seconds(dataset, path, label_column, train_size, validation, data_seed, dtype):
     """Measured once per process and data setting, reading the files again
     (past load_source's cache, which a new worker does not have)."""
     from .data import load_source, split
 
     t = time.perf_counter()
-    split(load_source.__wrapped__(dataset, path or None), train_size or None, validation, data_seed, dtype)
+    split(load_source.__wrapped__(dataset, path or None, label_column or None), train_size or None, validation,
+          data_seed, dtype)
     return time.perf_counter() - t
 
 
@@ -329,6 +330,8 @@ def confirmation_proxies(sweep: Sweep):
 
 def _show_tune(sweep: Sweep):
     """The draws every grid point gets, and the confirmation runs to come."""
+    import pandas as pd
+
     from .tune import confirm_seeds
 
     tune = sweep.tune
@@ -400,6 +403,8 @@ def dry_run(sweep: Sweep, out_root="results", force=False) -> bool:
 
 def _run_table(sweep: Sweep, done, start, est):
     """The runs: the settings that vary, each run's state and its estimated seconds."""
+    import pandas as pd  # the dry run's table; a sweep's workers import this module and need no pandas
+
     cols = [k for k in sweep.varying if k != "layers"]
     rows = []
     for run_id, cfg in zip(sweep.run_ids, sweep.runs):

@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from . import cost as costmod, mlp, plan as planmod, store, tuning
 from .config import RunConfig
 from .errors import ConfigError
@@ -544,9 +542,10 @@ def _data_lines(sweep: Sweep):
     """The row counts of each distinct data setting of the sweep's runs."""
     from .data import describe_rows, load_source
 
-    settings = dict.fromkeys((c.dataset, c.path or None, c.train_size, c.validation) for c in sweep.runs)
-    return [describe_rows(load_source(dataset, path), train_size, validation)
-            for dataset, path, train_size, validation in settings]
+    settings = dict.fromkeys((c.dataset, c.path or None, c.label_column or None, c.train_size, c.validation)
+                             for c in sweep.runs)
+    return [describe_rows(load_source(dataset, path, label), train_size, validation)
+            for dataset, path, label, train_size, validation in settings]
 
 
 def _plan_and_tell(sweep: Sweep, out: Path, force, say):
@@ -746,13 +745,16 @@ def _rows_of(cfg: RunConfig, conf: dict):
         return conf["n_train"], conf["n_val"], conf["n_test"]
     from .data import load_source, row_counts
 
-    return row_counts(load_source(cfg.dataset, cfg.path or None), cfg.train_size, cfg.validation)
+    return row_counts(load_source(cfg.dataset, cfg.path or None, cfg.label_column or None), cfg.train_size,
+                      cfg.validation)
 
 
 def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
     """Write ``summary.csv`` for the grid's runs that finished (in grid
     order); a tuned sweep's rows say each run's grid point, trial and role
     (search or confirm)."""
+    import pandas as pd  # here, not at the top: a sweep's workers import this module and need no pandas
+
     rows = []
     for run_id, _, meta in tuning.all_runs(sweep, out):
         row = summary_row(out / "runs" / run_id)

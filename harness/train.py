@@ -281,7 +281,7 @@ def prepare(cfg: RunConfig, source=None):
     """Load and check the data for ``cfg``; raises HarnessError on bad input.
     Returns ``(source, split)``."""
     if source is None:
-        source = datamod.load_source(cfg.dataset, cfg.path or None)
+        source = datamod.load_source(cfg.dataset, cfg.path or None, cfg.label_column or None)
     check_fits(cfg, source.n_features, source.n_classes)
     split = _cached_split(source, cfg.train_size or None, cfg.validation, cfg.data_seed, cfg.dtype)
     return source, split
@@ -418,6 +418,7 @@ def _config_record(cfg: RunConfig, source, split, run_id, threads):
         **cfg.to_dict(),
         "run_id": run_id,
         "data_fingerprint": source.fingerprint,
+        "scaling": source.scaling,
         "n_train": len(split.y_train),
         "n_val": len(split.y_val),
         "n_test": 0 if split.y_test is None else len(split.y_test),

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .errors import ConfigError
 from .words import count
@@ -127,8 +126,9 @@ def _distribution(key, spec, kind, coerce, where):
     else:
         if kind not in ("int", "float", "str | float"):
             raise ConfigError(f"{where}: {form} needs a numeric setting; {key} is {kind}: use choice")
-        if len(args) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args):
-            raise ConfigError(f"{where} {form}: must be [low, high] numbers, got {args!r}")
+        if len(args) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                     for v in args):
+            raise ConfigError(f"{where} {form}: must be [low, high] finite numbers, got {args!r}")
         if args[0] > args[1]:
             raise ConfigError(f"{where} {form}: low {args[0]:g} is above high {args[1]:g}")
         dist = DISTRIBUTIONS[form](float(args[0]), float(args[1]), kind == "int")
@@ -206,6 +206,8 @@ def select(search: pd.DataFrame):
     val_mean, trials, diverged (trials with a diverged seed). Trials that
     successive halving stopped are no candidates; a point with no other
     has no row."""
+    import pandas as pd  # here: a sweep's workers import this module and need no pandas
+
     means = trial_means(search[~mask(search.status, RunStatus.STOPPED)])  # halving's losers are no candidates
     rows = []
     for point, group in means.groupby("point", sort=True):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from . import store, tune as tunemod
 from .grid import Sweep
 from .status import parse
@@ -17,6 +15,8 @@ TUNED = "tuned.csv"
 def search_frame(sweep: Sweep, out: Path):
     """The search runs' point, trial, seed, status and validation accuracy;
     None while any of them has no status (selection must wait)."""
+    import pandas as pd  # here: a sweep's workers import this module and need no pandas
+
     rows = []
     for run_id, cfg, meta in zip(sweep.run_ids, sweep.runs, sweep.meta):
         status = store.read_status(out / "runs" / run_id)
@@ -55,6 +55,8 @@ def tuned_table(sweep: Sweep, out: Path):
     frame = search_frame(sweep, out)
     if sweep.tune is None or frame is None:
         return None
+    import pandas as pd
+
     picked = tunemod.select(frame)
     draws = sweep.tune.draws()
     rows = []

@@ -123,7 +123,7 @@ def test_missing_idx_file_and_folder(tmp_path):
     ("label,pixel0,pixel1\n1,2,3\n4,5\n", "line 3 has 2 columns, the header has 3"),
     ("label,pixel0,pixel1\n1,2,3,4\n", "line 2 has 4 columns"),
     ("label,pixel0,pixel1\n1,2,3\n4,x5,6\n", "line 3, column 'pixel0': 'x5' is not a whole number"),
-    ("label,pixel0,pixel1\n1,2,3\n-1,5,6\n", "label -1 at row 1 is outside 0 and up"),
+    ("label,pixel0,pixel1\n1,2,3\n-1,5,6\n", "line 3, column 'label': label -1 is not a class number"),
     ("label,pixel0,pixel1\n1,2,300\n", "pixel 300 is outside 0..255"),
     ("label,pixel0,pixelX\n1,2,3\n", "header column 3 is 'pixelX'"),
 ])

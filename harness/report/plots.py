@@ -36,9 +36,27 @@ def _setup():
     import matplotlib
 
     matplotlib.use("Agg")
-    import seaborn as sns
-
+    sns = import_seaborn()
     sns.set_theme(style="whitegrid", context="notebook")
+
+
+def import_seaborn():
+    """seaborn, imported without scipy when scipy is not loaded yet. seaborn
+    imports scipy.stats and scipy.cluster at once (0.8 s of CPU, more than
+    all of seaborn) for KDEs and clustered heatmaps, which no plot here
+    draws; without scipy it falls back to its own code for those. Nothing
+    else in the process is affected: scipy can be imported as usual after."""
+    import sys
+
+    if "seaborn" in sys.modules or "scipy" in sys.modules:
+        import seaborn
+        return seaborn
+    sys.modules["scipy"] = None  # makes "import scipy..." raise ImportError, which seaborn catches
+    try:
+        import seaborn
+    finally:
+        del sys.modules["scipy"]
+    return seaborn
 
 
 def _save(fig, path):
@@ -349,11 +367,46 @@ def plot_all(g, summary, metrics, folder, plots_dir, target, secs):
     _setup()
     plots_dir.mkdir(parents=True, exist_ok=True)
     out = {name: plots_dir / f"{name}.png" for name in PLOTS}
-    plot_acc_vs(g, "depth", out["acc_vs_depth"])
-    plot_acc_vs(g, "width", out["acc_vs_width"])
-    plot_acc_vs_time(g, out["acc_vs_time"])
-    plot_time_vs_flops(g, out["time_vs_flops"])
-    plot_learning_curves(g, metrics, out["learning_curves"])
-    plot_budget(g, metrics, target, secs, out["budget"])
-    plot_confusion(summary, folder, out["confusion"])
+    draw_all([  # costliest first, so that the two halves of draw_all come out even
+        (plot_learning_curves, (g, metrics, out["learning_curves"])),
+        (plot_confusion, (summary, folder, out["confusion"])),
+        (plot_time_vs_flops, (g, out["time_vs_flops"])),
+        (plot_acc_vs_time, (g, out["acc_vs_time"])),
+        (plot_budget, (g, metrics, target, secs, out["budget"])),
+        (plot_acc_vs, (g, "depth", out["acc_vs_depth"])),
+        (plot_acc_vs, (g, "width", out["acc_vs_width"])),
+    ])
     return out
+
+
+def draw_all(calls):
+    """Make the plot calls ``[(function, args), ...]``, on two cores when
+    there are two: a forked child makes every other call (matplotlib is
+    single-threaded; drawing is most of a report's time). The child starts
+    with the parent's settings and frames, so every file is what one
+    process would have drawn. If the child fails, its calls are made here."""
+    import os
+
+    ours, theirs = calls, []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    pid = 0
+    if cores > 1 and len(calls) > 1 and hasattr(os, "fork"):
+        ours, theirs = calls[1::2], calls[0::2]
+        pid = os.fork()
+        if pid == 0:  # the child: draw, then leave without running the parent's exit handlers
+            code = 1
+            try:
+                for fn, args in theirs:
+                    fn(*args)
+                code = 0
+            finally:
+                os._exit(code)
+    try:
+        for fn, args in ours:
+            fn(*args)
+    finally:
+        if pid:
+            _, status = os.waitpid(pid, 0)
+    if pid and os.waitstatus_to_exitcode(status) != 0:
+        for fn, args in theirs:
+            fn(*args)
