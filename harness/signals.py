@@ -99,6 +99,8 @@ def _on_sigterm_helper(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _state["terminated"] = True
     INTERRUPTED_BY["signal"] = "SIGTERM"
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a background job's: `sweep ... &` in a script
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.kill(os.getpid(), signal.SIGINT)
 
 

@@ -292,10 +292,14 @@ def refuse_links(folder, depth=3):
                           "(replace it with a real folder, or use --out DIR)")
     if depth == 0 or not folder.is_dir():
         return
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # removed as we looked (a sweep redoing a run)
+    for entry in entries:
         if entry.is_symlink():
-            raise LinkRefused(f"{entry.path}: a symbolic link; results are never written through links "
-                              "(remove it)")
+            raise LinkRefused(f"{entry.path}: a symbolic link; results are never written through links, "
+                              "nor read through them (remove it)")
         if entry.is_dir(follow_symlinks=False):
             refuse_links(entry.path, depth - 1)
 

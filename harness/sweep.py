@@ -389,13 +389,13 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
             return _interrupted(sweep, out, resume_command)
         summary = write_summary(sweep, out)
     events.outcome(summary, out)
-    code = 1 if failed else 0
-    if report and not summary.empty:
-        code = max(code, _final_report(out, events.note))
     for status in failed:
         error = out / "runs" / status["run_id"] / "error.txt"
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
+    code = 1 if failed else 0
+    if report and not summary.empty:
+        code = max(code, _final_report(out, events.note))
     return code
 
 

@@ -38,6 +38,7 @@ def load(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such results folder")
+    store.refuse_links(folder)  # another folder's runs, shown as this sweep's
     path = folder / "summary.csv"
     if not path.is_file():
         raise ConfigError(f"{folder}: no summary.csv here; is this a sweep's results folder (results/<name>)?")
