@@ -135,3 +135,13 @@ def ignoring_sigterm():
 def in_run_process():
     """In a run's forked process, for its whole life: SIGTERM is its SIGINT."""
     signal.signal(signal.SIGTERM, _on_sigterm_helper)
+
+
+def _reset_in_child():
+    """A process forked from the main one (the calibration's pool) is not the
+    main process: multiprocessing stops it with SIGTERM, which must simply end it."""
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm_main:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
