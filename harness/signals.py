@@ -4,9 +4,10 @@ how to resume, and the exit status is 143 (128 + 15) instead of 130.
 
 Ctrl-C reaches every process of the terminal's group at once. SIGTERM may
 reach the main process alone (``kill PID``, ``docker stop``), or every
-process (``timeout``, SLURM). So the main process passes it on to its
-descendants, and every process turns it into the KeyboardInterrupt it
-already handles for Ctrl-C.
+process (``timeout``, SLURM). So the main process passes either on to its
+descendants and waits (a few seconds at most) for the runs' processes to
+mark their runs before it stops the workers, and every process turns
+SIGTERM into the KeyboardInterrupt it already handles for Ctrl-C.
 """
 from __future__ import annotations
 
@@ -68,19 +69,25 @@ def _signal(pids, sig):
             os.kill(pid, sig)
 
 
-def _on_sigterm_main(signum, frame):
-    """The main process's SIGTERM: pass it on, give the runs' processes a
-    moment to mark their runs, then stop as Ctrl-C would. Later SIGTERMs
-    are ignored (a scheduler's SIGKILL follows if it runs out of patience)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _state["terminated"] = True
-    INTERRUPTED_BY["signal"] = "SIGTERM"
+def _on_stop_main(signum, frame):
+    """The main process's SIGTERM or SIGINT: pass it on to every descendant
+    (Ctrl-C reached them already; a SIGTERM may not have), give the runs'
+    processes a moment to mark their runs, then stop with the
+    KeyboardInterrupt the sweep handles. Repeats are ignored meanwhile; later
+    SIGTERMs too (a scheduler's SIGKILL follows if it runs out of patience),
+    while a second Ctrl-C can still break a hang."""
+    signal.signal(signum, signal.SIG_IGN)
+    if signum == signal.SIGTERM:
+        _state["terminated"] = True
+        INTERRUPTED_BY["signal"] = "SIGTERM"
     children, below = descendants()
-    _signal(children + below, signal.SIGTERM)
+    _signal(children + below, signum)
     deadline = time.monotonic() + MARK_SECONDS
     while below and time.monotonic() < deadline:  # the runs' processes (a worker's children)
         time.sleep(0.05)
         below = [p for p in below if _alive(p)]
+    if signum == signal.SIGINT:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     raise KeyboardInterrupt
 
 
@@ -106,17 +113,22 @@ def _on_sigterm_helper(signum, frame):
 
 @contextlib.contextmanager
 def sigterm_as_interrupt(main=True):
-    """Within: SIGTERM interrupts like Ctrl-C (``main``: the process that
-    starts the others and passes it on). Only the main thread can set a
-    handler; elsewhere (a Dask worker's thread) this does nothing."""
+    """Within: SIGTERM interrupts like Ctrl-C. ``main``: the process that
+    starts the others, which passes both on (see :func:`_on_stop_main`);
+    a SIGINT it ignores (a background job's) stays ignored. Only the main
+    thread can set a handler; elsewhere (a Dask worker's thread) this does
+    nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _on_sigterm_main if main else _on_sigterm_helper)
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_stop_main if main else _on_sigterm_helper)}
+    if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, _on_stop_main)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -132,16 +144,28 @@ def ignoring_sigterm():
         signal.signal(signal.SIGTERM, old)
 
 
+def _once(signum, frame):
+    """A run process's SIGINT: one KeyboardInterrupt, so that a second
+    signal (Ctrl-C's own and the main process's) cannot cut its mark short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def in_run_process():
-    """In a run's forked process, for its whole life: SIGTERM is its SIGINT."""
+    """In a run's forked process, for its whole life: SIGTERM is its SIGINT,
+    and its SIGINT interrupts once."""
+    signal.signal(signal.SIGINT, _once)
     signal.signal(signal.SIGTERM, _on_sigterm_helper)
 
 
 def _reset_in_child():
     """A process forked from the main one (the calibration's pool) is not the
-    main process: multiprocessing stops it with SIGTERM, which must simply end it."""
-    if signal.getsignal(signal.SIGTERM) is _on_sigterm_main:
+    main process: it does not pass signals on, and multiprocessing stops it
+    with SIGTERM, which must simply end it."""
+    if signal.getsignal(signal.SIGTERM) is _on_stop_main:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is _on_stop_main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 os.register_at_fork(after_in_child=_reset_in_child)

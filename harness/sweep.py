@@ -685,7 +685,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
         left = len(todo) - len(watcher.ended)
         if threads_file is not None and left:
             running = min(planmod.jobs(sweep, len(todo)), left)
-            store.atomic_write_text(threads_file, f"{planmod.threads_per_run(running)}\n")
+            _tell_threads(threads_file, planmod.threads_per_run(running))
 
     events.started(est, todo)
     watcher.start()
@@ -694,7 +694,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
             while pending:
                 parallel, threads = _parallel(sweep, len(pending))  # inside, so joblib sees the dask backend
                 if threads_file is not None:
-                    store.atomic_write_text(threads_file, f"{threads}\n")
+                    _tell_threads(threads_file, threads)
                 tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
                                           threads_file and str(threads_file), owner,
                                           {"record": {"estimated_seconds": est.seconds.get(run_id)},
@@ -716,6 +716,13 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
         if client is not None:
             client.close()
     return failed
+
+
+def _tell_threads(threads_file: Path, threads: int):
+    """Tell the running runs how many threads to use. Advisory: a failed
+    write (a full disk) leaves them at their count, and is no run's fault."""
+    with contextlib.suppress(OSError, HarnessError):
+        store.atomic_write_text(threads_file, f"{threads}\n")
 
 
 def _fail_lost_runs(pending, out: Path, error, record, ended=()):

@@ -288,26 +288,39 @@ def numbers(root):
     return out
 
 
-@pytest.mark.parametrize("to", ["main process", "process group"])
-def test_sigterm_marks_the_running_runs_says_how_to_resume_and_the_resume_is_identical(tmp_path, to):
-    path = grid(tmp_path, iterations=4000)
-    reference = tmp_path / "ref"
-    assert sweep(path, reference) == 0
+SIGTERM_GRID = dict(iterations=2500, seeds=(0, 1, 2))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The SIGTERM tests' sweep, run to its end without a signal."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    assert sweep(grid(folder, **SIGTERM_GRID), folder / "out") == 0
+    return numbers(folder / "out" / "slow")
+
+
+@pytest.mark.parametrize("sig,to", [("SIGTERM", "main process"), ("SIGTERM", "process group"),
+                                    ("SIGINT", "process group")])
+def test_sigterm_marks_the_running_runs_says_how_to_resume_and_the_resume_is_identical(tmp_path, sig, to,
+                                                                                        uninterrupted):
+    # SIGINT to the group is Ctrl-C, the model SIGTERM follows.
+    path = grid(tmp_path, **SIGTERM_GRID)
     out, root = tmp_path / "out", tmp_path / "out" / "slow"
     proc = start(path, out)
     wait_for(lambda: len([r for r in in_flight(root) if (r / "checkpoint.npz").exists()]) >= 1)
-    (os.kill if to == "main process" else os.killpg)(proc.pid, signal.SIGTERM)
+    running = in_flight(root)
+    (os.kill if to == "main process" else os.killpg)(proc.pid, getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert f"interrupted (SIGTERM): finished runs are kept; resume with: python -m harness sweep {path} " \
-           f"--out {out} --quiet" in err
+    code, said, reason = {"SIGTERM": (143, "interrupted (SIGTERM)", "interrupted (SIGTERM)"),
+                          "SIGINT": (130, "interrupted", "interrupted (Ctrl-C)")}[sig]
+    assert proc.returncode == code, err
+    assert f"{said}: finished runs are kept; resume with: python -m harness sweep {path} --out {out} --quiet" in err
     assert "Traceback" not in err, err
-    marks = [status(r) for r in (root / "runs").iterdir() if (r / "status.json").exists()]
-    interrupted = [s for s in marks if s["status"] == "interrupted"]
-    assert interrupted and all(s["reason"] == "interrupted (SIGTERM)" for s in interrupted)
-    assert {s["status"] for s in marks} <= {"done", "interrupted"}
+    marks = [status(r) for r in running]  # every run in flight is marked (or finished just before)
+    assert all(s["status"] == "done" or s == {**s, "status": "interrupted", "reason": reason} for s in marks)
+    assert any(s["status"] == "interrupted" for s in marks)
     assert sweep(path, out) == 0
-    assert numbers(root) == numbers(reference / "slow")
+    assert numbers(root) == uninterrupted
 
 
 def test_sigterm_reaches_a_sweep_started_in_the_background_with_sigint_ignored(tmp_path):
