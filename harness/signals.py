@@ -70,9 +70,9 @@ def _signal(pids, sig):
 
 
 def _on_stop_main(signum, frame):
-    """The main process's SIGTERM or SIGINT: pass it on to every descendant
-    (Ctrl-C reached them already; a SIGTERM may not have), give the runs'
-    processes a moment to mark their runs, then stop with the
+    """The main process's SIGTERM or SIGINT: pass it on to the runs'
+    processes (a worker's children: Ctrl-C reached them already, a SIGTERM
+    may not have), give them a moment to mark their runs, then stop with the
     KeyboardInterrupt the sweep handles. Repeats are ignored meanwhile; later
     SIGTERMs too (a scheduler's SIGKILL follows if it runs out of patience),
     while a second Ctrl-C can still break a hang."""
@@ -80,8 +80,9 @@ def _on_stop_main(signum, frame):
     if signum == signal.SIGTERM:
         _state["terminated"] = True
         INTERRUPTED_BY["signal"] = "SIGTERM"
-    children, below = descendants()
-    _signal(children + below, signum)
+    _, below = descendants()
+    _signal(below, signum)  # the runs' processes; the workers wait for them (a second signal mid-start-up
+    # makes loky print a traceback), and are stopped by the sweep afterwards
     deadline = time.monotonic() + MARK_SECONDS
     while below and time.monotonic() < deadline:  # the runs' processes (a worker's children)
         time.sleep(0.05)
