@@ -14,7 +14,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
+from . import __version__, signals
 from .config import HELP, RunConfig, check_exclusive, coerce
 from .errors import ConfigError, HarnessError
 from .status import parse
@@ -96,6 +96,7 @@ def _add_train(sub):
 def cmd_train(args):
     from tqdm import tqdm
 
+    from . import memory
     from .data import describe_rows
     from .store import writable_folder
     from .train import prepare, run, total_iterations
@@ -114,6 +115,10 @@ def cmd_train(args):
     except ConfigError as e:
         raise ConfigError(f"flags: {e}") from None
     source, split = prepare(cfg)
+    n_rows = sum(0 if y is None else len(y) for y in (split.y_train, split.y_val, split.y_test))
+    too_big = memory.refusal(cfg, len(split.y_train), n_rows, "flags")
+    if too_big:
+        raise ConfigError(too_big)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.run_id(source.fingerprint)
     writable_folder(out, "run folder")
     if not args.quiet:
@@ -299,7 +304,8 @@ def main(argv=None):
         if args.command is None:
             build_parser().print_help()
             return 2
-        code = args.func(args)
+        with signals.sigterm_as_interrupt():  # SIGTERM stops a command as Ctrl-C does
+            code = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here
         return code
     except HarnessError as e:
@@ -308,8 +314,8 @@ def main(argv=None):
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
+        print("harness: interrupted" + (" (SIGTERM)" if signals.terminated() else ""), file=sys.stderr)
+        return signals.exit_status()
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as a Unix tool does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

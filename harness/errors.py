@@ -11,3 +11,17 @@ class DataError(HarnessError):
 
 class ConfigError(HarnessError):
     """A setting, flag or grid file that cannot be used."""
+
+
+class DiskFull(HarnessError):
+    """A write that found no space left on the device (or over quota). Not the
+    user's input, but told the same way: one line naming the file, exit 2."""
+
+    def __init__(self, path):
+        super().__init__(f"no space left on device while writing {path}")
+        self.path = path
+
+
+class LinkRefused(HarnessError):
+    """A file or folder of a results folder that is a symbolic link: never
+    written through, since it could point anywhere outside ``--out``."""

@@ -9,16 +9,19 @@ confusion matrix of the final parameters), ``error.txt`` for a failed run, and
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DiskFull, LinkRefused
 from .status import parse as parse_status
 
 METRIC_COLUMNS = ("iteration", "train_loss", "train_acc", "val_acc", "iter_seconds", "elapsed_seconds")
@@ -27,14 +30,59 @@ LOCK = ".lock"  # held by a running sweep (see harness.sweep.locked)
 PLAN = "plan.json"  # the runs of the grid, written by the sweep as it starts
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _temp_name(path: Path) -> Path:
+    """The temporary file an atomic write of ``path`` goes through (see :func:`sweep_temp_files`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def failed_write(path, error: OSError):
+    """The error to raise for a write of ``path`` that failed with ``error``:
+    a full disk is :class:`DiskFull`, one line naming the file."""
+    return DiskFull(path) if error.errno in NO_SPACE else error
+
+
 def atomic_write_bytes(path, data: bytes):
+    """Write ``data`` to a temporary file beside ``path``, then rename it
+    into place. On failure the temporary file is removed (by this writer,
+    for its own file only) and a full disk raises :class:`DiskFull`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise failed_write(path, e) from None
+
+
+def atomic_write_together(files: dict):
+    """Write ``{path: text}`` all or nothing: every file to its temporary
+    name first, and only when all are written, each renamed into place. A
+    failure (a full disk) removes the temporary files and leaves the old
+    files as they were."""
+    written = []
+    try:
+        for path, text in files.items():
+            path, tmp = Path(path), _temp_name(Path(path))
+            written.append((tmp, path))
+            with open(tmp, "wb") as f:
+                f.write(text.encode())
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise failed_write(written[-1][1], e) from None
+    for tmp, path in written:
+        os.replace(tmp, path)
 
 
 def atomic_write_text(path, text: str):
@@ -90,27 +138,36 @@ class MetricsWriter:
     def __init__(self, folder, keep=()):
         self.final = Path(folder) / "metrics.csv"
         self.part = self.final.with_name("metrics.csv.part")
-        fresh = self.part.with_name(f"metrics.csv.part.{os.getpid()}.tmp")
-        with open(fresh, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(METRIC_COLUMNS)
-            writer.writerows([_fmt(row.get(c)) for c in METRIC_COLUMNS] for row in keep)
-        os.replace(fresh, self.part)
-        self._f = open(self.part, "a", newline="")
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(METRIC_COLUMNS)
+        writer.writerows([_fmt(row.get(c)) for c in METRIC_COLUMNS] for row in keep)
+        atomic_write_text(self.part, text.getvalue())
+        try:
+            self._f = open(self.part, "a", newline="")
+        except OSError as e:
+            raise failed_write(self.part, e) from None
         self._w = csv.writer(self._f)
 
     def write(self, row: dict):
-        self._w.writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
-        self._f.flush()
+        try:
+            self._w.writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
+            self._f.flush()
+        except OSError as e:
+            raise failed_write(self.part, e) from None
 
     def finish(self):
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(self.part, self.final)
+        try:
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self.part, self.final)
+        except OSError as e:
+            raise failed_write(self.final, e) from None
 
     def close(self):
         if not self._f.closed:
-            self._f.close()
+            with contextlib.suppress(OSError):  # a full disk's buffered rows: the run is failing already
+                self._f.close()
 
 
 def read_metrics_part(folder, name="metrics.csv.part"):
@@ -197,6 +254,63 @@ def writable_folder(folder, what="results folder", flag="--out DIR"):
     except OSError as e:
         raise ConfigError(f"{folder}: {what} cannot be written ({e.strerror or e}); "
                           f"choose another with {flag}") from None
+
+
+def _is_temp(name: str) -> bool:
+    """A temporary file of an atomic write (``.NAME.PID.tmp``; older
+    versions wrote ``metrics.csv.part.PID.tmp``)."""
+    return name.endswith(".tmp") and (name.startswith(".") or name.startswith("metrics.csv.part."))
+
+
+def sweep_temp_files(folder) -> int:
+    """Remove the temporary files a dead writer left in a sweep folder, its
+    plots and its run folders. Only for the sweep that holds the folder's
+    lock, once no earlier writer lives. Returns how many were removed."""
+    folder = Path(folder)
+    removed = 0
+    runs = folder / "runs"
+    places = [folder, folder / "plots"] + ([p for p in runs.iterdir() if not p.is_symlink()] if runs.is_dir() else [])
+    for place in places:
+        if not place.is_dir() or place.is_symlink():
+            continue
+        for entry in os.scandir(place):
+            if entry.is_file(follow_symlinks=False) and _is_temp(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def refuse_links(folder, depth=3):
+    """Raise :class:`LinkRefused` naming the first symbolic link at or under
+    ``folder`` (to ``depth`` levels: the sweep folder, ``runs/``, run folders
+    and their files): the harness writes into these, and a link could send
+    those writes anywhere outside ``--out``. Never follows one."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise LinkRefused(f"{folder}: a symbolic link; results are never written through links "
+                          "(replace it with a real folder, or use --out DIR)")
+    if depth == 0 or not folder.is_dir():
+        return
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # removed as we looked (a sweep redoing a run)
+    for entry in entries:
+        if entry.is_symlink():
+            raise LinkRefused(f"{entry.path}: a symbolic link; results are never written through links, "
+                              "nor read through them (remove it)")
+        if entry.is_dir(follow_symlinks=False):
+            refuse_links(entry.path, depth - 1)
+
+
+def remove_run_folder(folder):
+    """Remove a run folder to redo it. A symbolic link is refused (see
+    :func:`refuse_links`), never followed nor silently kept."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise LinkRefused(f"{folder}: a symbolic link; results are never written through links (remove it)")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def sweep_running(folder) -> bool:

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -20,11 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cost as costmod, mlp, plan as planmod, store, tuning
+from . import cost as costmod, memory, mlp, plan as planmod, signals, store, tuning
 from .config import RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, HarnessError
 from .grid import Sweep
 from .status import RunStatus, finished, in_comparison, parse
+from .signals import INTERRUPTED_BY
 from .train import prepare, run as train_run
 from .words import count
 
@@ -151,26 +151,53 @@ def _worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_f
     run's exit without writing more. ``extra`` holds :func:`harness.train.run`'s
     other arguments (the estimate for config.json, checkpoints, ``stop_at``)."""
     _watch(owner)
-    with _writing(owner):
-        if not isolate:
-            return train_run(cfg, run_dir, threads=threads, threads_file=threads_file, **(extra or {}))
-        prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
-        child = multiprocessing.get_context("fork").Process(target=_child,
-                                                            args=(cfg, run_dir, threads, threads_file, owner, extra))
+    with _writing(owner), signals.sigterm_as_interrupt(main=False):
         try:
-            # The child starts with SIGINT blocked (held, not lost) and takes it only
-            # once it can mark its run interrupted; see _child.
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            try:
-                child.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            child.join()
-        except KeyboardInterrupt:
-            if child.pid is not None:
-                child.join()  # Ctrl-C reached the child too; it marks its run interrupted
-            raise
-        return _child_outcome(child.exitcode, run_dir, owner)
+            return _worker_run(cfg, run_dir, threads, isolate, threads_file, owner, extra)
+        except Exception as e:  # this run's fault alone: never the backend's, nor another run's
+            return _failed_here(run_dir, e)
+
+
+def _failed_here(run_dir, error):
+    """The failed status of a run whose own recording failed (its folder
+    removed while it ran, a full disk): written if it can be, returned
+    either way, so the sweep blames this run and goes on with the others."""
+    run_dir = Path(run_dir)
+    if isinstance(error, HarnessError):
+        reason = str(error)
+    elif not run_dir.is_dir():
+        reason = f"its run folder {run_dir} was removed while it ran"
+    else:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    status = {"status": RunStatus.FAILED.value, "reason": reason, "run_id": run_dir.name}
+    with contextlib.suppress(Exception):
+        if run_dir.is_dir() and store.read_status(run_dir) is None:
+            store.write_status(run_dir, status)
+    return status
+
+
+def _worker_run(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file, owner, extra):
+    """:func:`_worker`'s run, in this process or a forked child."""
+    if not isolate:
+        return train_run(cfg, run_dir, threads=threads, threads_file=threads_file, **(extra or {}))
+    with contextlib.suppress(Exception):  # a failure here is the run's: its child meets it again and records it
+        prepare(cfg)  # load before forking, so the worker keeps the data for its next runs
+    child = multiprocessing.get_context("fork").Process(target=_child,
+                                                        args=(cfg, run_dir, threads, threads_file, owner, extra))
+    try:
+        # The child starts with SIGINT blocked (held, not lost) and takes it only
+        # once it can mark its run interrupted; see _child.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            child.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        child.join()
+    except KeyboardInterrupt:
+        if child.pid is not None:
+            child.join()  # Ctrl-C reached the child too; it marks its run interrupted
+        raise
+    return _child_outcome(child.exitcode, run_dir, owner)
 
 
 def _child_outcome(code, run_dir, owner):
@@ -183,6 +210,11 @@ def _child_outcome(code, run_dir, owner):
         return {"run_id": Path(run_dir).name, "status": None, "paused_at": saved["iteration"]}
     if owner is not None and not owner.alive():
         os._exit(3)  # the child was stopped because the sweep died: record nothing
+    if code == 130:  # interrupted before its run could mark itself
+        status = {"status": RunStatus.INTERRUPTED.value, "run_id": Path(run_dir).name,
+                  "reason": f"interrupted ({INTERRUPTED_BY['signal']}) as it started"}
+        store.write_status(run_dir, status)
+        return status
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         reason = f"worker process died: killed by {name}" + (" (out of memory, or killed)" if name == "SIGKILL" else "")
@@ -200,6 +232,7 @@ def _child(cfg, run_dir, threads, threads_file, owner, extra):
     pending one is taken then and ends the child with status 130."""
     try:
         try:
+            signals.in_run_process()
             _watch(owner, new_process=True)  # threads do not survive a fork; this one keeps SIGINT blocked
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             train_run(cfg, run_dir, threads=threads, threads_file=threads_file, **(extra or {}))
@@ -207,6 +240,8 @@ def _child(cfg, run_dir, threads, threads_file, owner, extra):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
+    except Exception:
+        os._exit(1)  # the run could not record its end (its folder gone, a full disk): its worker does
 
 
 # After a SIGKILL of the sweep, loky's resource tracker (a process that
@@ -334,12 +369,17 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
     tells the user to run again."""
     events = events or Events()
     out = Path(out_root) / sweep.name
+    store.refuse_links(out)  # before anything is written: a link could send it anywhere
+    memory.check_sweep(sweep)
     made = _absent(out)
     store.writable_folder(out)
     (out / "runs").mkdir(exist_ok=True)
-    with locked(out, events.note):
+    with locked(out, events.note), signals.sigterm_as_interrupt():
         try:
             _wait_for_old_writers(out, events.note)
+            swept = store.sweep_temp_files(out)
+            if swept:
+                events.note(f"removed {count(swept, 'temporary file')} left by an earlier sweep")
             events.note(f"results: {out.resolve()}")
             for line in _data_lines(sweep):
                 events.note(f"data: {line}")
@@ -360,19 +400,31 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
                 events.note(f"trained in {planmod.clock(time.monotonic() - started)} "
                             f"(estimated {planmod.clock(est.wall)})")
         except KeyboardInterrupt:
-            write_summary(sweep, out)
-            again = resume_command or f"python -m harness sweep {sweep.path}"
-            print(f"interrupted: finished runs are kept; resume with: {again}", file=sys.stderr)
-            return 130
+            return _interrupted(sweep, out, resume_command)
         summary = write_summary(sweep, out)
     events.outcome(summary, out)
-    if report and not summary.empty:
-        _final_report(out, events.note)
     for status in failed:
         error = out / "runs" / status["run_id"] / "error.txt"
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
-    return 1 if failed else 0
+    code = 1 if failed else 0
+    if report and not summary.empty:
+        code = max(code, _final_report(out, events.note))
+    return code
+
+
+def _interrupted(sweep: Sweep, out: Path, resume_command):
+    """After Ctrl-C or SIGTERM: the summary of what finished, how to resume,
+    and the exit status (130, or 143 for SIGTERM)."""
+    with signals.ignoring_sigterm():  # a second one must not cut this short
+        try:
+            write_summary(sweep, out)
+        except HarnessError as e:
+            print(f"harness: error: {e}", file=sys.stderr)
+        again = resume_command or f"python -m harness sweep {sweep.path}"
+        by = " (SIGTERM)" if signals.terminated() else ""
+        print(f"interrupted{by}: finished runs are kept; resume with: {again}", file=sys.stderr)
+    return signals.exit_status()
 
 
 def _absent(out: Path):
@@ -396,7 +448,7 @@ def _clear(out: Path, todo, force):
     for run_id, _ in todo:
         folder = out / "runs" / run_id
         if force or store.checkpoint_meta(folder) is None:
-            shutil.rmtree(folder, ignore_errors=True)
+            store.remove_run_folder(folder)
 
 
 def _run_grid(sweep: Sweep, out: Path, todo, est, events, live):
@@ -487,15 +539,23 @@ def _stop(run_dir: Path, rung, iteration):
 
 
 def _final_report(out: Path, say):
+    """Write the report; returns the exit status that says whether it was
+    written: 0, 2 (one line) for a full disk, 1 for another failure."""
     t = time.monotonic()  # with its imports: the plotting stack is part of the report's cost
     from .report import write_report
 
     try:
         path = write_report(out)
         say(f"report: {path} (written in {planmod.clock(time.monotonic() - t)}; not in the training estimate)")
+        return 0
+    except HarnessError as e:  # a full disk, a link: the report is all or nothing, and nothing was written
+        print(f"harness: error: {e}; the runs and summary.csv are kept (the report is not): "
+              f"python -m harness report {out}", file=sys.stderr)
+        return 2
     except Exception as e:  # the runs are safe on disk; a broken report must not hide them
         print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
               f"retry with: python -m harness --debug report {out}", file=sys.stderr)
+        return 1
 
 
 def _confirm(sweep: Sweep, out: Path, force, events: Events, live):
@@ -659,7 +719,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
         left = len(todo) - len(watcher.ended)
         if threads_file is not None and left:
             running = min(planmod.jobs(sweep, len(todo)), left)
-            store.atomic_write_text(threads_file, f"{planmod.threads_per_run(running)}\n")
+            _tell_threads(threads_file, planmod.threads_per_run(running))
 
     events.started(est, todo)
     watcher.start()
@@ -668,7 +728,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
             while pending:
                 parallel, threads = _parallel(sweep, len(pending))  # inside, so joblib sees the dask backend
                 if threads_file is not None:
-                    store.atomic_write_text(threads_file, f"{threads}\n")
+                    _tell_threads(threads_file, threads)
                 tasks = (delayed(_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
                                           threads_file and str(threads_file), owner,
                                           {"record": {"estimated_seconds": est.whole(run_id)},
@@ -692,6 +752,13 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
     return failed
 
 
+def _tell_threads(threads_file: Path, threads: int):
+    """Tell the running runs how many threads to use. Advisory: a failed
+    write (a full disk) leaves them at their count, and is no run's fault."""
+    with contextlib.suppress(OSError, HarnessError):
+        store.atomic_write_text(threads_file, f"{threads}\n")
+
+
 def _fail_lost_runs(pending, out: Path, error, record, ended=()):
     """After a backend fault: the runs it cut short (started, unfinished,
     not ``ended``: a paused run ended its part) are recorded failed; returns
@@ -709,23 +776,32 @@ def _fail_lost_runs(pending, out: Path, error, record, ended=()):
     return [(r, c) for r, c in pending if r not in ended and store.read_status(out / "runs" / r) is None]
 
 
-def summary_row(run_dir: Path):
-    """One summary.csv row from a finished run folder, or None."""
+def summary_row(run_dir: Path, planned: RunConfig | None = None):
+    """One summary.csv row from a finished run folder, or None. A run that
+    failed before writing its ``config.json`` (in setup: loading data,
+    allocating) is described by ``planned``, its settings in the grid,
+    with no row counts."""
     status = store.read_status(run_dir)
     if status is None:
         return None
-    conf = store.read_json(run_dir / "config.json")
-    cfg = RunConfig.from_saved(conf)
-    m = min(cfg.batch_size or conf["n_train"], conf["n_train"])
+    try:
+        conf = store.read_json(run_dir / "config.json")
+    except FileNotFoundError:
+        if planned is None:
+            raise
+        conf = {}
+    cfg = RunConfig.from_saved(conf) if conf else planned
+    counts = _rows_of(cfg, conf) if conf else (None, None, None)
+    m = min(cfg.batch_size or counts[0], counts[0]) if conf else None
     row = {
-        "run_id": status["run_id"],
+        "run_id": status.get("run_id", run_dir.name),
         "status": status["status"],
         "layers": cfg.layers_str,
         "depth": cfg.depth,
         "width": cfg.width,
         "n_params": mlp.n_params(cfg.layers),
-        "flops_per_iter": mlp.flops_per_iter(cfg.layers, m),
-        **dict(zip(("n_train", "n_val", "n_test"), _rows_of(cfg, conf))),
+        "flops_per_iter": None if m is None else mlp.flops_per_iter(cfg.layers, m),
+        **dict(zip(("n_train", "n_val", "n_test"), counts)),
     }
     for key, value in cfg.to_dict().items():
         if key not in ("layers", "seed"):
@@ -756,8 +832,8 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
     import pandas as pd  # here, not at the top: a sweep's workers import this module and need no pandas
 
     rows = []
-    for run_id, _, meta in tuning.all_runs(sweep, out):
-        row = summary_row(out / "runs" / run_id)
+    for run_id, cfg, meta in tuning.all_runs(sweep, out):
+        row = summary_row(out / "runs" / run_id, cfg)
         if row is not None:
             rows.append({**row, **meta})
     frame = pd.DataFrame(rows)

@@ -18,8 +18,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import __version__, data as datamod, mlp, store
 from .config import RunConfig, check_fits
+from .errors import HarnessError, LinkRefused
 from .optim import lr_at, make_optimizer
 from .parallel import Threads
+from .signals import INTERRUPTED_BY
 from .status import RunStatus
 
 
@@ -302,13 +304,15 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
         checkpoint_seconds=0.0, stop_at=None):
     """Train ``cfg`` into the folder ``out_dir`` and return its status record.
 
-    Bad input (data that does not fit) raises before anything is written.
-    An exception during training is recorded: ``error.txt`` holds the
-    traceback and the status is ``failed``. ``status.json`` is written last,
-    so a folder without it is an unfinished run. ``threads`` (default: all
-    cores) is the number of threads the run computes with: BLAS is held to
-    one thread and row chunks run on a pool of ``threads``, so the numbers do
-    not depend on it; ``threads_file`` lets a sweep change it as the run goes.
+    Whatever fails, setup included (loading the data, allocating the
+    network, reading a checkpoint), is recorded: ``error.txt`` holds the
+    traceback and the status is ``failed`` with a one-line reason (callers
+    that want bad input refused first call :func:`prepare` themselves).
+    ``status.json`` is written last, so a folder without it is an
+    unfinished run. ``threads`` (default: all cores) is the number of
+    threads the run computes with: BLAS is held to one thread and row
+    chunks run on a pool of ``threads``, so the numbers do not depend on
+    it; ``threads_file`` lets a sweep change it as the run goes.
     ``on_row`` sees each metrics row as it is logged; ``record`` (a dict)
     is added to ``config.json``. With ``checkpoint_seconds``, the run's
     state is saved that often to ``checkpoint.npz``, and a run folder
@@ -318,51 +322,67 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     no status is written, and the record returned has ``status`` None and
     ``paused_at``; running it again continues it.
     """
-    source, split = prepare(cfg, source)
     out = Path(out_dir)
+    if out.is_symlink():
+        raise LinkRefused(f"{out}: a symbolic link; results are never written through links (remove it)")
     out.mkdir(parents=True, exist_ok=True)
-    run_id = cfg.run_id(source.fingerprint)
+    rows, state = [], {"run_id": out.name, "writer": None}
     threads = threads or os.cpu_count() or 1
     pool = Threads(threads, threads_file)
-    with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
-        training = Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype), cfg, split, pool)
-        rows = _continue_from_checkpoint(out, run_id, training)
-        store.atomic_write_json(out / "config.json",
-                                {**_config_record(cfg, source, split, run_id, threads), **(record or {})})
-        writer = store.MetricsWriter(out, keep=rows)
-        saver = _Checkpoints(out, run_id, training, checkpoint_seconds)
-        try:
-            for row in training.rows(stop_at):
-                writer.write(row)
-                rows.append(row)
-                saver.maybe_save(row)
-                if on_row is not None:
-                    on_row(row)
-            if training.paused:
-                writer.close()
-                saver.save(rows[-1])
-                return {"run_id": run_id, "status": None, "paused_at": training.it}
-            writer.finish()
-            status = _finished(training.params, cfg, split, source, out, pool, rows)
-        except RunTimeout as e:
-            writer.close()
-            status = {**summarize(rows), "status": RunStatus.FAILED.value, "reason": f"timeout: {e}"}
-        except Exception as e:
-            writer.close()
+    try:
+        with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
+            status = _train(cfg, out, source, threads, pool, rows, state, on_row, record, checkpoint_seconds, stop_at)
+        if status["status"] is None:
+            return status  # paused at stop_at
+    except RunTimeout as e:
+        _close(state)
+        status = {**summarize(rows), "status": RunStatus.FAILED.value, "reason": f"timeout: {e}"}
+    except Exception as e:
+        _close(state)
+        with contextlib.suppress(Exception):  # the traceback is a help; the status below is the record
             store.atomic_write_text(out / "error.txt", traceback.format_exc())
-            status = {**summarize(rows), "status": RunStatus.FAILED.value,
-                      "reason": f"{type(e).__name__}: {e}".splitlines()[0]}
-        except KeyboardInterrupt:
-            # Marked, so the folder says what happened; a resumed sweep continues it.
-            writer.close()
-            store.write_status(out, {**summarize(rows), "status": RunStatus.INTERRUPTED.value,
-                                     "reason": "interrupted (Ctrl-C)", "run_id": run_id})
-            raise
-    status["run_id"] = run_id
+        status = {**summarize(rows), "status": RunStatus.FAILED.value,
+                  "reason": f"{type(e).__name__}: {e}".splitlines()[0] if not isinstance(e, HarnessError) else str(e)}
+    except KeyboardInterrupt:
+        # Marked, so the folder says what happened; a resumed sweep continues it.
+        _close(state)
+        store.write_status(out, {**summarize(rows), "status": RunStatus.INTERRUPTED.value,
+                                 "reason": f"interrupted ({INTERRUPTED_BY['signal']})", "run_id": state["run_id"]})
+        raise
+    status["run_id"] = state["run_id"]
     status["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     store.write_status(out, status)
     (out / store.CHECKPOINT).unlink(missing_ok=True)  # finished: nothing to continue
     return status
+
+
+def _close(state):
+    if state["writer"] is not None:
+        state["writer"].close()
+
+
+def _train(cfg, out: Path, source, threads, pool, rows, state, on_row, record, checkpoint_seconds, stop_at):
+    """:func:`run`'s setup and loop; fills ``rows`` as it goes, so a failure
+    keeps what was measured. Returns the status (``None`` when paused)."""
+    source, split = prepare(cfg, source)
+    run_id = state["run_id"] = cfg.run_id(source.fingerprint)
+    training = Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype), cfg, split, pool)
+    rows += _continue_from_checkpoint(out, run_id, training)
+    store.atomic_write_json(out / "config.json", {**_config_record(cfg, source, split, run_id, threads), **(record or {})})
+    writer = state["writer"] = store.MetricsWriter(out, keep=rows)
+    saver = _Checkpoints(out, run_id, training, checkpoint_seconds)
+    for row in training.rows(stop_at):
+        writer.write(row)
+        rows.append(row)
+        saver.maybe_save(row)
+        if on_row is not None:
+            on_row(row)
+    if training.paused:
+        writer.close()
+        saver.save(rows[-1])
+        return {"run_id": run_id, "status": None, "paused_at": training.it}
+    writer.finish()
+    return _finished(training.params, cfg, split, source, out, pool, rows)
 
 
 def _finished(params, cfg, split, source, out, pool, rows):

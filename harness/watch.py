@@ -125,6 +125,7 @@ def _secs(x):
 
 def render(folder):
     """The text ``harness status`` prints."""
+    store.refuse_links(folder)
     plan, running, runs = progress(folder)
     counts = {}
     for r in runs:

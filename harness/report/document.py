@@ -226,6 +226,7 @@ def build(folder, summary=None, metrics=None, title=None):
 
 def _write(folder, blocks, frames):
     folder = Path(folder)
+    store.refuse_links(folder, depth=1)  # plots/ or the folder itself a link: never written through
     plot_all(frames["g"], frames["summary"], frames["metrics"], folder, folder / "plots", frames["target"],
              frames["secs"])
     if frames.get("halving"):
@@ -236,8 +237,9 @@ def _write(folder, blocks, frames):
     if not g.empty:
         csv = tables.comparison_csv(g, frames["keys"]).to_csv(index=False)
         store.atomic_write_text(folder / "comparison.csv", csv)
-    store.atomic_write_text(folder / "report.md", render_md(blocks))
-    store.atomic_write_text(folder / "report.html", render_html(blocks, folder))
+    # Both or neither: a full disk must not leave a new report.md beside an old report.html.
+    store.atomic_write_together({folder / "report.md": render_md(blocks),
+                                 folder / "report.html": render_html(blocks, folder)})
     return folder / "report.html"
 
 

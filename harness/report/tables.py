@@ -38,6 +38,7 @@ def load(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such results folder")
+    store.refuse_links(folder)  # another folder's runs, shown as this sweep's
     path = folder / "summary.csv"
     if not path.is_file():
         raise ConfigError(f"{folder}: no summary.csv here; is this a sweep's results folder (results/<name>)?")
@@ -87,7 +88,8 @@ def row_counts(summary, configs):
     """Distinct (training, validation, test) row counts of the runs, as text:
     from summary.csv, or from config.json for a summary without them."""
     if {"n_train", "n_val", "n_test"} <= set(summary.columns):
-        seen = dict.fromkeys(zip(summary.n_train, summary.n_val, summary.n_test))
+        known = summary.dropna(subset=["n_train"])  # a run that failed in setup never counted its rows
+        seen = dict.fromkeys(zip(known.n_train, known.n_val, known.n_test))
     else:
         seen = dict.fromkeys((c.get("n_train"), c.get("n_val"), c.get("n_test")) for c in configs.values())
     parts = []
