@@ -216,8 +216,12 @@ def cmd_report(args):
 
     if sweep_running(args.folder):
         print(f"note: a sweep is still running on {args.folder}; this report is partial", file=sys.stderr)
-    print(f"report: {write_report(args.folder)}")
+    print(f"report: {write_report(args.folder, say=_note)}")
     return 0
+
+
+def _note(text):
+    print(text, file=sys.stderr)
 
 
 def _add_status(sub):
@@ -248,8 +252,29 @@ def cmd_compare(args):
     from .report import compare
 
     out = args.out or str(Path("results") / ("compare-" + "-vs-".join(Path(f).name for f in args.folders)))
-    print(f"report: {compare(args.folders, out, args.allow_different_data)}")
+    print(f"report: {compare(args.folders, out, args.allow_different_data, say=_note)}")
     return 0
+
+
+def _add_verify(sub):
+    p = sub.add_parser("verify", help="check a sweep folder's records against their manifests",
+                       description="Check every run's files against the manifest in its status.json (and its "
+                                   "folder name against its config.json), and summary.csv against its "
+                                   "checksum. With --seal, give records written before manifests one, "
+                                   "when their files are consistent.")
+    p.add_argument("folder", metavar="results/NAME", help="a sweep's results folder")
+    p.add_argument("--seal", action="store_true", help="add missing manifests to consistent finished runs "
+                                                       "and to a summary.csv that agrees with them")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args):
+    from .verify import verify_folder
+
+    problems, lines = verify_folder(args.folder, seal=args.seal)
+    for line in lines:
+        print(line)
+    return 1 if problems else 0
 
 
 def _add_bench(sub):
@@ -281,6 +306,7 @@ def build_parser():
     _add_report(sub)
     _add_compare(sub)
     _add_status(sub)
+    _add_verify(sub)
     _add_bench(sub)
     return p
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cost, mlp, store
+from . import cost, manifest, mlp, store
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
@@ -269,8 +269,8 @@ def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
         runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed, "iterations": iterations_of(cfg),
                         "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)),
                         "estimated_seconds": est.seconds.get(run_id) if est else None}
-    return {"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs,
-            "estimated_wall_seconds": est.wall if est else None, "written": time.time()}
+    return manifest.self_sealed({"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs,
+                                 "estimated_wall_seconds": est.wall if est else None, "written": time.time()})
 
 
 def confirmation_proxies(sweep: Sweep):

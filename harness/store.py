@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import manifest
 from .errors import ConfigError
 from .status import parse as parse_status
 
@@ -180,9 +181,10 @@ def last_iteration(folder):
 
 def write_status(folder, record: dict):
     """Write ``status.json``, the completion marker: the one writer of it.
-    ``record["status"]`` must be one of :class:`harness.status.RunStatus`."""
+    ``record["status"]`` must be one of :class:`harness.status.RunStatus`.
+    It carries the manifest of the run's files as they are now."""
     parse_status(record["status"])
-    atomic_write_json(Path(folder) / STATUS, record)
+    atomic_write_json(Path(folder) / STATUS, manifest.seal(folder, record))
 
 
 def writable_folder(folder, what="results folder", flag="--out DIR"):
@@ -214,9 +216,6 @@ def sweep_running(folder) -> bool:
 
 
 def read_status(folder):
-    """The completion marker of a run folder, or None if the run never finished."""
-    path = Path(folder) / STATUS
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
+    """The completion marker of a run folder, or None if the run never
+    finished, or its record does not verify (see :mod:`harness.manifest`)."""
+    return manifest.check(folder).record

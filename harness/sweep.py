@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cost as costmod, mlp, plan as planmod, store, tuning
+from . import cost as costmod, manifest, mlp, plan as planmod, store, tuning
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
@@ -335,7 +335,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         todo = _plan_and_tell(sweep, out, force, events.note)
         est = _estimate_and_check(sweep, out, todo, events.note)
         _clear(out, todo, force)
-        store.atomic_write_text(out / "sweep.toml", sweep.text)
+        write_sealed(out / "sweep.toml", sweep.text)
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
             started = time.monotonic()
@@ -457,7 +457,7 @@ def _final_report(out: Path, say):
     from .report import write_report
 
     try:
-        say(f"report: {write_report(out)}")
+        say(f"report: {write_report(out, say=say)}")
     except Exception as e:  # the runs are safe on disk; a broken report must not hide them
         print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
               f"retry with: python -m harness --debug report {out}", file=sys.stderr)
@@ -514,6 +514,7 @@ def _data_lines(sweep: Sweep):
 def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     """Plan the runs and say what is kept and what is redone. Returns the
     runs to train."""
+    damaged = {} if force else _check_records(out, say)
     done, todo = planmod.split_runs(sweep, out, force)
     if done:
         say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
@@ -521,7 +522,9 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     for run_id, _ in todo:
         folder = out / "runs" / run_id
         status = store.read_status(folder)
-        if not force and store.checkpoint_meta(folder) is not None:
+        if run_id in damaged:
+            unfinished["damaged"] = unfinished.get("damaged", 0) + 1
+        elif not force and store.checkpoint_meta(folder) is not None:
             unfinished["checkpointed"] = unfinished.get("checkpointed", 0) + 1
         elif status is not None and not (force and finished(status.get("status"))):
             unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1
@@ -538,6 +541,29 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
         say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
     return todo
+
+
+def _check_records(out: Path, say, shown=5):
+    """Verify every run folder's record; give records written before
+    manifests one when their files are consistent. A record that fails is
+    removed (its run is redone) and named. Returns ``{run_id: problem}``."""
+    damaged, sealed = {}, 0
+    for folder in sorted(p for p in (out / "runs").iterdir() if p.is_dir()):
+        verdict = manifest.check(folder)
+        problem = verdict.problem
+        if problem is None and not verdict.sealed and verdict.record is not None:
+            problem = manifest.seal_old(folder)
+            sealed += problem is None and finished(verdict.record["status"])
+        if problem:
+            damaged[folder.name] = problem
+            (folder / store.STATUS).unlink(missing_ok=True)
+    if sealed:
+        say(f"{_count(sealed, 'finished run')} recorded before manifests: consistent, given one")
+    for run_id, problem in list(damaged.items())[:shown]:
+        say(f"run {run_id}: {problem}: not believed, redoing it")
+    if len(damaged) > shown:
+        say(f"... and {len(damaged) - shown} more damaged runs, redone too")
+    return damaged
 
 
 def _count(n, noun):
@@ -725,8 +751,14 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
             rows.append({**row, **meta})
     frame = pd.DataFrame(rows)
     text = frame.to_csv(index=False) if rows else ",".join(SUMMARY_FIRST + SUMMARY_LAST) + "\n"
-    store.atomic_write_text(out / "summary.csv", text)
+    write_sealed(out / "summary.csv", text)
     return frame
+
+
+def write_sealed(path: Path, text: str):
+    """Write a sweep file and its ``.sha256`` sidecar, which readers check."""
+    store.atomic_write_text(path, text)
+    store.atomic_write_text(manifest.sidecar(path), manifest.sidecar_text(path, text.encode()))
 
 
 def print_outcome(summary: pd.DataFrame, out: Path):
