@@ -146,7 +146,7 @@ def checkpoint_meta(folder):
     try:
         with np.load(Path(folder) / CHECKPOINT) as z:
             return json.loads(str(z["_meta"]))
-    except (OSError, ValueError, KeyError, EOFError):
+    except Exception:  # noqa: BLE001 - any damage (a bad zip, CRC, pickle refused) means no usable checkpoint
         return None
 
 
@@ -157,7 +157,7 @@ def load_checkpoint(folder):
         with np.load(Path(folder) / CHECKPOINT) as z:
             arrays = {k: z[k] for k in z.files if k != "_meta"}
             return arrays, json.loads(str(z["_meta"]))
-    except (OSError, ValueError, KeyError, EOFError):
+    except Exception:  # noqa: BLE001 - as in checkpoint_meta
         return None
 
 

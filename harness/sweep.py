@@ -27,7 +27,7 @@ from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
 from .status import RunStatus, finished, in_comparison, parse
-from .train import prepare, run as train_run
+from .train import checkpoint_problem, prepare, run as train_run
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
 SUMMARY_LAST = ("seed", "final_train_acc", "final_val_acc", "best_val_acc", "test_acc", "final_train_loss",
@@ -519,12 +519,12 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     if done:
         say(f"{len(done)} of {len(sweep.runs)} runs already finished in {out}; skipping them (--force reruns)")
     unfinished = {}
-    for run_id, _ in todo:
+    for run_id, cfg in todo:
         folder = out / "runs" / run_id
         status = store.read_status(folder)
         if run_id in damaged:
             unfinished["damaged"] = unfinished.get("damaged", 0) + 1
-        elif not force and store.checkpoint_meta(folder) is not None:
+        elif not force and _usable_checkpoint(folder, run_id, cfg, say):
             unfinished["checkpointed"] = unfinished.get("checkpointed", 0) + 1
         elif status is not None and not (force and finished(status.get("status"))):
             unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1
@@ -541,6 +541,18 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
         say(f"{_count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
     return todo
+
+
+def _usable_checkpoint(folder: Path, run_id, cfg, say):
+    """Whether the run in ``folder`` has a checkpoint to continue from. One
+    that does not fit it is removed, and said: the run starts over."""
+    if not (folder / store.CHECKPOINT).exists():
+        return False
+    problem = checkpoint_problem(cfg, folder, run_id)
+    if problem:
+        (folder / store.CHECKPOINT).unlink(missing_ok=True)
+        say(f"run {run_id}: {store.CHECKPOINT} cannot be used ({problem}): removed, the run starts over")
+    return problem is None
 
 
 def _check_records(out: Path, say, shown=5):
@@ -647,6 +659,8 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
             watcher.finished += 1
             if parse(status["status"]).is_failure():
                 failed.append(status)
+            for warning in status.get("warnings", ()):
+                events.note(f"warning: run {status['run_id']}: {warning}")
             events.finished(status)
         left = len(todo) - len(watcher.ended)
         if threads_file is not None and left:

@@ -56,7 +56,8 @@ def progress(folder):
             row.update(state=status["status"], iteration=status.get("iterations_run"),
                        val_acc=status.get("final_val_acc"), seconds=status.get("total_seconds"))
         elif (run_dir / "config.json").exists():
-            resumable = (run_dir / store.CHECKPOINT).exists()
+            saved = store.checkpoint_meta(run_dir)
+            resumable = isinstance(saved, dict) and saved.get("run_id") == run_id
             row["state"] = "running" if running else ("checkpointed" if resumable else "cut short")
             sofar = _rows_so_far(run_dir)
             if sofar is not None:
