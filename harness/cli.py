@@ -311,6 +311,14 @@ def build_parser():
     return p
 
 
+def _no_nul(args):
+    """No argument may hold a NUL byte: no path can, and the OS would raise."""
+    for key, value in vars(args).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and "\0" in v:
+                raise ConfigError(f"{args.command}: argument {key} {v!r} holds a NUL byte, which no path can")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -319,6 +327,7 @@ def main(argv=None):
         if args.command is None:
             build_parser().print_help()
             return 2
+        _no_nul(args)
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here
         return code

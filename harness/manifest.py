@@ -163,6 +163,14 @@ def sidecar_text(path, data: bytes) -> str:
     return f"{digest(data)}  {Path(path).name}\n"
 
 
+def write_sealed(path, text: str):
+    """Write a sweep file and its ``.sha256`` sidecar, which readers check."""
+    from .store import atomic_write_text
+
+    atomic_write_text(path, text)
+    atomic_write_text(sidecar(path), sidecar_text(path, text.encode()))
+
+
 def check_file(path):
     """``(data, sealed)`` of a sweep file with a sidecar; raises ConfigError
     naming it when it is missing or does not match. ``sealed`` is False for

@@ -335,7 +335,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         todo = _plan_and_tell(sweep, out, force, events.note)
         est = _estimate_and_check(sweep, out, todo, events.note)
         _clear(out, todo, force)
-        write_sealed(out / "sweep.toml", sweep.text)
+        manifest.write_sealed(out / "sweep.toml", sweep.text)
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
             started = time.monotonic()
@@ -765,14 +765,8 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
             rows.append({**row, **meta})
     frame = pd.DataFrame(rows)
     text = frame.to_csv(index=False) if rows else ",".join(SUMMARY_FIRST + SUMMARY_LAST) + "\n"
-    write_sealed(out / "summary.csv", text)
+    manifest.write_sealed(out / "summary.csv", text)
     return frame
-
-
-def write_sealed(path: Path, text: str):
-    """Write a sweep file and its ``.sha256`` sidecar, which readers check."""
-    store.atomic_write_text(path, text)
-    store.atomic_write_text(manifest.sidecar(path), manifest.sidecar_text(path, text.encode()))
 
 
 def print_outcome(summary: pd.DataFrame, out: Path):

@@ -32,7 +32,7 @@ def verify_folder(folder, seal=False):
             counts["verified"] += 1
         if problem:
             lines.append(f"damaged: {run_dir}: {problem}")
-    for name in ("summary.csv", "sweep.toml"):
+    for name in ("summary.csv", "sweep.toml", "tuned.csv"):
         if (folder / name).is_file():
             problem = _sweep_file(folder, name, seal, counts)
             if problem:

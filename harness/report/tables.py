@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def load(folder):
         raise ConfigError(f"{folder}: no summary.csv here; is this a sweep's results folder (results/<name>)?")
     data, sealed = manifest.check_file(path)
     summary = _parse_summary(path, data)
-    keep, frames, left_out, unsealed = [], [], [], 0 if sealed else 1
+    keep, frames, left_out, unsealed = [], [], [], (0 if sealed else 1) + _check_sweep_files(folder, sealed)
     for run_id in summary.run_id:
         contents = {}
         verdict = manifest.check(folder / "runs" / run_id, contents)
@@ -69,6 +70,27 @@ def load(folder):
     columns = list(store.METRIC_COLUMNS) + ["run_id"]
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return summary, metrics, folder
+
+
+def _check_sweep_files(folder: Path, sealed):
+    """Check the grid as run (``sweep.toml``) and ``tuned.csv``, which the
+    report reads too; returns how many were read without a checksum. Beside
+    a checked summary, a missing ``sweep.toml`` is damage, not an old sweep."""
+    unsealed = 0
+    for name in ("sweep.toml", "tuned.csv"):
+        path = folder / name
+        if not path.exists():
+            if sealed and name == "sweep.toml":
+                raise ConfigError(f"{path}: missing; run the sweep again to rewrite it")
+            continue
+        data, ok = manifest.check_file(path)
+        unsealed += not ok
+        if name == "sweep.toml":
+            try:
+                tomllib.loads(data.decode())
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"{path}: unreadable ({e}); run the sweep again to rewrite it") from None
+    return unsealed
 
 
 def _parse_summary(path: Path, data: bytes):
