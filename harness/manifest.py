@@ -63,7 +63,13 @@ def seal(folder, record: dict) -> dict:
         data = _read(folder / name)
         if data is not None:
             files[name] = file_entry(name, data)
-    return {**record, KEY: {"files": files, SELF: digest(_canonical(record))}}
+    return {**record, KEY: {"files": files, SELF: _record_digest(record, files)}}
+
+
+def _record_digest(record, files):
+    """The hash of a record and its manifest's file list (so a changed byte
+    anywhere in status.json is blamed on status.json)."""
+    return digest(_canonical({**record, KEY: {"files": files}}))
 
 
 @dataclass
@@ -121,21 +127,22 @@ def check(folder, contents: dict | None = None) -> Verdict:
         problem = _manifest_problem(folder, record, manifest, seen)
     if problem is None and record.get("run_id", folder.name) != folder.name:
         problem = f"status.json is run {record.get('run_id')}'s, not this folder's"
-    if problem is None and (sealed or RunStatus(record["status"]).is_finished()):
-        data = seen.get("config.json") or _read(folder / "config.json")
-        if data is not None or RunStatus(record["status"]).is_finished():
-            problem = _config_problem(folder, data)
+    # The folder's name is the hash of config.json's settings: checked when the
+    # manifest covers config.json, and for every finished record without one.
+    covers = sealed and "config.json" in seen
+    if problem is None and (covers or not sealed and RunStatus(record["status"]).is_finished()):
+        problem = _config_problem(folder, seen.get("config.json") or _read(folder / "config.json"))
     return Verdict(None if problem else record, problem, sealed)
 
 
 def _manifest_problem(folder: Path, record, manifest, contents):
     try:
         rest = {k: v for k, v in record.items() if k != KEY}
-        if manifest[SELF] != digest(_canonical(rest)):
-            return "status.json does not match its own checksum"
         files = manifest["files"]
+        if manifest[SELF] != _record_digest(rest, files):
+            return "status.json does not match its own checksum"
         names = list(files)
-    except (TypeError, KeyError):
+    except (TypeError, KeyError, AttributeError):
         return "status.json has a damaged manifest"
     for name in names:
         data = _read(folder / name)

@@ -58,6 +58,9 @@ def progress(folder):
             saved = store.checkpoint_meta(run_dir)
             resumable = isinstance(saved, dict) and saved.get("run_id") == run_id
             row["state"] = "running" if running else ("checkpointed" if resumable else "cut short")
+            if row["state"] == "cut short":
+                row["problem"] = (f"{store.CHECKPOINT} unusable" if (run_dir / store.CHECKPOINT).exists()
+                                  else f"no {store.STATUS} or {store.CHECKPOINT}")
             sofar = _rows_so_far(run_dir)
             if sofar is not None:
                 it, elapsed, val = sofar
@@ -85,6 +88,8 @@ def _read_plan(folder: Path):
         raise ConfigError(f"{path}: corrupt ({type(e).__name__}); {again}") from None
     if manifest.self_check(plan) is False:
         raise ConfigError(f"{path}: does not match its own checksum (damaged); {again}")
+    if isinstance(plan, dict) and plan.get("name") not in (None, folder.resolve().name):
+        raise ConfigError(f"{path}: the plan of sweep {plan.get('name')!r}, not of this folder's; {again}")
     try:
         for info in plan["runs"].values():
             info["layers"], info["seed"], int(info["iterations"]), float(info["flops_per_iter"])
@@ -162,8 +167,9 @@ def render(folder):
             it = "?" if r["iteration"] is None else r["iteration"]
             val = "" if r["val_acc"] is None else f", validation {100 * r['val_acc']:.2f}%"
             eta = "" if r["eta_seconds"] is None else f", about {_secs(r['eta_seconds'])} left"
+            why = f" ({r['problem']}: the next sweep starts it over)" if r.get("problem") else ""
             lines.append(f"  {r['state']}: {r['run_id']} {r['layers']} seed {r['seed']}: "
-                         f"iteration {it} of {r['iterations']}{val}{eta}")
+                         f"iteration {it} of {r['iterations']}{val}{eta}{why}")
     if running:
         eta = sweep_eta(plan, runs)
         lines.append("sweep: " + ("no run finished yet, so no estimate of the rest" if eta is None

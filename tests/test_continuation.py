@@ -240,6 +240,6 @@ def test_stopping_a_run_finishes_when_a_kill_came_between_its_two_steps(tmp_path
     header = "iteration,train_loss,train_acc,val_acc,iter_seconds,elapsed_seconds\n"
     (run / "metrics.csv").write_text(header + "1,2.0,0.1,,0.01,0.1\n2,1.5,0.2,0.50,0.01,0.2\n")
     _stop(run, 1, 2)
-    status = store.read_json(run / "status.json")  # a bare folder: no config.json to verify
+    status = store.read_status(run)
     assert status["status"] == "stopped" and status["rung"] == 1 and status["iterations_run"] == 2
     assert status["final_val_acc"] == 0.5 and not (run / "metrics.csv.part").exists()
