@@ -125,12 +125,13 @@ def check(folder, contents: dict | None = None) -> Verdict:
     seen = contents if contents is not None else {}
     if sealed:
         problem = _manifest_problem(folder, record, manifest, seen)
-    if problem is None and record.get("run_id", folder.name) != folder.name:
+    named = folder.parent.name == "runs"  # a sweep's run folder is named by its run id (train --out is free)
+    if problem is None and named and record.get("run_id", folder.name) != folder.name:
         problem = f"status.json is run {record.get('run_id')}'s, not this folder's"
     # The folder's name is the hash of config.json's settings: checked when the
     # manifest covers config.json, and for every finished record without one.
     covers = sealed and "config.json" in seen
-    if problem is None and (covers or not sealed and RunStatus(record["status"]).is_finished()):
+    if problem is None and named and (covers or not sealed and RunStatus(record["status"]).is_finished()):
         problem = _config_problem(folder, seen.get("config.json") or _read(folder / "config.json"))
     return Verdict(None if problem else record, problem, sealed)
 

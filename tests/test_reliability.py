@@ -60,7 +60,7 @@ def test_a_status_mask_matches_a_pandas_column_where_the_enum_member_does_not():
 
 def test_status_json_has_one_writer_that_checks_the_vocabulary(tmp_path):
     store.write_status(tmp_path, {"status": "done", "run_id": "x"})
-    assert store.read_json(tmp_path / "status.json")["status"] == "done"
+    assert store.read_status(tmp_path)["status"] == "done"
     with pytest.raises(ValueError, match="unknown run status"):
         store.write_status(tmp_path, {"status": "ok"})
 
