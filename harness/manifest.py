@@ -128,11 +128,11 @@ def check(folder, contents: dict | None = None) -> Verdict:
     named = folder.parent.name == "runs"  # a sweep's run folder is named by its run id (train --out is free)
     if problem is None and named and record.get("run_id", folder.name) != folder.name:
         problem = f"status.json is run {record.get('run_id')}'s, not this folder's"
-    # The folder's name is the hash of config.json's settings: checked when the
-    # manifest covers config.json, and for every finished record without one.
-    covers = sealed and "config.json" in seen
-    if problem is None and named and (covers or not sealed and RunStatus(record["status"]).is_finished()):
-        problem = _config_problem(folder, seen.get("config.json") or _read(folder / "config.json"))
+    # The folder's name is the hash of config.json's settings. A manifest holds
+    # the hash of the config.json its run wrote (under that run's id): that
+    # settles it. A finished record without one has its settings hashed again.
+    if problem is None and named and not sealed and RunStatus(record["status"]).is_finished():
+        problem = _config_problem(folder, _read(folder / "config.json"))
     return Verdict(None if problem else record, problem, sealed)
 
 
