@@ -376,13 +376,14 @@ def checkpoint_problem(cfg: RunConfig, out, run_id, source=None):
                                                  cfg, split))
 
 
-def _unusable(out: Path, run_id, training: Training):
-    """Why ``out``'s checkpoint does not fit ``training`` (its run id, every
-    array's name, shape and dtype, its iteration), or None when it does or
-    there is none. Loading broadcasts, so a near miss must not get that far."""
+def _unusable(out: Path, run_id, training: Training, saved=None):
+    """Why ``out``'s checkpoint (``saved``, when already loaded) does not fit
+    ``training`` (its run id, every array's name, shape and dtype, its
+    iteration), or None when it does or there is none. Loading broadcasts,
+    so a near miss must not get that far."""
     if not (out / store.CHECKPOINT).exists():
         return None
-    saved = store.load_checkpoint(out)
+    saved = saved or store.load_checkpoint(out)
     if saved is None or not isinstance(saved[1], dict):
         return "unreadable"
     arrays, meta = saved
@@ -393,7 +394,8 @@ def _unusable(out: Path, run_id, training: Training):
     for name, array in arrays.items():
         model = want.get(name, kept.get(name))
         if name == "batch_order":
-            fits = array.ndim == 1 and array.dtype.kind == "i" and len(array) in (0, training.batches.m)
+            fits = (training.batches is not None and array.ndim == 1 and array.dtype.kind == "i"
+                    and len(array) in (0, training.batches.m))
         else:
             fits = model is not None and array.shape == model.shape and array.dtype == model.dtype
         if not fits:
@@ -412,10 +414,10 @@ def _continue_from_checkpoint(out: Path, run_id, training: Training):
     and its metrics rows reach it; returns those rows (none otherwise, and
     None when loading failed half-way: ``training`` must be made again).
     A checkpoint that does not fit is removed: the run starts over."""
-    if _unusable(out, run_id, training):
+    saved = store.load_checkpoint(out)
+    if _unusable(out, run_id, training, saved):
         (out / store.CHECKPOINT).unlink(missing_ok=True)
         return []
-    saved = store.load_checkpoint(out)
     if saved is None:
         return []
     arrays, meta = saved
