@@ -225,8 +225,12 @@ def cmd_report(args):
 
     if sweep_running(args.folder):
         print(f"note: a sweep is still running on {args.folder}; this report is partial", file=sys.stderr)
-    print(f"report: {write_report(args.folder)}")
+    print(f"report: {write_report(args.folder, say=_note)}")
     return 0
+
+
+def _note(text):
+    print(text, file=sys.stderr)
 
 
 def _add_status(sub):
@@ -257,8 +261,29 @@ def cmd_compare(args):
     from .report import compare
 
     out = args.out or str(Path("results") / ("compare-" + "-vs-".join(Path(f).name for f in args.folders)))
-    print(f"report: {compare(args.folders, out, args.allow_different_data)}")
+    print(f"report: {compare(args.folders, out, args.allow_different_data, say=_note)}")
     return 0
+
+
+def _add_verify(sub):
+    p = sub.add_parser("verify", help="check a sweep folder's records against their manifests",
+                       description="Check every run's files against the manifest in its status.json (and its "
+                                   "folder name against its config.json), and summary.csv against its "
+                                   "checksum. With --seal, give records written before manifests one, "
+                                   "when their files are consistent.")
+    p.add_argument("folder", metavar="results/NAME", help="a sweep's results folder")
+    p.add_argument("--seal", action="store_true", help="add missing manifests to consistent finished runs "
+                                                       "and to a summary.csv that agrees with them")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args):
+    from .verify import verify_folder
+
+    problems, lines = verify_folder(args.folder, seal=args.seal)
+    for line in lines:
+        print(line)
+    return 1 if problems else 0
 
 
 def _add_bench(sub):
@@ -292,8 +317,17 @@ def build_parser():
     _add_report(sub)
     _add_compare(sub)
     _add_status(sub)
+    _add_verify(sub)
     _add_bench(sub)
     return p
+
+
+def _no_nul(args):
+    """No argument may hold a NUL byte: no path can, and the OS would raise."""
+    for key, value in vars(args).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and "\0" in v:
+                raise ConfigError(f"{args.command}: argument {key} {v!r} holds a NUL byte, which no path can")
 
 
 def main(argv=None):
@@ -304,6 +338,7 @@ def main(argv=None):
         if args.command is None:
             build_parser().print_help()
             return 2
+        _no_nul(args)
         with signals.sigterm_as_interrupt():  # SIGTERM stops a command as Ctrl-C does
             code = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here

@@ -316,7 +316,7 @@ def _with_trials(points, tune):
 def _sweep_settings(sweep, path, jobs, scheduler, budget):
     """``(name, jobs, seeds, backend, scheduler, budget)`` from [sweep] and the flags."""
     name = sweep.get("name", path.stem)
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+    if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or not name.isprintable():
         raise ConfigError(f"{path} [sweep] name: must be a plain folder name, got {name!r}")
     where = f"{path} [sweep] jobs" if jobs is None else "flag --jobs"
     jobs = sweep.get("jobs", 1) if jobs is None else jobs

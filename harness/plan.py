@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from . import cost, mlp, store
+from . import cost, manifest, mlp, store
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
@@ -311,8 +311,8 @@ def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
         runs[run_id] = {"layers": cfg.layers_str, "seed": cfg.seed, "iterations": iterations_of(cfg),
                         "flops_per_iter": mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)),
                         "estimated_seconds": est.whole(run_id) if est else None}
-    return {"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs,
-            "estimated_wall_seconds": est.wall if est else None, "written": time.time()}
+    return manifest.self_sealed({"name": sweep.name, "grid": str(sweep.path), "jobs": sweep.jobs, "runs": runs,
+                                 "estimated_wall_seconds": est.wall if est else None, "written": time.time()})
 
 
 def confirmation_proxies(sweep: Sweep):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import manifest
 from .errors import ConfigError, DiskFull, LinkRefused
 from .status import parse as parse_status
 
@@ -202,7 +203,7 @@ def checkpoint_meta(folder):
     try:
         with np.load(Path(folder) / CHECKPOINT) as z:
             return json.loads(str(z["_meta"]))
-    except (OSError, ValueError, KeyError, EOFError):
+    except Exception:  # noqa: BLE001 - any damage (a bad zip, CRC, pickle refused) means no usable checkpoint
         return None
 
 
@@ -213,7 +214,7 @@ def load_checkpoint(folder):
         with np.load(Path(folder) / CHECKPOINT) as z:
             arrays = {k: z[k] for k in z.files if k != "_meta"}
             return arrays, json.loads(str(z["_meta"]))
-    except (OSError, ValueError, KeyError, EOFError):
+    except Exception:  # noqa: BLE001 - as in checkpoint_meta
         return None
 
 
@@ -237,9 +238,10 @@ def last_iteration(folder):
 
 def write_status(folder, record: dict):
     """Write ``status.json``, the completion marker: the one writer of it.
-    ``record["status"]`` must be one of :class:`harness.status.RunStatus`."""
+    ``record["status"]`` must be one of :class:`harness.status.RunStatus`.
+    It carries the manifest of the run's files as they are now."""
     parse_status(record["status"])
-    atomic_write_json(Path(folder) / STATUS, record)
+    atomic_write_json(Path(folder) / STATUS, manifest.seal(folder, record))
 
 
 def writable_folder(folder, what="results folder", flag="--out DIR"):
@@ -328,9 +330,6 @@ def sweep_running(folder) -> bool:
 
 
 def read_status(folder):
-    """The completion marker of a run folder, or None if the run never finished."""
-    path = Path(folder) / STATUS
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
+    """The completion marker of a run folder, or None if the run never
+    finished, or its record does not verify (see :mod:`harness.manifest`)."""
+    return manifest.check(folder).record

@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cost as costmod, memory, mlp, plan as planmod, signals, store, tuning
+from . import cost as costmod, manifest, memory, mlp, plan as planmod, signals, store, tuning
 from .config import RunConfig
 from .errors import ConfigError, HarnessError
 from .grid import Sweep
 from .status import RunStatus, finished, in_comparison, parse
 from .signals import INTERRUPTED_BY
-from .train import prepare, run as train_run
+from .train import checkpoint_problem, prepare, run as train_run
 from .words import count
 
 SUMMARY_FIRST = ("run_id", "status", "layers", "depth", "width", "n_params", "flops_per_iter")
@@ -389,7 +389,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
             _remove(made)
             raise
         _clear(out, todo, force)
-        store.atomic_write_text(out / "sweep.toml", sweep.text)
+        manifest.write_sealed(out / "sweep.toml", sweep.text)
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
             started = time.monotonic()
@@ -545,7 +545,7 @@ def _final_report(out: Path, say):
     from .report import write_report
 
     try:
-        path = write_report(out)
+        path = write_report(out, say=say)
         say(f"report: {path} (written in {planmod.clock(time.monotonic() - t)}; not in the training estimate)")
         return 0
     except HarnessError as e:  # a full disk, a link: the report is all or nothing, and nothing was written
@@ -611,15 +611,18 @@ def _data_lines(sweep: Sweep):
 def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     """Plan the runs and say what is kept and what is redone. Returns the
     runs to train."""
+    damaged = {} if force else _check_records(out, say)
     done, todo = planmod.split_runs(sweep, out, force)
     if done:
         say(f"{len(done)} of {count(len(sweep.runs), 'run')} already finished in {out}; skipping "
             f"{'it' if len(done) == 1 else 'them'} (--force reruns)")
     unfinished = {}
-    for run_id, _ in todo:
+    for run_id, cfg in todo:
         folder = out / "runs" / run_id
         status = store.read_status(folder)
-        if not force and store.checkpoint_meta(folder) is not None:
+        if run_id in damaged:
+            unfinished["damaged"] = unfinished.get("damaged", 0) + 1
+        elif not force and _usable_checkpoint(folder, run_id, cfg, say):
             unfinished["checkpointed"] = unfinished.get("checkpointed", 0) + 1
         elif status is not None and not (force and finished(status.get("status"))):
             unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1
@@ -636,6 +639,41 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
         say(f"{count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
     return todo
+
+
+def _usable_checkpoint(folder: Path, run_id, cfg, say):
+    """Whether the run in ``folder`` has a checkpoint to continue from. One
+    that does not fit it is removed, and said: the run starts over."""
+    if not (folder / store.CHECKPOINT).exists():
+        return False
+    problem = checkpoint_problem(cfg, folder, run_id)
+    if problem:
+        (folder / store.CHECKPOINT).unlink(missing_ok=True)
+        say(f"run {run_id}: {store.CHECKPOINT} cannot be used ({problem}): removed, the run starts over")
+    return problem is None
+
+
+def _check_records(out: Path, say, shown=5):
+    """Verify every run folder's record; give records written before
+    manifests one when their files are consistent. A record that fails is
+    removed (its run is redone) and named. Returns ``{run_id: problem}``."""
+    damaged, sealed = {}, 0
+    for folder in sorted(p for p in (out / "runs").iterdir() if p.is_dir()):
+        verdict = manifest.check(folder)
+        problem = verdict.problem
+        if problem is None and not verdict.sealed and verdict.record is not None:
+            problem = manifest.seal_old(folder)
+            sealed += problem is None and finished(verdict.record["status"])
+        if problem:
+            damaged[folder.name] = problem
+            (folder / store.STATUS).unlink(missing_ok=True)
+    if sealed:
+        say(f"{count(sealed, 'finished run')} recorded before manifests: consistent, given one")
+    for run_id, problem in list(damaged.items())[:shown]:
+        say(f"run {run_id}: {problem}: not believed, redoing it")
+    if len(damaged) > shown:
+        say(f"... and {len(damaged) - shown} more damaged runs, redone too")
+    return damaged
 
 
 # The live report: rewritten at most once a minute while runs finish, and
@@ -715,6 +753,8 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
             watcher.finished += 1
             if parse(status["status"]).is_failure():
                 failed.append(status)
+            for warning in status.get("warnings", ()):
+                events.note(f"warning: run {status['run_id']}: {warning}")
             events.finished(status)
         left = len(todo) - len(watcher.ended)
         if threads_file is not None and left:
@@ -838,7 +878,7 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
             rows.append({**row, **meta})
     frame = pd.DataFrame(rows)
     text = frame.to_csv(index=False) if rows else ",".join(SUMMARY_FIRST + SUMMARY_LAST) + "\n"
-    store.atomic_write_text(out / "summary.csv", text)
+    manifest.write_sealed(out / "summary.csv", text)
     return frame
 
 

@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import __version__, data as datamod, mlp, store
 from .config import RunConfig, check_fits
-from .errors import HarnessError, LinkRefused
+from .errors import DiskFull, HarnessError, LinkRefused
 from .optim import lr_at, make_optimizer
 from .parallel import Threads
 from .signals import INTERRUPTED_BY
@@ -326,7 +326,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     if out.is_symlink():
         raise LinkRefused(f"{out}: a symbolic link; results are never written through links (remove it)")
     out.mkdir(parents=True, exist_ok=True)
-    rows, state = [], {"run_id": out.name, "writer": None}
+    rows, state = [], {"run_id": out.name, "writer": None, "saver": None}
     threads = threads or os.cpu_count() or 1
     pool = Threads(threads, threads_file)
     try:
@@ -350,6 +350,8 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
                                  "reason": f"interrupted ({INTERRUPTED_BY['signal']})", "run_id": state["run_id"]})
         raise
     status["run_id"] = state["run_id"]
+    if state.get("saver") is not None and state["saver"].warnings:
+        status["warnings"] = state["saver"].warnings
     status["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     store.write_status(out, status)
     (out / store.CHECKPOINT).unlink(missing_ok=True)  # finished: nothing to continue
@@ -367,10 +369,13 @@ def _train(cfg, out: Path, source, threads, pool, rows, state, on_row, record, c
     source, split = prepare(cfg, source)
     run_id = state["run_id"] = cfg.run_id(source.fingerprint)
     training = Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype), cfg, split, pool)
-    rows += _continue_from_checkpoint(out, run_id, training)
+    kept = _continue_from_checkpoint(out, run_id, training)
+    if kept is None:  # a checkpoint that failed half-way through loading: from the start
+        training = Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype), cfg, split, pool)
+    rows += kept or []
     store.atomic_write_json(out / "config.json", {**_config_record(cfg, source, split, run_id, threads), **(record or {})})
     writer = state["writer"] = store.MetricsWriter(out, keep=rows)
-    saver = _Checkpoints(out, run_id, training, checkpoint_seconds)
+    saver = state["saver"] = _Checkpoints(out, run_id, training, checkpoint_seconds)
     for row in training.rows(stop_at):
         writer.write(row)
         rows.append(row)
@@ -395,17 +400,68 @@ def _finished(params, cfg, split, source, out, pool, rows):
     return status
 
 
+def checkpoint_problem(cfg: RunConfig, out, run_id, source=None):
+    """Why the checkpoint in ``out`` cannot continue ``cfg``'s run (one
+    line), or None when it can, or there is none. A sweep asks before it
+    plans to continue a run; a run asks again before it loads one."""
+    _, split = prepare(cfg, source)
+    return _unusable(Path(out), run_id, Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype),
+                                                 cfg, split))
+
+
+def _unusable(out: Path, run_id, training: Training, saved=None):
+    """Why ``out``'s checkpoint (``saved``, when already loaded) does not fit
+    ``training`` (its run id, every array's name, shape and dtype, its
+    iteration), or None when it does or there is none. Loading broadcasts,
+    so a near miss must not get that far."""
+    if not (out / store.CHECKPOINT).exists():
+        return None
+    saved = saved or store.load_checkpoint(out)
+    if saved is None or not isinstance(saved[1], dict):
+        return "unreadable"
+    arrays, meta = saved
+    if meta.get("run_id") != run_id:
+        return f"it is run {meta.get('run_id')}'s"
+    want, _ = training.state()
+    kept = {f"kept_{k}": want[k] for k in want if k[0] in "Wb" and k[1:].isdigit()}
+    for name, array in arrays.items():
+        model = want.get(name, kept.get(name))
+        if name == "batch_order":
+            fits = (training.batches is not None and array.ndim == 1 and array.dtype.kind == "i"
+                    and len(array) in (0, training.batches.m))
+        else:
+            fits = model is not None and array.shape == model.shape and array.dtype == model.dtype
+        if not fits:
+            return f"its array {name} ({array.dtype}{list(array.shape)}) does not fit this run"
+    missing = set(want) - set(arrays)
+    it = meta.get("iteration")
+    if missing:
+        return f"it lacks {sorted(missing)[0]}"
+    if not isinstance(it, int) or not 0 < it <= training.total:
+        return f"its iteration {it!r} is not one of this run's"
+    return None
+
+
 def _continue_from_checkpoint(out: Path, run_id, training: Training):
     """Load the folder's checkpoint into ``training`` when it is this run's
-    and its metrics rows reach it; returns those rows (none otherwise)."""
+    and its metrics rows reach it; returns those rows (none otherwise, and
+    None when loading failed half-way: ``training`` must be made again).
+    A checkpoint that does not fit is removed: the run starts over."""
     saved = store.load_checkpoint(out)
-    if saved is None or saved[1].get("run_id") != run_id:
+    if _unusable(out, run_id, training, saved):
+        (out / store.CHECKPOINT).unlink(missing_ok=True)
+        return []
+    if saved is None:
         return []
     arrays, meta = saved
     rows = [r for r in store.read_metrics_part(out) if r["iteration"] <= meta["iteration"]]
     if [r["iteration"] for r in rows] != list(range(1, meta["iteration"] + 1)):
         return []  # rows missing: start over
-    training.load(arrays, meta)
+    try:
+        training.load(arrays, meta)
+    except (KeyError, TypeError, ValueError, IndexError):
+        (out / store.CHECKPOINT).unlink(missing_ok=True)
+        return None
     kept = meta.get("keeper", {}).get("iteration")
     for row in rows:
         if row["iteration"] == kept:
@@ -420,16 +476,28 @@ class _Checkpoints:
 
     def __init__(self, out, run_id, training, seconds):
         self.out, self.run_id, self.training, self.seconds = out, run_id, training, seconds
-        self.last = time.monotonic()
+        self.last, self.warnings = time.monotonic(), []
 
     def maybe_save(self, row):
         if self.seconds and time.monotonic() - self.last >= self.seconds and self.training.it < self.training.total:
-            self.save(row)
+            self.try_save(row)
 
     def save(self, row):
         arrays, meta = self.training.state(elapsed=row["elapsed_seconds"])
         store.save_checkpoint(self.out, arrays, {**meta, "run_id": self.run_id})
         self.last = time.monotonic()
+
+    def try_save(self, row):
+        """A periodic checkpoint is optional: one that cannot be written is
+        a warning in the run's record, and the run goes on."""
+        try:
+            self.save(row)
+        except (OSError, DiskFull) as e:
+            self.last = time.monotonic()
+            if not self.warnings:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else e
+                self.warnings.append(f"checkpoint not saved at iteration {row['iteration']} "
+                                     f"({why}); the run went on without it")
 
 
 def _config_record(cfg: RunConfig, source, split, run_id, threads):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import store, tune as tunemod
+from . import manifest, store, tune as tunemod
 from .grid import Sweep
 from .status import parse
 
@@ -80,7 +80,7 @@ def write_tuned(sweep: Sweep, out: Path):
     """Write ``tuned.csv`` (the sweep's main process is its one writer)."""
     table = tuned_table(sweep, out)
     if table is not None:
-        store.atomic_write_text(out / TUNED, table.to_csv(index=False))
+        manifest.write_sealed(out / TUNED, table.to_csv(index=False))
     return table
 
 

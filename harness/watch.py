@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import manifest, store
 from .errors import ConfigError
 from .words import count
 
@@ -23,14 +23,15 @@ def _rows_so_far(run_dir: Path):
     still writing ``metrics.csv.part``; None before its first row."""
     path = run_dir / "metrics.csv.part"
     try:
-        rows = list(csv.DictReader(path.open()))
-    except OSError:
-        return None
-    rows = [r for r in rows if r.get("elapsed_seconds")]  # the last line may be half-written
-    if not rows:
-        return None
-    vals = [r["val_acc"] for r in rows if r.get("val_acc")]
-    return int(rows[-1]["iteration"]), float(rows[-1]["elapsed_seconds"]), (float(vals[-1]) if vals else None)
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        rows = [r for r in rows if r.get("elapsed_seconds")]  # the last line may be half-written
+        if not rows:
+            return None
+        vals = [r["val_acc"] for r in rows if r.get("val_acc")]
+        return int(rows[-1]["iteration"]), float(rows[-1]["elapsed_seconds"]), (float(vals[-1]) if vals else None)
+    except (OSError, ValueError, TypeError, csv.Error):
+        return None  # unreadable: how far it got is unknown, which the line says
 
 
 def progress(folder):
@@ -40,25 +41,27 @@ def progress(folder):
     iteration, iterations, val_acc and eta_seconds (for running runs, from
     their own pace so far). Raises ConfigError when no sweep planned here."""
     folder = Path(folder)
-    try:
-        plan = store.read_json(folder / store.PLAN)
-    except (OSError, ValueError):
-        raise ConfigError(f"{folder}: no plan.json here: not a sweep folder, or no sweep has started on it "
-                          "since sweeps began to write one (running the sweep again writes it and keeps "
-                          "finished runs)") from None
+    plan = _read_plan(folder)
     running = store.sweep_running(folder)
     out = []
     for run_id, info in plan["runs"].items():
         run_dir = folder / "runs" / run_id
         row = {"run_id": run_id, "layers": info["layers"], "seed": info["seed"], "iterations": info["iterations"],
                "iteration": None, "val_acc": None, "eta_seconds": None}
-        status = store.read_status(run_dir)
-        if status is not None:
+        verdict = manifest.check(run_dir)
+        status = verdict.record
+        if verdict.problem:
+            row.update(state="damaged", problem=verdict.problem)
+        elif status is not None:
             row.update(state=status["status"], iteration=status.get("iterations_run"),
                        val_acc=status.get("final_val_acc"), seconds=status.get("total_seconds"))
         elif (run_dir / "config.json").exists():
-            resumable = (run_dir / store.CHECKPOINT).exists()
+            saved = store.checkpoint_meta(run_dir)
+            resumable = isinstance(saved, dict) and saved.get("run_id") == run_id
             row["state"] = "running" if running else ("checkpointed" if resumable else "cut short")
+            if row["state"] == "cut short":
+                row["problem"] = (f"{store.CHECKPOINT} unusable" if (run_dir / store.CHECKPOINT).exists()
+                                  else f"no {store.STATUS} or {store.CHECKPOINT}")
             sofar = _rows_so_far(run_dir)
             if sofar is not None:
                 it, elapsed, val = sofar
@@ -70,6 +73,31 @@ def progress(folder):
         row["flops"] = info["flops_per_iter"] * info["iterations"]
         out.append(row)
     return plan, running, out
+
+
+def _read_plan(folder: Path):
+    """``plan.json``, checked; ConfigError naming it when it is missing,
+    damaged or not a plan."""
+    path = folder / store.PLAN
+    again = "running the sweep again rewrites it and keeps finished runs"
+    try:
+        plan = store.read_json(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: no plan.json here: not a sweep folder, or no sweep has started on it "
+                          f"since sweeps began to write one ({again})") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: corrupt ({type(e).__name__}); {again}") from None
+    if manifest.self_check(plan) is False:
+        raise ConfigError(f"{path}: does not match its own checksum (damaged); {again}")
+    if isinstance(plan, dict) and plan.get("name") not in (None, folder.resolve().name):
+        raise ConfigError(f"{path}: the plan of sweep {plan.get('name')!r}, not of this folder's; {again}")
+    try:
+        for info in plan["runs"].values():
+            info["layers"], info["seed"], int(info["iterations"]), float(info["flops_per_iter"])
+        plan["name"]
+    except (TypeError, KeyError, AttributeError, ValueError):
+        raise ConfigError(f"{path}: not a sweep plan (damaged); {again}") from None
+    return plan
 
 
 def run_seconds_model(runs):
@@ -134,12 +162,16 @@ def render(folder):
              + ("running" if running else "not running") + "; "
              + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {count(len(runs), 'run')}"]
     for r in runs:
-        if r["state"] in ("running", "cut short", "checkpointed"):
+        if r["state"] == "damaged":
+            lines.append(f"  damaged: {r['run_id']} {r['layers']} seed {r['seed']}: {r['problem']} "
+                         "(not believed; the next sweep redoes it)")
+        elif r["state"] in ("running", "cut short", "checkpointed"):
             it = "?" if r["iteration"] is None else r["iteration"]
             val = "" if r["val_acc"] is None else f", validation {100 * r['val_acc']:.2f}%"
             eta = "" if r["eta_seconds"] is None else f", about {_secs(r['eta_seconds'])} left"
+            why = f" ({r['problem']}: the next sweep starts it over)" if r.get("problem") else ""
             lines.append(f"  {r['state']}: {r['run_id']} {r['layers']} seed {r['seed']}: "
-                         f"iteration {it} of {r['iterations']}{val}{eta}")
+                         f"iteration {it} of {r['iterations']}{val}{eta}{why}")
     if running:
         eta = sweep_eta(plan, runs)
         lines.append("sweep: " + ("no run finished yet, so no estimate of the rest" if eta is None

@@ -76,6 +76,8 @@ def test_report_on_partial_sweep_with_failed_and_diverged_runs(tmp_path, tiny_cs
     summary = pd.read_csv(root / "summary.csv")
     keep = summary[summary.layers != "16-8-8-10"]
     keep.to_csv(root / "summary.csv", index=False)
+    assert main(["report", str(root)]) == 2  # edited: no longer matches its checksum
+    (root / "summary.csv.sha256").unlink()  # owned up to: read as it is
     assert main(["report", str(root)]) == 0
     _check_pngs(root)
     md = (root / "report.md").read_text()
@@ -211,8 +213,8 @@ def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_
     monkeypatch.setattr(sweepmod, "POLL_SECONDS", 0.05)
     real, seen = harness.report.write_report, []
 
-    def spy(folder):
-        path = real(folder)
+    def spy(folder, **kw):
+        path = real(folder, **kw)
         seen.append((len(pd.read_csv(folder / "summary.csv")), path.read_text()))
         return path
     monkeypatch.setattr(harness.report, "write_report", spy)

@@ -4,6 +4,7 @@ report.html and comparison.csv. Nothing is trained."""
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from pathlib import Path
 
@@ -109,7 +110,12 @@ def _head(blocks, title, folder, summary, configs):
                    "Student-t intervals of the mean over seeds. Failed, interrupted and stopped runs "
                    "enter no mean, interval or test."))
     on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
-    stray = len(on_disk - set(summary.run_id))
+    left_out = summary.attrs.get("left_out", [])
+    stray = len(on_disk - set(summary.run_id) - {r for r, _ in left_out})
+    if left_out:
+        blocks.append(("p", f"**Left out:** {len(left_out)} run{'' if len(left_out) == 1 else 's'} whose files "
+                            "failed verification (damaged or changed since the run wrote them; the next sweep "
+                            "redoes them): " + "; ".join(f"{r} ({p})" for r, p in left_out) + "."))
     if stray:
         blocks.append(("p", f"{stray} run folder{'' if stray == 1 else 's'} on disk "
                             f"{'is' if stray == 1 else 'are'} not in this grid and left out of this report."))
@@ -219,7 +225,7 @@ def build(folder, summary=None, metrics=None, title=None):
     if toml.is_file():
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
-    return blocks, {"g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
+    return blocks, {"loaded": full, "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
                     "tuned": (full, tuned, tune) if tuned is not None else None,
                     "halving": (full, metrics, levels) if levels else None}
 
@@ -243,18 +249,41 @@ def _write(folder, blocks, frames):
     return folder / "report.html"
 
 
-def write_report(folder):
+def write_report(folder, say=None):
     """Write ``plots/*.png``, ``comparison.csv``, ``report.md`` and
-    ``report.html`` into a sweep folder. Returns the path of ``report.html``."""
+    ``report.html`` into a sweep folder. Returns the path of ``report.html``.
+    ``say`` hears a line for each run left out, and about old records."""
     blocks, frames = build(folder)
+    _tell(folder, frames["loaded"], say)
+    _check_writable(folder)
     return _write(folder, blocks, frames)
+
+
+def _tell(folder, summary, say):
+    """Lines for the user: runs left out, and runs read without a manifest."""
+    if say is None:
+        return
+    for run_id, problem in summary.attrs.get("left_out", []):
+        say(f"warning: {Path(folder) / 'runs' / run_id}: {problem}: left out of the report")
+    if summary.attrs.get("unsealed"):
+        say(f"note: {folder}: {summary.attrs['unsealed']} records (runs or summary.csv) written before "
+            f"manifests, read as they are; 'harness verify {folder} --seal' checks them and adds them")
+
+
+def _check_writable(folder):
+    """A report is written whole or not at all: refuse a folder it cannot write."""
+    folder = Path(folder)
+    for where in (folder, folder / "plots"):
+        if where.is_dir() and not os.access(where, os.W_OK):
+            raise ConfigError(f"{where}: cannot write the report here (read-only); copy the folder elsewhere "
+                              "and report on the copy")
 
 
 def _fingerprints(folder, summary):
     return {c.get("data_fingerprint") for c in tables.run_configs(folder, summary).values()} - {None}
 
 
-def compare(folders, out, allow_different_data=False):
+def compare(folders, out, allow_different_data=False, say=None):
     """One report putting the variants of several sweep folders side by side,
     the sweep (its folder name) as a setting. Sweeps trained on different
     data are refused unless ``allow_different_data``. Returns report.html."""
@@ -264,9 +293,12 @@ def compare(folders, out, allow_different_data=False):
     names = [f.name for f in folders]
     if len(set(names)) < len(names):
         names = [f"{f.parent.name}/{f.name}" for f in folders]
-    summaries, metrics, prints = [], [], {}
+    summaries, metrics, prints, left_out, unsealed = [], [], {}, [], 0
     for folder, name in zip(folders, names):
         s, m, _ = tables.load(folder)
+        _tell(folder, s, say)
+        left_out += [(f"{name}/{r}", p) for r, p in s.attrs["left_out"]]
+        unsealed += s.attrs["unsealed"]
         summaries.append(s.assign(sweep=name))
         metrics.append(m)
         prints[name] = _fingerprints(folder, s)
@@ -277,11 +309,13 @@ def compare(folders, out, allow_different_data=False):
                           + "); pass --allow-different-data to compare them anyway")
     summary = pd.concat(summaries, ignore_index=True)
     summary["run_id"] = summary.sweep + "/" + summary.run_id  # run ids may repeat across sweeps
+    summary.attrs.update(left_out=left_out, unsealed=unsealed)
     frames = []
     for m, name in zip(metrics, names):
         frames.append(m.assign(run_id=name + "/" + m.run_id))
     out = Path(out)
     store.writable_folder(out, "comparison folder")
+    _check_writable(out)
     blocks, parts = build(out, summary, pd.concat(frames, ignore_index=True),
                           title=f"Comparison: {' vs '.join(names)}")
     differ = _settings_that_differ(folders)

@@ -4,15 +4,17 @@ views and the Pareto front. Accuracies are fractions in the frames and
 percent once shown."""
 from __future__ import annotations
 
+import io
 import json
 import math
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import store
+from .. import manifest, store
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..status import in_comparison
@@ -34,7 +36,10 @@ VARIANT_SETTINGS = ("sweep",) + tuple(f.name for f in fields(RunConfig) if f.nam
 def load(folder):
     """``(summary, metrics, folder)``: the summary (one row per run) and all
     runs' metrics rows with their run id. Raises ConfigError for a folder
-    that holds no sweep results."""
+    that holds no sweep results, or a summary.csv that is damaged. Runs whose
+    record does not verify are left out; ``summary.attrs["left_out"]``
+    holds ``[(run_id, problem)]`` and ``summary.attrs["unsealed"]`` how many
+    runs (and the summary) were read without a manifest to check."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such results folder")
@@ -42,22 +47,90 @@ def load(folder):
     path = folder / "summary.csv"
     if not path.is_file():
         raise ConfigError(f"{folder}: no summary.csv here; is this a sweep's results folder (results/<name>)?")
-    try:
-        summary = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        summary = pd.DataFrame()
-    if summary.empty:
-        raise ConfigError(f"{path}: no runs recorded yet; run the sweep first")
-    frames = []
+    data, sealed = manifest.check_file(path)
+    summary = _parse_summary(path, data)
+    keep, frames, left_out, unsealed = [], [], [], (0 if sealed else 1) + _check_sweep_files(folder, sealed)
     for run_id in summary.run_id:
-        mpath = folder / "runs" / run_id / "metrics.csv"
-        if mpath.is_file():
-            m = pd.read_csv(mpath)
+        contents = {}
+        verdict = manifest.check(folder / "runs" / run_id, contents)
+        problem = verdict.problem or (sealed and verdict.record is None and "status.json is missing")
+        if problem:
+            left_out.append((run_id, problem))
+            keep.append(False)
+            continue
+        keep.append(True)
+        unsealed += verdict.record is not None and not verdict.sealed
+        m = _metrics(folder / "runs" / run_id / "metrics.csv", contents.get("metrics.csv"))
+        if m is not None:
             m["run_id"] = run_id
             frames.append(m)
+    summary = summary[np.array(keep, dtype=bool)].reset_index(drop=True)
+    summary.attrs.update(left_out=left_out, unsealed=unsealed)
+    if summary.empty:
+        raise ConfigError(f"{path}: no run left to report: " + "; ".join(f"{r}: {p}" for r, p in left_out[:3]))
     columns = list(store.METRIC_COLUMNS) + ["run_id"]
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return summary, metrics, folder
+
+
+def _check_sweep_files(folder: Path, sealed):
+    """Check the grid as run (``sweep.toml``) and ``tuned.csv``, which the
+    report reads too; returns how many were read without a checksum. Beside
+    a checked summary, a missing ``sweep.toml`` is damage, not an old sweep."""
+    unsealed = 0
+    for name in ("sweep.toml", "tuned.csv"):
+        path = folder / name
+        if not path.exists():
+            if sealed and name == "sweep.toml":
+                raise ConfigError(f"{path}: missing; run the sweep again to rewrite it")
+            continue
+        data, ok = manifest.check_file(path)
+        unsealed += not ok
+        if name == "sweep.toml":
+            try:
+                tomllib.loads(data.decode())
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"{path}: unreadable ({e}); run the sweep again to rewrite it") from None
+    return unsealed
+
+
+def _parse_summary(path: Path, data: bytes):
+    """summary.csv's rows, checked for what the report relies on."""
+    try:
+        summary = pd.read_csv(io.BytesIO(data))
+    except pd.errors.EmptyDataError:
+        summary = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable ({str(e).splitlines()[0]}); run the sweep again to rewrite it") from None
+    if summary.empty:
+        raise ConfigError(f"{path}: no runs recorded yet; run the sweep first")
+    if not {"run_id", "status"} <= set(summary.columns):
+        raise ConfigError(f"{path}: damaged (no run_id or status column); run the sweep again to rewrite it")
+    ids = summary.run_id.astype(str)
+    if summary.run_id.isna().any() or any(Path(r).name != r or r in (".", "..") for r in ids):
+        raise ConfigError(f"{path}: damaged (a run_id that is not a run's); run the sweep again to rewrite it")
+    try:
+        in_comparison(summary.status)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    summary["run_id"] = ids
+    return summary
+
+
+def _metrics(path: Path, data: bytes | None):
+    """A run's metrics rows (from ``data`` when already read and verified),
+    or None when it has none. Raises ConfigError naming a file that is not
+    a metrics file."""
+    if data is None and not path.is_file():
+        return None
+    try:
+        m = pd.read_csv(io.BytesIO(data) if data is not None else path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as e:
+        raise ConfigError(f"{path}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not set(store.METRIC_COLUMNS) <= set(m.columns) or len(m) and not all(
+            pd.api.types.is_numeric_dtype(m[c]) for c in store.METRIC_COLUMNS):
+        raise ConfigError(f"{path}: not a metrics file (columns {', '.join(store.METRIC_COLUMNS)} of numbers)")
+    return m
 
 
 def run_configs(folder, summary):
@@ -65,8 +138,12 @@ def run_configs(folder, summary):
     out = {}
     for run_id in summary.run_id:
         path = Path(folder) / "runs" / run_id / "config.json"
-        if path.is_file():
-            out[run_id] = json.loads(path.read_text())
+        try:
+            conf = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # verified runs have theirs; an old run's damaged one tells nothing
+        if isinstance(conf, dict):
+            out[run_id] = conf
     return out
 
 
