@@ -265,7 +265,7 @@ def _ties(g):
     close = tied[tied.val_acc >= best.val_acc - NEAR_POINTS / 100]
     far = tied.drop(close.index)
     text = (f"**Tied with it** (Welch's test, Holm-adjusted, α = {ALPHA}): {len(tied)} other "
-            f"variant{'s' if len(tied) > 1 else ''}, {len(close)} of them within {NEAR_POINTS} points of it.")
+            f"variant{'s' if len(tied) > 1 else ''}, {len(close) or 'none'} of them within {NEAR_POINTS} points of it.")
     by_time = close[close.s_per_iter < best.s_per_iter].sort_values("s_per_iter", kind="stable")
     by_flops = close[close.flops_per_iter < best.flops_per_iter].sort_values("flops_per_iter", kind="stable")
     if len(close):
