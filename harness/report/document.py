@@ -12,7 +12,7 @@ import pandas as pd
 from .. import store, watch
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
-from . import halving as halvingmod, stats, tables, tuned as tunedmod
+from . import halving as halvingmod, pooling, stats, tables, tuned as tunedmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -290,49 +290,6 @@ def write_report(folder):
     return _write(folder, blocks, frames)
 
 
-def _fingerprints(folder, summary):
-    return {c.get("data_fingerprint") for c in tables.run_configs(folder, summary).values()} - {None}
-
-
-def default_compare_out(folders):
-    """Where ``harness compare`` writes without ``--out``: beside the sweeps
-    compared (the results folder they were written to), or under
-    ``results/`` when they live in different places."""
-    parents = {Path(f).resolve().parent for f in folders}
-    root = parents.pop() if len(parents) == 1 else Path("results")
-    return root / ("compare-" + "-vs-".join(Path(f).name for f in folders))
-
-
-def _check_folders(folders, out):
-    """Refuse a folder given twice, and an ``out`` that is one of them."""
-    seen = {}
-    for f in folders:
-        key = f.resolve()
-        if key in seen:
-            raise ConfigError(f"compare: {f} is given twice" + (f" (as {seen[key]})" if str(seen[key]) != str(f) else "")
-                              + "; its runs would be counted twice")
-        seen[key] = f
-    if out.resolve() in seen:
-        raise ConfigError(f"compare: --out {out} is one of the sweeps compared; its own report would be overwritten")
-
-
-def _load_all(folders, names):
-    """The sweeps' summaries and metrics, the sweep a column and run ids
-    prefixed by it; a run whose id an earlier sweep already holds (same
-    settings, seed and data: the same run) is dropped, and counted."""
-    summaries, metrics, prints, dropped, seen = [], [], {}, 0, set()
-    for folder, name in zip(folders, names):
-        s, m, _ = tables.load(folder)
-        prints[name] = _fingerprints(folder, s)
-        again = s.run_id.isin(seen)
-        dropped += int(again.sum())
-        seen |= set(s.run_id)
-        s = s[~again]
-        summaries.append(s.assign(sweep=name, run_id=name + "/" + s.run_id))
-        metrics.append(m[m.run_id.isin(s.run_id)].assign(run_id=lambda d: name + "/" + d.run_id))
-    return pd.concat(summaries, ignore_index=True), pd.concat(metrics, ignore_index=True), prints, dropped
-
-
 def compare(folders, out=None, allow_different_data=False):
     """One report putting the variants of several sweep folders side by side,
     the sweep (its folder name) as a setting. Sweeps trained on different
@@ -340,12 +297,12 @@ def compare(folders, out=None, allow_different_data=False):
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
         raise ConfigError("compare: give at least two sweep folders")
-    out = Path(out) if out is not None else default_compare_out(folders)
-    _check_folders(folders, out)
+    out = Path(out) if out is not None else pooling.default_compare_out(folders)
+    pooling.check_folders(folders, out)
     names = [f.name for f in folders]
     if len(set(names)) < len(names):
         names = [f"{f.parent.name}/{f.name}" for f in folders]
-    summary, metrics, prints, dropped = _load_all(folders, names)
+    summary, metrics, prints, dropped = pooling.load_all(folders, names)
     different = len(set().union(*prints.values())) > 1
     if different and not allow_different_data:
         raise ConfigError("compare: the sweeps were trained on different data ("
@@ -359,7 +316,7 @@ def compare(folders, out=None, allow_different_data=False):
         return where[name] / "runs" / rid
 
     blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir)
-    differ = settings_that_differ(summary, names)
+    differ = pooling.settings_that_differ(summary, names)
     note = ("Sweeps compared: " + ", ".join(names) + ". The sweep is a setting of every variant. "
             + (f"{dropped} run{'s' if dropped > 1 else ''} appear{'' if dropped > 1 else 's'} in more than one "
                "of them (the same settings, seed and data, so the same run): each is counted once, under the "
@@ -371,32 +328,3 @@ def compare(folders, out=None, allow_different_data=False):
                "All runs were trained on the same data (same content fingerprint)."))
     blocks.insert(1, ("p", note))
     return _write(out, blocks, parts)
-
-
-# settings never listed as differences: where the data lives (the data's
-# fingerprint is compared instead) and what never changes the numbers
-_NOT_COMPARED = ("dataset", "path", "timeout")
-
-
-def settings_that_differ(summary, names, most=4):
-    """The run settings (every RunConfig field, as resolved into each run's
-    summary row, so a default written out in one grid file and left out of
-    another is no difference) whose values differ between the sweeps:
-    ``"lr (a: 0.001; b: 0.01)"``, with at most ``most`` values shown each."""
-    out = []
-    for key in ("layers", "seed") + tables.VARIANT_SETTINGS:
-        if key == "sweep" or key in _NOT_COMPARED or key not in summary:
-            continue
-        values = {n: sorted(set(summary[key][summary.sweep == n].astype(str)), key=_natural) for n in names}
-        if len({tuple(v) for v in values.values()}) > 1:
-            shown = "; ".join(f"{n}: {', '.join(v[:most])}" + (f" and {len(v) - most} more" if len(v) > most else "")
-                              for n, v in values.items())
-            out.append(f"{key} ({shown})")
-    return out
-
-
-def _natural(text):
-    try:
-        return (0, float(text), "")
-    except ValueError:
-        return (1, 0.0, text)

@@ -261,7 +261,8 @@ def _ties(g):
     best = g.iloc[0]
     tied = g.iloc[1:][g.tied_with_best.iloc[1:] == True]  # noqa: E712 (None means untested)
     if tied.empty:
-        return [f"No other variant is tied with it (Welch's test, Holm-adjusted, α = {ALPHA})."] if best.seeds >= 2 else []
+        none = f"No other variant is tied with it (Welch's test, Holm-adjusted, α = {ALPHA})."
+        return [none] if best.seeds >= 2 else []
     close = tied[tied.val_acc >= best.val_acc - NEAR_POINTS / 100]
     far = tied.drop(close.index)
     text = (f"**Tied with it** (Welch's test, Holm-adjusted, α = {ALPHA}): {len(tied)} other "

@@ -78,8 +78,8 @@ def blocks(tuned, tune, summary, halved=False):
         if shown[key].dtype.kind == "f":
             shown[key] = [f"{v:.3g}" for v in shown[key]]
         shown[f"{key}_edge"] = shown[f"{key}_edge"].fillna("")
-    counted = ({"trials": "trials not stopped by halving", "diverged_trials": "of these, with a seed diverged"} if halved
-               else {"trials": "trials (all)", "diverged_trials": "trials with a seed diverged"})
+    counted = ({"trials": "trials not stopped by halving", "diverged_trials": "of these, with a seed diverged"}
+               if halved else {"trials": "trials (all)", "diverged_trials": "trials with a seed diverged"})
     out.append(("table", shown.rename(columns=counted)))
     notes = tunemod.warnings(tune, tuned, label(tuned))
     out += [("p", "**Warning:** " + w) for w in notes] or [("p", "No selected value sits at the edge of its "
