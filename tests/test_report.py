@@ -227,6 +227,10 @@ def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_
     for n, page in partial:
         assert 0 < n < 14 and "<strong>Partial:</strong>" in page
         assert '<meta http-equiv="refresh" content="60">' in page
+        # every planned run counted, the unfinished ones too; the runs in flight are no strays
+        assert "<p>14 runs: " in page and f"; this report holds the {n} recorded in summary.csv." in page
+        assert " waiting" in page.split("<p>14 runs: ")[1].split("</p>")[0]
+        assert "not in this grid" not in page
     assert final[0] == 14 and "Partial" not in final[1] and "http-equiv" not in final[1]
 
 
