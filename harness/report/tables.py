@@ -313,8 +313,9 @@ def _second(g):
     if n:
         return head + (f"about {n} seeds each would separate them (80% power for Welch's test at α = {ALPHA}, "
                        "at the spread seen here).")
-    return head + (f"more than the {tried} seeds each tried here would be needed to separate them, and the "
-                   "spread seen here cannot say how many.")
+    were = (f"the {tried} seeds each tried here" if best.seeds == second.seeds else
+            f"{tried} seeds each ({best.seeds} and {second.seeds} were tried here)")
+    return head + f"more than {were} would be needed to separate them, and the spread seen here cannot say how many."
 
 
 def _si(x):
