@@ -251,7 +251,8 @@ def _add_compare(sub):
                        description="Compare the variants of several sweep folders in one report (tables, "
                                    "intervals, ties, plots), the sweep as a setting; trains nothing.")
     p.add_argument("folders", nargs="+", metavar="results/NAME", help="sweep results folders (two or more)")
-    p.add_argument("--out", metavar="DIR", help="where to write the report (default: results/compare-A-vs-B)")
+    p.add_argument("--out", metavar="DIR", help="the folder to write the report into (default: compare-A-vs-B "
+                                                "beside the sweeps compared)")
     p.add_argument("--allow-different-data", action="store_true",
                    help="compare sweeps trained on different data (the report says so)")
     p.set_defaults(func=cmd_compare)
@@ -260,8 +261,7 @@ def _add_compare(sub):
 def cmd_compare(args):
     from .report import compare
 
-    out = args.out or str(Path("results") / ("compare-" + "-vs-".join(Path(f).name for f in args.folders)))
-    print(f"report: {compare(args.folders, out, args.allow_different_data, say=_note)}")
+    print(f"report: {compare(args.folders, args.out, args.allow_different_data, say=_note)}")
     return 0
 
 

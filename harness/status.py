@@ -33,6 +33,20 @@ class RunStatus(str, Enum):
 NAMES = tuple(s.value for s in RunStatus)
 
 
+class RunState(str, Enum):
+    """Where a planned run stands before it has a status: what ``harness
+    status`` and a partial report count beside the statuses above."""
+    RUNNING = "running"            # a live sweep is training it
+    CHECKPOINTED = "checkpointed"  # started, no sweep running, a resume continues it from its checkpoint
+    CUT_SHORT = "cut short"        # started, no sweep running, no checkpoint: a resume starts it over
+    WAITING = "waiting"            # not started yet
+    DAMAGED = "damaged"            # its record fails its manifest: not believed, a resume redoes it
+
+
+# every name a run can be counted under, in the order reports list them
+STATES = NAMES + tuple(s.value for s in RunState)
+
+
 def parse(value) -> RunStatus:
     try:
         return RunStatus(value)

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import manifest, store
 from .errors import ConfigError
+from .status import STATES, RunState
 from .words import count
 
 
@@ -36,8 +37,8 @@ def _rows_so_far(run_dir: Path):
 
 def progress(folder):
     """The state of every planned run: a list of dicts with run_id, layers,
-    seed, state (a status name, "running", "cut short", "checkpointed" (a
-    resumed sweep continues it) or "left"),
+    seed, state (a status name, or a :class:`~harness.status.RunState`
+    value: running, checkpointed, cut short or waiting),
     iteration, iterations, val_acc and eta_seconds (for running runs, from
     their own pace so far). Raises ConfigError when no sweep planned here."""
     folder = Path(folder)
@@ -58,8 +59,9 @@ def progress(folder):
         elif (run_dir / "config.json").exists():
             saved = store.checkpoint_meta(run_dir)
             resumable = isinstance(saved, dict) and saved.get("run_id") == run_id
-            row["state"] = "running" if running else ("checkpointed" if resumable else "cut short")
-            if row["state"] == "cut short":
+            row["state"] = (RunState.RUNNING if running else
+                            RunState.CHECKPOINTED if resumable else RunState.CUT_SHORT).value
+            if row["state"] == RunState.CUT_SHORT:
                 row["problem"] = (f"{store.CHECKPOINT} unusable" if (run_dir / store.CHECKPOINT).exists()
                                   else f"no {store.STATUS} or {store.CHECKPOINT}")
             sofar = _rows_so_far(run_dir)
@@ -69,7 +71,7 @@ def progress(folder):
                 if running:
                     row["eta_seconds"] = elapsed / it * (info["iterations"] - it)
         else:
-            row["state"] = "left"
+            row["state"] = RunState.WAITING.value
         row["flops"] = info["flops_per_iter"] * info["iterations"]
         out.append(row)
     return plan, running, out
@@ -121,7 +123,7 @@ def _estimated_left(plan, runs):
     """Seconds of the runs left from the sweep's own estimates (plan.json),
     at the pace the finished runs kept against theirs; None without them."""
     est = {r: info.get("estimated_seconds") for r, info in plan["runs"].items()}
-    left = [est[r["run_id"]] for r in runs if r["state"] == "left"]
+    left = [est[r["run_id"]] for r in runs if r["state"] == RunState.WAITING]
     if not left or None in left:
         return None
     paces = [r["seconds"] / est[r["run_id"]] for r in runs
@@ -140,11 +142,15 @@ def sweep_eta(plan, runs):
         model = run_seconds_model(runs)
         if model is None:
             return None
-        left = sum(model(r["iterations"], r["flops"]) for r in runs if r["state"] == "left")
-    running = [r["eta_seconds"] or 0.0 for r in runs if r["state"] == "running"]
+        left = sum(model(r["iterations"], r["flops"]) for r in runs if r["state"] == RunState.WAITING)
+    running = [r["eta_seconds"] or 0.0 for r in runs if r["state"] == RunState.RUNNING]
     jobs = plan.get("jobs", 1)
     jobs = (os.cpu_count() or 1) if jobs == -1 else max(1, jobs)
     return max(running, default=0.0) + left / jobs
+
+
+def _order(state):
+    return STATES.index(state) if state in STATES else len(STATES)
 
 
 def _secs(x):
@@ -160,12 +166,13 @@ def render(folder):
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     lines = [f"sweep {plan['name']!r} in {Path(folder).resolve()}: "
              + ("running" if running else "not running") + "; "
-             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + f" of {count(len(runs), 'run')}"]
+             + ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: _order(kv[0])))
+             + f" of {count(len(runs), 'run')}"]
     for r in runs:
-        if r["state"] == "damaged":
+        if r["state"] == RunState.DAMAGED:
             lines.append(f"  damaged: {r['run_id']} {r['layers']} seed {r['seed']}: {r['problem']} "
                          "(not believed; the next sweep redoes it)")
-        elif r["state"] in ("running", "cut short", "checkpointed"):
+        elif r["state"] in (RunState.RUNNING, RunState.CUT_SHORT, RunState.CHECKPOINTED):
             it = "?" if r["iteration"] is None else r["iteration"]
             val = "" if r["val_acc"] is None else f", validation {100 * r['val_acc']:.2f}%"
             eta = "" if r["eta_seconds"] is None else f", about {_secs(r['eta_seconds'])} left"

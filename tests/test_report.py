@@ -160,15 +160,19 @@ def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_pat
     small = GRID.replace("depth = [1, 2]\nwidth = [8, 12]\nshape = [\"constant\", \"halving\"]\n", "layers = [[16, 8, 10]]\n")
     roots = []
     for name, lr in (("a", 0.5), ("b", 0.2)):
-        grid = write_grid(tmp_path, tiny_csv, text=small.replace('name = "tiny"', f'name = "{name}"')
-                          .replace("lr = 0.5", f"lr = {lr}"), name=f"{name}.toml")
+        text = small.replace('name = "tiny"', f'name = "{name}"').replace("lr = 0.5", f"lr = {lr}")
+        if name == "b":  # defaults written out in one grid file only: no difference between the runs
+            text = text.replace("[train]\n", '[train]\nactivation = "relu"\ninit = "he"\n')
+        grid = write_grid(tmp_path, tiny_csv, text=text, name=f"{name}.toml")
         assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
         roots.append(tmp_path / "out" / name)
     out = tmp_path / "cmp"
     assert main(["compare", *map(str, roots), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "# Comparison: a vs b" in md and "Settings that differ between the grid files: train.lr" in md
-    assert "same data" in md
+    assert "# Comparison: a vs b" in md
+    assert "Settings of the runs (defaults filled in) that differ between the sweeps: lr (a: 0.5; b: 0.2). " in md
+    assert "activation" not in md.split("## Verdict")[0] and "init" not in md.split("## Verdict")[0]
+    assert "same data" in md and "more than one of them" not in md
     comparison = pd.read_csv(out / "comparison.csv")
     assert "sweep" in comparison.columns and set(comparison.sweep) == {"a", "b"}
     _check_pngs(out)
@@ -225,4 +229,45 @@ def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_
     for n, page in partial:
         assert 0 < n < 14 and "<strong>Partial:</strong>" in page
         assert '<meta http-equiv="refresh" content="60">' in page
+        # every planned run counted, the unfinished ones too; the runs in flight are no strays
+        assert "<p>14 runs: " in page and f"; this report holds the {n} recorded in summary.csv." in page
+        assert " waiting" in page.split("<p>14 runs: ")[1].split("</p>")[0]
+        assert "not in this grid" not in page
     assert final[0] == 14 and "Partial" not in final[1] and "http-equiv" not in final[1]
+
+
+def test_compare_counts_each_run_once_and_writes_beside_the_sweeps(tmp_path, tiny_csv, capsys, monkeypatch):
+    import shutil
+
+    small = GRID.replace("depth = [1, 2]\nwidth = [8, 12]\nshape = [\"constant\", \"halving\"]\n", "layers = [[16, 8, 10]]\n")
+    grid = write_grid(tmp_path, tiny_csv, text=small.replace('name = "tiny"', 'name = "a"'), name="a.toml")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    root = tmp_path / "out" / "a"
+    capsys.readouterr()
+
+    # one folder given twice, or as the report's own folder: one line, exit 2, nothing written
+    for argv in ([str(root), str(root)], [str(root), str(tmp_path / "out" / ".." / "out" / "a")],
+                 [str(root), str(tmp_path / "x"), "--out", str(root)]):
+        assert main(["compare", *argv, "--out", str(tmp_path / "twice")] if "--out" not in argv
+                    else ["compare", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("is given twice" in err or "is one of the sweeps compared" in err), err
+    assert not (tmp_path / "twice").exists()
+
+    # the same runs under another folder of the same sweep name: counted once, and the report says so
+    shutil.copytree(root, tmp_path / "copy" / "a")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(root), str(tmp_path / "copy" / "a"), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "4 runs appear in more than one of them" in md and "counted once, under the first sweep given" in md
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert list(comparison.n) == [2, 2]  # not n = 4: copy/a adds nothing
+
+    # without --out: beside the sweeps compared, not under the working directory's results/
+    other = write_grid(tmp_path, tiny_csv, text=small.replace('name = "tiny"', 'name = "b"')
+                       .replace("lr = 0.5", "lr = 0.2"), name="b.toml")
+    assert main(["sweep", str(other), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    monkeypatch.chdir(tmp_path / "copy")
+    assert main(["compare", str(root), str(tmp_path / "out" / "b")]) == 0
+    assert (tmp_path / "out" / "compare-a-vs-b" / "report.md").is_file()
+    assert not (tmp_path / "copy" / "results").exists()

@@ -32,7 +32,7 @@ def test_status_of_a_running_sweep(tmp_path, capsys):
     root = _folder(tmp_path / "demo")
     with locked(root, print):  # as the running sweep holds it
         plan, running, runs = progress(root)
-        assert running and [r["state"] for r in runs] == ["done", "running", "left"]
+        assert running and [r["state"] for r in runs] == ["done", "running", "waiting"]
         bbb = runs[1]
         assert bbb["iteration"] == 40 and bbb["val_acc"] == 0.8
         assert bbb["eta_seconds"] == pytest.approx(8.0 / 40 * 60)
@@ -40,7 +40,7 @@ def test_status_of_a_running_sweep(tmp_path, capsys):
         assert sweep_eta(plan, runs) == pytest.approx(12.0 + 40.0 / 2)
         assert main(["status", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "sweep 'demo'" in out and "running; 1 done, 1 left, 1 running of 3 runs" in out
+    assert "sweep 'demo'" in out and "running; 1 done, 1 running, 1 waiting of 3 runs" in out
     assert "running: bbb 784-32-10 seed 0: iteration 40 of 100, validation 80.00%, about 12 s left" in out
     assert "sweep: about 32 s left" in out  # 12 s, then 40 s of runs over 2 workers
 

@@ -2,8 +2,9 @@
 
 Floors, imports only downward: :mod:`.stats` (pure statistics over arrays),
 :mod:`.tables` (variants, intervals, ties, verdict, budgets, Pareto front),
-:mod:`.plots`, :mod:`.render` (Markdown and HTML) and :mod:`.document`
-(the report of a folder, and :func:`compare` of several).
+:mod:`.plots`, :mod:`.render` (Markdown and HTML) and :mod:`.pooling` (the
+runs of several sweeps, for a comparison) and :mod:`.document` (the report of a
+folder, and :func:`compare` of several).
 """
 from .document import build, compare, write_report
 from .plots import PLOTS

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import store
+from .. import store, watch
 from ..errors import ConfigError
-from ..status import RunStatus, in_comparison, mask
-from . import halving as halvingmod, stats, tables, tuned as tunedmod
+from ..status import NAMES, STATES, RunStatus, in_comparison, mask
+from . import halving as halvingmod, pooling, stats, tables, tuned as tunedmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -59,14 +59,28 @@ def _front_table(g):
     return pd.DataFrame(rows)
 
 
+def _seeds_note(row):
+    """What a variant's accuracy rests on, when it is not plain n seeds:
+    "2 seeds, 2 diverged", and whether there is an interval."""
+    parts = [f"{row.runs} seed{'s' if row.runs > 1 else ''}, {row.diverged} diverged"] if row.diverged else []
+    if row.seeds < 2:
+        parts.append("no interval" if parts else "n = 1: no interval")
+    return f" ({': '.join(parts)})" if parts else ""
+
+
+def _tied_cell(row):
+    if row.tied_with_best is None:
+        return f"untested ({row.runs} seeds, {row.diverged} diverged)" if row.diverged else "untested (1 seed)"
+    return "yes" if row.tied_with_best else "no"
+
+
 def _variants_table(g):
-    tied = {True: "yes", False: "no", None: "untested (1 seed)"}
     return pd.DataFrame({
         "variant": g.label,
-        "n": g.seeds,
-        "validation acc [95% CI]": [pct(m, lo, hi) if n > 1 else f"{pct(m)} (n = 1: no interval)"
-                                    for m, lo, hi, n in zip(g.val_acc, g.val_lo, g.val_hi, g.seeds)],
-        "tied with best": [tied[t] for t in g.tied_with_best],
+        "n": g.runs,
+        "validation acc [95% CI]": [(pct(r.val_acc, r.val_lo, r.val_hi) if r.seeds > 1 else pct(r.val_acc))
+                                    + _seeds_note(r) for _, r in g.iterrows()],
+        "tied with best": [_tied_cell(r) for _, r in g.iterrows()],
         "p vs best (Holm)": ["" if math.isnan(p) else f"{p:.3g}" for p in g.p_vs_best],
         **({"test acc (held out)": [pct(m, lo, hi) for m, lo, hi in zip(g.test_acc, g.test_lo, g.test_hi)]}
            if "test_acc" in g else {}),
@@ -91,6 +105,29 @@ def report_target(folder):
 PARTIAL_RELOAD_SECONDS = 60
 
 
+def _run_states(folder, summary):
+    """``(counts, stray)``: how many of the sweep's runs stand in each state
+    of the one vocabulary (:data:`harness.status.STATES`), the finished ones
+    from the summary and the others (running, checkpointed, cut short,
+    waiting) from the sweep's plan; and how many run folders on disk belong
+    to neither. Without a plan, the summary alone."""
+    states = dict(zip(summary.run_id, summary.status))
+    planned = set()
+    if (folder / store.PLAN).is_file():
+        try:
+            _, _, runs = watch.progress(folder)
+        except (ConfigError, KeyError, TypeError, AttributeError):
+            runs = []  # an unreadable plan: counted from the summary alone
+        for r in runs:
+            planned.add(r["run_id"])
+            states.setdefault(r["run_id"], r["state"])
+    counts = pd.Series(list(states.values()), dtype=object).value_counts()
+    counts = {s: int(counts[s]) for s in sorted(counts.index, key=lambda s: STATES.index(s) if s in STATES else 99)}
+    on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
+    left_out = {r for r, _ in summary.attrs.get("left_out", [])}
+    return counts, len(on_disk - set(states) - planned - left_out)
+
+
 def _head(blocks, title, folder, summary, configs):
     blocks.append(("h1", title))
     if store.sweep_running(folder):
@@ -100,18 +137,20 @@ def _head(blocks, title, folder, summary, configs):
                             f"reloads every {PARTIAL_RELOAD_SECONDS} s until the sweep's final report "
                             "replaces it."))
         blocks.append(("reload", PARTIAL_RELOAD_SECONDS))
-    counts = summary.status.value_counts()
+    counts, stray = _run_states(folder, summary) if "sweep" not in summary else (
+        summary.status.value_counts().to_dict(), 0)
+    total = sum(counts.values())
+    unfinished = sum(n for s, n in counts.items() if s not in NAMES)
     test_split = (summary.validation.astype(str) == "test").all()
     rows = tables.row_counts(summary, configs)
-    blocks.append(("p", f"{len(summary)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-                   + ". Validation data: " + ("the official MNIST test split" if test_split
-                                              else "rows held out of the training file")
+    blocks.append(("p", f"{total} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                   + (f"; this report holds the {len(summary)} recorded in summary.csv." if unfinished else ".")
+                   + " Validation data: " + ("the official MNIST test split" if test_split
+                                             else "rows held out of the training file")
                    + (f" ({rows})" if rows else "") + ". Accuracies are in percent; intervals are 95% "
                    "Student-t intervals of the mean over seeds. Failed, interrupted and stopped runs "
                    "enter no mean, interval or test."))
-    on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
     left_out = summary.attrs.get("left_out", [])
-    stray = len(on_disk - set(summary.run_id) - {r for r, _ in left_out})
     if left_out:
         blocks.append(("p", f"**Left out:** {len(left_out)} run{'' if len(left_out) == 1 else 's'} whose files "
                             "failed verification (damaged or changed since the run wrote them; the next sweep "
@@ -177,7 +216,7 @@ def _unfinished_blocks(blocks, summary):
                             "(see Halving); they enter no comparison."))
 
 
-def build(folder, summary=None, metrics=None, title=None):
+def build(folder, summary=None, metrics=None, title=None, run_dir=None):
     """The report's content: ``(blocks, frames)`` where blocks are
     ``(kind, payload)`` pairs both renderers share and frames hold what the
     plots and comparison.csv need."""
@@ -193,11 +232,14 @@ def build(folder, summary=None, metrics=None, title=None):
     keys = tables.variant_keys(summary[in_comparison(summary.status)])
     if not g.empty:
         g = tables.time_spread(tables.with_ties(g), metrics)
+        if g.clipped.any():
+            blocks.append(("p", "An interval that passes 0% or 100% (a wide one, from few seeds or much spread) "
+                                "is clipped to [0, 100] for display; the mean and the tests are unchanged."))
     blocks.append(("h2", "Verdict"))
     blocks += [("p", line) for line in tables.verdict(g)]
-    if tuned is not None:
-        blocks += tunedmod.blocks(tuned, tune, full)
     levels = halvingmod.rung_list(folder, full)
+    if tuned is not None:
+        blocks += tunedmod.blocks(tuned, tune, full, halved=bool(levels))
     if levels:
         blocks += halvingmod.blocks(full, levels)
     _article_blocks(blocks, summary)
@@ -225,7 +267,8 @@ def build(folder, summary=None, metrics=None, title=None):
     if toml.is_file():
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
-    return blocks, {"loaded": full, "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
+    return blocks, {"loaded": full, "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target,
+                    "secs": secs, "run_dir": run_dir or (lambda run_id: folder / "runs" / run_id),
                     "tuned": (full, tuned, tune) if tuned is not None else None,
                     "halving": (full, metrics, levels) if levels else None}
 
@@ -233,7 +276,7 @@ def build(folder, summary=None, metrics=None, title=None):
 def _write(folder, blocks, frames):
     folder = Path(folder)
     store.refuse_links(folder, depth=1)  # plots/ or the folder itself a link: never written through
-    plot_all(frames["g"], frames["summary"], frames["metrics"], folder, folder / "plots", frames["target"],
+    plot_all(frames["g"], frames["summary"], frames["metrics"], frames["run_dir"], folder / "plots", frames["target"],
              frames["secs"])
     if frames.get("halving"):
         halvingmod.plot(*frames["halving"], folder / "plots" / f"{halvingmod.PLOT}.png")
@@ -279,64 +322,42 @@ def _check_writable(folder):
                               "and report on the copy")
 
 
-def _fingerprints(folder, summary):
-    return {c.get("data_fingerprint") for c in tables.run_configs(folder, summary).values()} - {None}
-
-
-def compare(folders, out, allow_different_data=False, say=None):
+def compare(folders, out=None, allow_different_data=False, say=None):
     """One report putting the variants of several sweep folders side by side,
     the sweep (its folder name) as a setting. Sweeps trained on different
     data are refused unless ``allow_different_data``. Returns report.html."""
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
         raise ConfigError("compare: give at least two sweep folders")
+    out = Path(out) if out is not None else pooling.default_compare_out(folders)
+    pooling.check_folders(folders, out)
     names = [f.name for f in folders]
     if len(set(names)) < len(names):
         names = [f"{f.parent.name}/{f.name}" for f in folders]
-    summaries, metrics, prints, left_out, unsealed = [], [], {}, [], 0
-    for folder, name in zip(folders, names):
-        s, m, _ = tables.load(folder)
-        _tell(folder, s, say)
-        left_out += [(f"{name}/{r}", p) for r, p in s.attrs["left_out"]]
-        unsealed += s.attrs["unsealed"]
-        summaries.append(s.assign(sweep=name))
-        metrics.append(m)
-        prints[name] = _fingerprints(folder, s)
+    summary, metrics, prints, dropped = pooling.load_all(folders, names, tell=lambda f, s: _tell(f, s, say))
     different = len(set().union(*prints.values())) > 1
     if different and not allow_different_data:
         raise ConfigError("compare: the sweeps were trained on different data ("
                           + "; ".join(f"{n}: {', '.join(sorted(p)) or '?'}" for n, p in prints.items())
                           + "); pass --allow-different-data to compare them anyway")
-    summary = pd.concat(summaries, ignore_index=True)
-    summary["run_id"] = summary.sweep + "/" + summary.run_id  # run ids may repeat across sweeps
-    summary.attrs.update(left_out=left_out, unsealed=unsealed)
-    frames = []
-    for m, name in zip(metrics, names):
-        frames.append(m.assign(run_id=name + "/" + m.run_id))
-    out = Path(out)
     store.writable_folder(out, "comparison folder")
     _check_writable(out)
-    blocks, parts = build(out, summary, pd.concat(frames, ignore_index=True),
-                          title=f"Comparison: {' vs '.join(names)}")
-    differ = _settings_that_differ(folders)
+    where = dict(zip(names, folders))
+
+    def run_dir(run_id):
+        name, _, rid = run_id.rpartition("/")
+        return where[name] / "runs" / rid
+
+    blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir)
+    differ = pooling.settings_that_differ(summary, names)
     note = ("Sweeps compared: " + ", ".join(names) + ". The sweep is a setting of every variant. "
-            + (f"Settings that differ between the grid files: {', '.join(differ)}. " if differ else "")
+            + (f"{dropped} run{'s' if dropped > 1 else ''} appear{'' if dropped > 1 else 's'} in more than one "
+               "of them (the same settings, seed and data, so the same run): each is counted once, under the "
+               "first sweep given. " if dropped else "")
+            + (f"Settings of the runs (defaults filled in) that differ between the sweeps: {'; '.join(differ)}. "
+               if differ else "The runs' settings (defaults filled in) take the same values in every sweep. ")
             + ("**The sweeps were trained on different data** (allowed by --allow-different-data): "
                "their accuracies are not measured on the same rows." if different else
                "All runs were trained on the same data (same content fingerprint)."))
     blocks.insert(1, ("p", note))
     return _write(out, blocks, parts)
-
-
-def _settings_that_differ(folders):
-    """Keys of the grid files (as ``section.key``) whose values differ between the sweeps."""
-    docs = []
-    for f in folders:
-        try:
-            docs.append(tomllib.loads((f / "sweep.toml").read_text()))
-        except (OSError, tomllib.TOMLDecodeError):
-            docs.append({})
-    flat = [{f"{sec}.{k}": repr(v) for sec, table in d.items() if isinstance(table, dict) for k, v in table.items()}
-            for d in docs]
-    keys = sorted(set().union(*flat))
-    return [k for k in keys if len({d.get(k) for d in flat}) > 1 and not k.startswith("sweep.name")]

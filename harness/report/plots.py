@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from .. import store
-from ..status import in_comparison
 from .tables import label_keys, pareto, pct, per_run_progress, variant_keys
 
 PLOTS = {
@@ -24,7 +23,7 @@ PLOTS = {
     "time_vs_flops": "Time per iteration against FLOPs per iteration",
     "learning_curves": "Learning curves, one panel per first hidden width",
     "budget": "Validation accuracy against training time (equal budgets)",
-    "confusion": "Confusion matrix of the best run (validation data)",
+    "confusion": "Confusion matrix of a run of the best variant (validation data)",
 }
 MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p", "d", "H", "8", "x", "+", "1"]
 PANELS_PER_ROW = 5
@@ -339,21 +338,37 @@ def plot_budget(g, metrics, target, secs, path):
     return _save(fig, path)
 
 
-def plot_confusion(summary, folder, path):
+def median_run(g, summary, run_dir):
+    """``(row, path)``: the run of the best variant whose validation accuracy
+    is the median of its seeds' (the lower of the two middle ones), among
+    those that recorded a confusion matrix; None if none did."""
+    if g.empty:
+        return None
+    runs = summary[summary.run_id.isin(g.run_ids.iloc[0])]
+    runs = runs[[(run_dir(r) / "confusion.csv").is_file() for r in runs.run_id]]
+    runs = runs.sort_values(["final_val_acc", "seed"], kind="stable")
+    if runs.empty:
+        return None
+    row = runs.iloc[(len(runs) - 1) // 2]
+    return row, run_dir(row.run_id) / "confusion.csv"
+
+
+def plot_confusion(g, summary, run_dir, path):
+    """The confusion matrix of one run of the best variant: its median seed."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    ok = summary[in_comparison(summary.status)]
-    best = ok.sort_values("final_val_acc", ascending=False).head(1)
-    cpath = folder / "runs" / best.run_id.iloc[0] / "confusion.csv" if not best.empty else None
-    if cpath is not None and cpath.is_file():
+    chosen = median_run(g, summary, run_dir)
+    if chosen is not None:
+        row, cpath = chosen
         counts = pd.read_csv(cpath, index_col=0)
         counts.columns = [c.replace("pred_", "") for c in counts.columns]
         sns.heatmap(counts, annot=len(counts) <= 20, fmt="d", cmap="Blues", cbar_kws={"label": "examples"}, ax=ax,
                     annot_kws={"fontsize": 7})
-        ax.set_title(f"{PLOTS['confusion']}\n{best.layers.iloc[0]} seed {best.seed.iloc[0]}: "
-                     f"{pct(best.final_val_acc.iloc[0])}", fontsize=11)
+        n = g.runs.iloc[0]
+        ax.set_title(f"{PLOTS['confusion']}\n{g.label.iloc[0]}, seed {row.seed}: {pct(row.final_val_acc)}"
+                     + (f" (median of its {n} seeds)" if n > 1 else ""), fontsize=11)
     else:
         _empty(ax, "no confusion matrix recorded")
         ax.set_title(PLOTS["confusion"])
@@ -362,14 +377,15 @@ def plot_confusion(summary, folder, path):
     return _save(fig, path)
 
 
-def plot_all(g, summary, metrics, folder, plots_dir, target, secs):
-    """Write every plot as PNG into ``plots_dir``; returns {name: path}."""
+def plot_all(g, summary, metrics, run_dir, plots_dir, target, secs):
+    """Write every plot as PNG into ``plots_dir``; returns {name: path}.
+    ``run_dir(run_id)``: the folder of a run."""
     _setup()
     plots_dir.mkdir(parents=True, exist_ok=True)
     out = {name: plots_dir / f"{name}.png" for name in PLOTS}
     draw_all([  # costliest first, so that the two halves of draw_all come out even
         (plot_learning_curves, (g, metrics, out["learning_curves"])),
-        (plot_confusion, (summary, folder, out["confusion"])),
+        (plot_confusion, (g, summary, run_dir, out["confusion"])),
         (plot_time_vs_flops, (g, out["time_vs_flops"])),
         (plot_acc_vs_time, (g, out["acc_vs_time"])),
         (plot_budget, (g, metrics, target, secs, out["budget"])),

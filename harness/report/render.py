@@ -7,30 +7,53 @@ import base64
 import html
 
 
+def md_escape(text, inline=False):
+    """Text safe in Markdown, whatever names it holds (a sweep's, a
+    variant's, an error's): no raw HTML (``<``, ``>`` and ``&`` become
+    entities), no link or image (``](`` is broken), no line break (which
+    could start a block of its own) and, in a table cell (``inline``), ``|``
+    escaped. The ``**`` the report's own paragraphs use for bold is left alone."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("](", "]\\(")
+    text = " ".join(text.splitlines())
+    return text.replace("|", "\\|") if inline else text
+
+
 def _md_table(df):
-    cols = [str(c) for c in df.columns]
+    cols = [md_escape(c, inline=True) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row.values) + " |")
+        lines.append("| " + " | ".join(md_escape(v, inline=True) for v in row.values) + " |")
     return "\n".join(lines)
+
+
+def _fence(text):
+    """A code fence longer than any run of backticks in ``text``, which
+    then cannot close it early."""
+    longest, run = 0, 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
 
 
 def render_md(blocks):
     out = []
     for kind, payload in blocks:
         if kind == "h1":
-            out.append(f"# {payload}")
+            out.append(f"# {md_escape(payload, inline=True)}")
         elif kind == "h2":
-            out.append(f"## {payload}")
+            out.append(f"## {md_escape(payload, inline=True)}")
         elif kind == "p":
-            out.append(payload)
+            out.append(md_escape(payload))
         elif kind == "table":
             out.append(_md_table(payload))
         elif kind == "image":
             title, path = payload
+            title = md_escape(title, inline=True).replace("[", "\\[").replace("]", "\\]")
             out.append(f"### {title}\n\n![{title}]({path})")
         elif kind == "code":
-            out.append(f"```toml\n{payload}```" if payload.endswith("\n") else f"```toml\n{payload}\n```")
+            fence = _fence(payload)
+            out.append(f"{fence}toml\n{payload}" + ("" if payload.endswith("\n") else "\n") + fence)
     return "\n\n".join(out) + "\n"
 
 

@@ -121,21 +121,33 @@ def holm(pvalues):
     return out
 
 
-def seeds_to_separate(diff, sd_a, sd_b, power=0.8, alpha=0.05, most=10_000):
-    """Seeds per variant for a two-sided Welch test at ``alpha`` to detect
-    ``diff`` with ``power``, if the spreads stay ``sd_a`` and ``sd_b``:
-    the smallest n with |diff| / se >= t(1 - alpha/2) + t(power), se =
-    sqrt((sd_a^2 + sd_b^2) / n), on 2n - 2 degrees of freedom (the usual
-    approximation). None if not estimable or above ``most``."""
+def welch_df(sd_a, sd_b, n):
+    """Welch-Satterthwaite degrees of freedom of two samples of ``n`` each
+    with standard deviations ``sd_a`` and ``sd_b`` (2n - 2 when they are equal)."""
+    va, vb = sd_a**2, sd_b**2
+    return (n - 1) * (va + vb) ** 2 / (va**2 + vb**2)
+
+
+def seeds_to_separate(diff, sd_a, sd_b, power=0.8, alpha=0.05, most=10_000, tried=0):
+    """Seeds per variant for the two-sided Welch test at ``alpha`` that the
+    report runs to detect ``diff`` with ``power``, if the spreads stay
+    ``sd_a`` and ``sd_b``: the smallest n with |diff| / se >= t(1 - alpha/2)
+    + t(power), se = sqrt((sd_a^2 + sd_b^2) / n), both quantiles on Welch's
+    degrees of freedom for n seeds each (the usual approximation).
+
+    ``tried``: seeds each already tried without separating them. An
+    estimate of no more than that is contradicted by the data, so it gives
+    None, as does a difference that cannot be estimated or needs more
+    than ``most``. A number returned is always above ``tried``."""
     if not all(map(math.isfinite, (diff, sd_a, sd_b))) or diff == 0:
         return None
     var = sd_a**2 + sd_b**2
-    if var == 0:
-        return 2
+    if var == 0:  # no spread at all: two seeds each tell any difference
+        return 2 if tried < 2 else None
     n = 2
     while n <= most:
-        df = 2 * n - 2
+        df = welch_df(sd_a, sd_b, n)
         if abs(diff) / math.sqrt(var / n) >= t_ppf(1 - alpha / 2, df) + t_ppf(power, df):
-            return n
+            return n if n > tried else None
         n += 1 if n < 100 else n // 10
     return None

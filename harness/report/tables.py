@@ -17,7 +17,7 @@ import pandas as pd
 from .. import manifest, store
 from ..config import RunConfig
 from ..errors import ConfigError
-from ..status import in_comparison
+from ..status import RunStatus, in_comparison, mask
 from . import stats
 
 ALPHA = 0.05
@@ -206,11 +206,20 @@ def variant_label(row, keys):
     return ", ".join([str(row["layers"])] + [f"{k} {row[k]}" for k in keys[1:]])
 
 
+def _bounded(lo, hi):
+    """An interval clipped to accuracy's bounds [0, 1] for display, and
+    whether it had to be."""
+    if math.isnan(lo):
+        return lo, hi, False
+    return max(lo, 0.0), min(hi, 1.0), bool(lo < 0.0 or hi > 1.0)
+
+
 def grouped(summary):
     """Runs in a comparison grouped over seeds, one row per variant, ranked by
-    mean validation accuracy: n, mean and 95% t interval of validation (and
-    test) accuracy, and the costs. ``accs`` holds each variant's per-seed
-    validation accuracies (for the tests of ties)."""
+    mean validation accuracy: ``runs`` (seeds), ``seeds`` (those with an
+    accuracy), mean and 95% t interval of validation (and test) accuracy,
+    clipped to [0, 1] (``clipped`` says where), and the costs. ``accs``
+    holds each variant's per-seed validation accuracies (for the tests of ties)."""
     ok = summary[in_comparison(summary.status)].copy()
     keys = variant_keys(ok)
     ok[keys] = ok[keys].astype(str).where(ok[keys].notna(), "")  # groupable, NaN-free keys
@@ -218,15 +227,19 @@ def grouped(summary):
     for values, runs in ok.groupby(keys, sort=False):
         values = values if isinstance(values, tuple) else (values,)
         n, mean, lo, hi = stats.mean_ci(runs.final_val_acc)
+        lo, hi, clipped = _bounded(lo, hi)
         row = dict(zip(keys, values))
-        row.update(seeds=n, val_acc=mean, val_lo=lo, val_hi=hi, val_sd=runs.final_val_acc.std(),
+        row.update(runs=len(runs), seeds=n, val_acc=mean, val_lo=lo, val_hi=hi, val_sd=runs.final_val_acc.std(),
                    accs=runs.final_val_acc.dropna().to_numpy(float),
                    train_acc=runs.final_train_acc.mean(), depth=runs.depth.iloc[0], width=runs.width.iloc[0],
                    n_params=runs.n_params.iloc[0], flops_per_iter=runs.flops_per_iter.iloc[0],
                    s_per_iter=runs.median_iter_seconds.median(),
-                   diverged=int((runs.status == "diverged").sum()), run_ids=list(runs.run_id))
+                   diverged=int(mask(runs.status, RunStatus.DIVERGED).sum()), run_ids=list(runs.run_id))
         if "test_acc" in runs and runs.test_acc.notna().any():
-            _, row["test_acc"], row["test_lo"], row["test_hi"] = stats.mean_ci(runs.test_acc)
+            _, row["test_acc"], lo, hi = stats.mean_ci(runs.test_acc)
+            row["test_lo"], row["test_hi"], test_clipped = _bounded(lo, hi)
+            clipped = clipped or test_clipped
+        row["clipped"] = clipped
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -278,7 +291,10 @@ def pct(mean, lo=None, hi=None):
 
 
 def verdict(g):
-    """Plain sentences deciding the comparison, from ``with_ties(grouped(...))``."""
+    """Plain sentences deciding the comparison, from ``with_ties(grouped(...))``:
+    the best; the cheapest variant within NEAR_POINTS of it (the headline
+    answer); the variants tied with it, those tied only because seeds scatter
+    apart; and how far #1 is from #2."""
     if g.empty:
         return ["No finished runs to compare yet."]
     best = g.iloc[0]
@@ -290,35 +306,95 @@ def verdict(g):
     if best.seeds < 2:
         lines.append("With one seed per variant there are no intervals and no test of ties: "
                      "add seeds to tell the variants apart.")
-    tied = g[g.tied_with_best == True]  # noqa: E712 (None means untested)
-    if len(tied) > 1:
-        by_time = tied.sort_values("s_per_iter").iloc[0]
-        by_flops = tied.sort_values("flops_per_iter").iloc[0]
-        lines.append(f"**Tied with it** (Welch's test, Holm-adjusted, α = {ALPHA}): {len(tied) - 1} other "
-                     f"variant{'s' if len(tied) > 2 else ''}. The cheapest of these by time per iteration is "
-                     f"{by_time.label} ({by_time.s_per_iter:.3g} s, {pct(by_time.val_acc, by_time.val_lo, by_time.val_hi)}); "
-                     f"by FLOPs, {by_flops.label} ({_si(by_flops.flops_per_iter)} FLOPs per iteration).")
-        gap = 100 * (best.val_acc - by_time.val_acc)
-        if gap > NEAR_POINTS:
-            lines.append(f"Read that tie with care: {by_time.label}'s mean is {gap:.2f} points lower, and it "
-                         "is tied only because its seeds vary too much to tell it apart, not because it "
-                         "does as well.")
-    elif best.seeds >= 2:
-        lines.append(f"No other variant is tied with it (Welch's test, Holm-adjusted, α = {ALPHA}).")
-    near = g[g.val_acc >= best.val_acc - NEAR_POINTS / 100].sort_values("s_per_iter").iloc[0]
-    lines.append(f"**Cheapest within {NEAR_POINTS} points of it:** {near.label}, {pct(near.val_acc)} at "
-                 f"{near.s_per_iter:.3g} s per iteration ({best.s_per_iter / near.s_per_iter:.1f}× less time "
-                 f"per iteration than the best)." if near.label != best.label else
-                 f"**Cheapest within {NEAR_POINTS} points of it:** the best itself; every cheaper variant is "
-                 f"further behind.")
-    second = g.iloc[1]
-    if second.tied_with_best:
-        n = stats.seeds_to_separate(best.val_acc - second.val_acc, best.val_sd, second.val_sd)
-        gap = 100 * (best.val_acc - second.val_acc)
-        lines.append(f"#1 and #2 ({second.label}) are {gap:.2f} points apart and tied; "
-                     + (f"about {n} seeds each would separate them (80% power, at the spread seen here)."
-                        if n else "their spread is too large to say how many seeds would separate them."))
+    lines.append(_cheapest_near(g))
+    lines += _ties(g)
+    second = _second(g)
+    return lines + ([second] if second else [])
+
+
+def _tie_word(row):
+    if row.tied_with_best is None:
+        return "not tested against the best (too few seeds)"
+    word = "tied with the best" if row.tied_with_best else "told apart from the best"
+    return f"{word}, p = {row.p_vs_best:.2g}"
+
+
+def _cheapest_near(g):
+    """The headline: the cheapest variant (by time per iteration) whose mean
+    is within NEAR_POINTS of the best's."""
+    best = g.iloc[0]
+    near = g[g.val_acc >= best.val_acc - NEAR_POINTS / 100].sort_values("s_per_iter", kind="stable")
+    head = f"**Cheapest within {NEAR_POINTS} points of it:**"
+    if near.index[0] == 0 or not near.s_per_iter.iloc[0] < best.s_per_iter:
+        return f"{head} the best itself; every cheaper variant is further behind."
+    row = near.iloc[0]
+    return (f"{head} {row.label}, {pct(row.val_acc, row.val_lo, row.val_hi)} at {row.s_per_iter:.3g} s per "
+            f"iteration ({best.s_per_iter / row.s_per_iter:.1f}× less time per iteration than the best; "
+            f"{_tie_word(row)}).")
+
+
+def _ties(g):
+    """The variants tied with the best: how many, the cheapest of those
+    within NEAR_POINTS (never the best itself), and apart, those further
+    behind, tied only because the seeds scatter, naming whose spread it is."""
+    best = g.iloc[0]
+    tied = g.iloc[1:][g.tied_with_best.iloc[1:] == True]  # noqa: E712 (None means untested)
+    if tied.empty:
+        none = f"No other variant is tied with it (Welch's test, Holm-adjusted, α = {ALPHA})."
+        return [none] if best.seeds >= 2 else []
+    close = tied[tied.val_acc >= best.val_acc - NEAR_POINTS / 100]
+    far = tied.drop(close.index)
+    text = (f"**Tied with it** (Welch's test, Holm-adjusted, α = {ALPHA}): {len(tied)} other "
+            f"variant{'s' if len(tied) > 1 else ''}, {len(close) or 'none'} of them within {NEAR_POINTS} points of it.")
+    by_time = close[close.s_per_iter < best.s_per_iter].sort_values("s_per_iter", kind="stable")
+    by_flops = close[close.flops_per_iter < best.flops_per_iter].sort_values("flops_per_iter", kind="stable")
+    if len(close):
+        text += (f" Of those, the cheapest by time per iteration is {by_time.iloc[0].label} "
+                 f"({by_time.iloc[0].s_per_iter:.3g} s, {pct(by_time.iloc[0].val_acc)})" if len(by_time) else
+                 " None of those takes less time per iteration than the best")
+        text += (f"; by FLOPs, {by_flops.iloc[0].label} ({_si(by_flops.iloc[0].flops_per_iter)} FLOPs per "
+                 "iteration)." if len(by_flops) else "; none takes fewer FLOPs per iteration.")
+    lines = [text]
+    if len(far):
+        lines.append(f"**Tied only because seeds scatter:** {len(far)} variant{'s' if len(far) > 1 else ''} "
+                     f"more than {NEAR_POINTS} points below the best {'are' if len(far) > 1 else 'is'} tied with "
+                     "it only because the seeds vary too much to tell them apart, not because "
+                     f"{'they do' if len(far) > 1 else 'it does'} as well: "
+                     + "; ".join(_scatter(best, row) for _, row in far.iterrows()) + ".")
     return lines
+
+
+def _scatter(best, row):
+    """One noise-tied variant: its gap and whose spread makes the tie (the
+    side with most of the difference's variance in Welch's test)."""
+    se_best, se_row = best.val_sd / math.sqrt(best.seeds), row.val_sd / math.sqrt(row.seeds)
+    share = se_row**2 / (se_row**2 + se_best**2) if se_row**2 + se_best**2 > 0 else 0.5
+    whose = ("mostly its own seeds'" if share >= 0.75 else "mostly the best's seeds'" if share <= 0.25
+             else "both variants' seeds'")
+    return (f"{row.label}, {pct(row.val_acc, row.val_lo, row.val_hi)}, {100 * (best.val_acc - row.val_acc):.2f} "
+            f"points lower; the spread is {whose} (standard error of the mean {100 * se_row:.2f} points, "
+            f"the best's {100 * se_best:.2f})")
+
+
+def _second(g):
+    """#1 against #2 when they are tied: equal means, or the seeds each
+    that would separate them (never fewer than already failed to)."""
+    best, second = g.iloc[0], g.iloc[1]
+    if second.tied_with_best != True:  # noqa: E712 (False, or None: untested)
+        return None
+    gap = 100 * (best.val_acc - second.val_acc)
+    if round(gap, 2) == 0:
+        return (f"#1 and #2 ({second.label}) are tied, and their means are equal at the precision shown "
+                f"({pct(best.val_acc)}): nothing here tells them apart.")
+    tried = int(max(best.seeds, second.seeds))
+    n = stats.seeds_to_separate(best.val_acc - second.val_acc, best.val_sd, second.val_sd, tried=tried)
+    head = f"#1 and #2 ({second.label}) are {gap:.2f} points apart and tied; "
+    if n:
+        return head + (f"about {n} seeds each would separate them (80% power for Welch's test at α = {ALPHA}, "
+                       "at the spread seen here).")
+    were = (f"the {tried} seeds each tried here" if best.seeds == second.seeds else
+            f"{tried} seeds each ({best.seeds} and {second.seeds} were tried here)")
+    return head + f"more than {were} would be needed to separate them, and the spread seen here cannot say how many."
 
 
 def _si(x):
@@ -371,15 +447,20 @@ def budgets(g, metrics, target):
 
 
 def time_spread(g, metrics):
-    """``g`` with s_lo, s_hi: the 25th and 75th percentiles of each variant's
-    time per iteration over all its iterations and seeds."""
+    """``g`` with each variant's time per iteration from its runs' metric
+    rows, all iterations and seeds pooled: ``s_per_iter`` their median and
+    ``s_lo``, ``s_hi`` their 25th and 75th percentiles. The same rows give
+    the point and its spread, so the point lies inside it. A variant without
+    metric rows keeps the median of its runs' medians, spread-free."""
     g = g.copy()
-    lo, hi = [], []
+    mid, lo, hi = [], [], []
     for _, row in g.iterrows():
-        t = metrics[metrics.run_id.isin(row.run_ids)].iter_seconds
-        lo.append(t.quantile(0.25) if len(t) else row.s_per_iter)
-        hi.append(t.quantile(0.75) if len(t) else row.s_per_iter)
-    g["s_lo"], g["s_hi"] = lo, hi
+        t = metrics[metrics.run_id.isin(row.run_ids)].iter_seconds.dropna()
+        q = t.quantile([0.25, 0.5, 0.75]).to_numpy() if len(t) else [row.s_per_iter] * 3
+        lo.append(q[0])
+        mid.append(q[1])
+        hi.append(q[2])
+    g["s_lo"], g["s_per_iter"], g["s_hi"] = lo, mid, hi
     return g
 
 

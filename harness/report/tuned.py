@@ -57,8 +57,10 @@ def label(tuned):
     return lambda row: ", ".join(str(row[k]) for k in keys)
 
 
-def blocks(tuned, tune, summary):
-    """The section's blocks: what was done, the table, the warnings and the slice plot."""
+def blocks(tuned, tune, summary, halved=False):
+    """The section's blocks: what was done, the table, the warnings and the
+    slice plot. Under successive halving (``halved``) a point's trials are
+    only those halving did not stop, and the table's columns say so."""
     n_search = int((summary.role == "search").sum()) if "role" in summary else 0
     n_confirm = int((summary.role == "confirm").sum()) if "role" in summary else 0
     keys = list(tune.dists)
@@ -76,7 +78,9 @@ def blocks(tuned, tune, summary):
         if shown[key].dtype.kind == "f":
             shown[key] = [f"{v:.3g}" for v in shown[key]]
         shown[f"{key}_edge"] = shown[f"{key}_edge"].fillna("")
-    out.append(("table", shown))
+    counted = ({"trials": "trials not stopped by halving", "diverged_trials": "of these, with a seed diverged"}
+               if halved else {"trials": "trials (all)", "diverged_trials": "trials with a seed diverged"})
+    out.append(("table", shown.rename(columns=counted)))
     notes = tunemod.warnings(tune, tuned, label(tuned))
     out += [("p", "**Warning:** " + w) for w in notes] or [("p", "No selected value sits at the edge of its "
                                                                  "range, and no point had most trials diverge.")]
