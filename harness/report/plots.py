@@ -74,13 +74,13 @@ def _log_ticks(axis):
 
 def styles(g):
     """``g`` with ``style``: what tells a variant apart beyond its first width
-    (depth, halving widths, other settings), for markers and line styles."""
+    (depth, tapered widths, other settings), for markers and line styles."""
     g = g.copy()
     keys = [k for k in label_keys(g, variant_keys(g)) if k != "layers"] if not g.empty else []
 
     def style(row):
         hidden = str(row["layers"]).split("-")[1:-1]
-        shape = " halving" if len(set(hidden)) > 1 else ""
+        shape = " tapered" if len(set(hidden)) > 1 else ""
         return ", ".join([f"depth {row['depth']}{shape}"] + [f"{k} {row[k]}" for k in keys])
     g["style"] = [style(row) for _, row in g.iterrows()] if not g.empty else []
     return g

@@ -16,7 +16,7 @@ from .tables import pct
 
 SLICES = "tune_slices"
 SLICES_TITLE = ("Validation accuracy of every trial against each tuned setting, one panel per first width, "
-                "one line per grid point (dashed: halving widths)")
+                "one line per grid point (dashed: tapered widths)")
 
 
 def load_tuned(folder):
