@@ -151,11 +151,12 @@ def test_markers_and_line_styles_never_repeat_within_their_lists():
 # --- HTML ---------------------------------------------------------------------------
 
 def test_html_tables_keep_layer_lists_and_intervals_on_one_line():
-    frame = pd.DataFrame({"variant": ["784-512-512-512-10, lr 0.001"], "acc": ["97.77% [97.58, 97.97]"],
-                          "note": ["<b>"]})
+    frame = pd.DataFrame({"variant": ["784-512-512-512-10, lr 0.001", "784-64-10, sweep depth-width"],
+                          "acc": ["97.77% [97.58, 97.97]", ""], "note": ["<b>", ""]})
     page = render.render_html([("h1", "t"), ("table", frame)], folder=None)
-    assert '<span class="nw">784-512-512-512-10</span>, lr 0.001' in page
+    assert '<span class="nw">784-512-512-512-10</span>, <span class="nw">lr 0.001</span>' in page
     assert '<span class="nw">97.77% [97.58, 97.97]</span>' in page
+    assert '<span class="nw">784-64-10</span>, <span class="nw">sweep depth-width</span>' in page
     assert "&lt;b&gt;" in page and "<b>" not in page  # still escaped
     assert ".nw{white-space:nowrap}" in page
 

@@ -47,7 +47,16 @@ img{max-width:100%;border:1px solid #eee}.nw{white-space:nowrap}.scroll{overflow
 
 
 def _cell(value):
-    return _LAYERS.sub(lambda m: f'<span class="nw">{m.group(0)}</span>', html.escape(str(value)))
+    """A table cell's HTML: a label wraps only between its comma-separated
+    parts ("sweep depth-width", "lr 0.001" kept whole); layer lists and
+    intervals stay on one line."""
+    parts = []
+    for part in re.split(r", (?![^\[]*\])", str(value)):  # not inside an interval's brackets
+        if " " in part and len(part) <= 40 and not _LAYERS.fullmatch(part):
+            parts.append(f'<span class="nw">{html.escape(part)}</span>')
+        else:
+            parts.append(_LAYERS.sub(lambda m: f'<span class="nw">{m.group(0)}</span>', html.escape(part)))
+    return ", ".join(parts)
 
 
 def _html_table(df):

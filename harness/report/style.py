@@ -142,12 +142,14 @@ def log_ticks(axis, fmt=_plain):
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     elif decades >= 0.4:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)))
-    else:  # under a factor of 2.5: three evenly spaced ticks, rounded enough to differ
-        ticks = np.geomspace(lo, hi, 5)[1:-1]
+    else:  # under a factor of 2.5: a few round, evenly spaced values, with just enough digits to differ
+        from matplotlib.ticker import MaxNLocator
+
+        ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
         digits = 2
-        while len({float(f"{t:.{digits}g}") for t in ticks}) < len(ticks) and digits < 6:
+        while len({f"{t:.{digits}g}" for t in ticks}) < len(ticks) and digits < 8:
             digits += 1
-        axis.set_major_locator(FixedLocator([float(f"{t:.{digits}g}") for t in ticks]))
+        axis.set_major_locator(FixedLocator(ticks))
         fmt = (lambda d: lambda v: f"{v:.{d}g}")(digits) if fmt is _plain else fmt
     axis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
     axis.set_minor_formatter(NullFormatter())

@@ -82,7 +82,8 @@ def blocks(tuned, tune, summary):
     out.append(("table", shown.rename(columns={
         "trials": "trials that finished the last rung" if halved else "trials",
         "search_val_acc": "search val acc", "confirm_val_acc": "confirmation val acc",
-        "confirm_test_acc": "confirmation test acc", "confirm_runs": "confirmation runs"})))
+        "confirm_test_acc": "confirmation test acc", "confirm_runs": "confirmation runs",
+        "diverged_trials": "diverged trials", **{f"{k}_edge": f"{k} at an edge" for k in keys}})))
     notes = tunemod.warnings(tune, tuned, label(tuned))
     out += [("p", "**Warning:** " + w) for w in notes] or [("p", "No selected value sits at the edge of its "
                                                                  "range, and no point had most trials diverge.")]
