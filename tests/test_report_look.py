@@ -195,3 +195,22 @@ def test_the_halving_plot_names_the_configurations_that_finished(tmp_path):
     assert "best at the last rung" in seen["legend"][0].replace("\n", " ")
     assert seen["legend"][1].startswith("784-32-10, lr 0.01: 93.00%") and seen["legend"][-1] == "stopped at a rung"
     plt.close("all")
+
+
+@pytest.mark.parametrize("top", [0.97, 1.0])
+def test_learning_curves_and_budgets_plot_any_accuracy_without_a_warning(tmp_path, top):
+    import warnings
+
+    from harness.report import plots
+
+    g = tables.grouped(_summary([{"layers": "16-8-10"}, {"layers": "16-8-4-10"}], seeds=(0, 1)))
+    rows = [{"run_id": r, "iteration": it, "train_loss": 1.0 / it, "train_acc": 0.5, "iter_seconds": 0.01,
+             "val_acc": (top if it == 30 else 0.4 + 0.01 * it) if it % 10 == 0 else None}
+            for r in g.run_ids.sum() for it in range(1, 31)]
+    metrics = pd.DataFrame(rows)
+    plots.setup()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.plot_learning_curves(g, metrics, tmp_path / "curves.png")
+        plots.plot_budget(g, metrics, 0.9, [0.1, 0.2], tmp_path / "budget.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000 and (tmp_path / "budget.png").stat().st_size > 10_000

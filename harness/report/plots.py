@@ -185,21 +185,31 @@ def _panels(n, rows_per_band, height, sharex=True, sharey="row"):
 
 
 def _logit_percent(ax, values):
-    """A logit accuracy axis (fractions plotted, percent shown): the whole
-    curve from chance up is visible, and the last points stay apart."""
+    """An accuracy axis (fractions plotted, percent shown), on a logit scale
+    so that the whole curve from chance up is visible and the last points
+    stay apart; linear when some value is 0 or 100% (a logit cannot show it)."""
+    import warnings
+
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
     values = np.asarray(values, float)
-    values = values[(values > 0) & (values < 1)]
+    values = values[~np.isnan(values)]
+    if len(values) and (values.min() <= 0 or values.max() >= 0.999):
+        ax.set_ylim(max(0.0, float(values.min()) - 0.02), min(1.0, float(values.max())) + 0.01)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}"))
+        return "validation accuracy (%)"
     lo = max(0.05, float(values.min()) * 0.9) if len(values) else 0.5
     hi = min(0.999, 1 - (1 - float(values.max())) / 1.6) if len(values) else 0.99
-    ax.set_yscale("logit")
+    with warnings.catch_warnings():  # a panel may have no line yet: nothing to scale, and no harm
+        warnings.simplefilter("ignore", UserWarning)
+        ax.set_yscale("logit")
     ax.set_ylim(lo, hi)
     ticks = [t for t in (0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998) if lo <= t <= hi]
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_minor_formatter(NullFormatter())
+    return "validation accuracy (%,\nlogit scale)"
 
 
 def _curve_encoding(sg):
@@ -236,6 +246,7 @@ def plot_learning_curves(g, metrics, path):
     training loss below; colour tells depth, line style the rest."""
     sg = styles(g) if not g.empty else g
     val, loss, smooth = _curves(sg, metrics) if not g.empty else (pd.DataFrame(), pd.DataFrame(), 1)
+    ylabel = "validation accuracy (%)"
     widths = sorted(sg.width.unique()) if not val.empty else [0]
     fig, grid, axes = _panels(len(widths), 2, 3.3)
     if val.empty:
@@ -254,11 +265,11 @@ def plot_learning_curves(g, metrics, path):
             axes[1][j].tick_params(labelbottom=True)
         positive = loss.train_loss[loss.train_loss > 0]
         for acc_ax, loss_ax in zip(axes[0], axes[1]):  # the same scales in every band
-            _logit_percent(acc_ax, val.val_acc)
+            ylabel = _logit_percent(acc_ax, val.val_acc)
             loss_ax.set_ylim(float(positive.min()) / 1.5, float(positive.max()) * 1.5)
         panel_legend(fig, grid[0, -1], handles, title="colour and line style")
     for band in range(grid.shape[0] // 2):
-        grid[2 * band, 0].set_ylabel("validation accuracy (%,\nlogit scale)")
+        grid[2 * band, 0].set_ylabel(ylabel)
         grid[2 * band + 1, 0].set_ylabel("training loss (log)" + (f",\nrolling mean of {smooth}" if smooth > 1 else ""))
     fig.suptitle(PLOTS["learning_curves"] + " (mean over seeds)", fontsize=11)
     return _save(fig, path)
@@ -272,6 +283,7 @@ def plot_budget(g, metrics, target, secs, path):
     sg = styles(g) if not g.empty else g
     widths = sorted(sg.width.unique()) if not (g.empty or prog.empty) else [0]
     fig, grid, axes = _panels(len(widths), 1, 3.8, sharey=True)
+    ylabel = "validation accuracy (%)"
     if g.empty or prog.empty:
         _empty(axes[0][0])
     else:
@@ -289,7 +301,7 @@ def plot_budget(g, metrics, target, secs, path):
             ax.set_title(f"first width {w}", fontsize=10)
             ax.set_xlabel("training seconds spent (log)")
         for ax in axes[0]:
-            _logit_percent(ax, list(prog.val_acc) + [target])
+            ylabel = _logit_percent(ax, list(prog.val_acc) + [target])
             log_ticks(ax.xaxis)
             ax.tick_params(labelbottom=True)
         import matplotlib.pyplot as plt
@@ -297,7 +309,7 @@ def plot_budget(g, metrics, target, secs, path):
                     plt.Line2D([], [], color="grey", linestyle=":", label="budgets in the table")]
         panel_legend(fig, grid[0, -1], handles, title="colour and line style")
     for band in range(grid.shape[0]):
-        grid[band, 0].set_ylabel("validation accuracy (%, logit scale)")
+        grid[band, 0].set_ylabel(ylabel.replace("\n", " "))
     fig.suptitle(PLOTS["budget"] + " (mean over seeds)", fontsize=11, y=1.03)
     return _save(fig, path)
 
