@@ -130,9 +130,9 @@ def cmd_train(args):
         if row["val_acc"] is not None:
             last_val[0] = row["val_acc"]
         bar.update(1)
-        post = {"loss": f"{row['train_loss']:.4f}", "acc": f"{row['train_acc']:.4f}"}
+        post = {"loss": f"{row['train_loss']:.4f}", "acc": f"{100 * row['train_acc']:.2f}%"}
         if last_val[0] is not None:
-            post["val"] = f"{last_val[0]:.4f}"
+            post["val"] = f"{100 * last_val[0]:.2f}%"
         bar.set_postfix(post, refresh=False)
 
     try:
@@ -140,9 +140,9 @@ def cmd_train(args):
     finally:
         bar.close()
     line = (f"{status['status']}: {status['iterations_run']} iterations, "
-            f"train acc {status['final_train_acc']:.4f}")
+            f"train acc {100 * status['final_train_acc']:.2f}%")
     if status["final_val_acc"] is not None:
-        line += f", val acc {status['final_val_acc']:.4f}"
+        line += f", val acc {100 * status['final_val_acc']:.2f}%"
     print(f"{line}, {status['total_seconds']:.1f} s -> {out}")
     if parse(status["status"]).is_failure():
         print(f"failed: {status['reason']} (traceback in {out / 'error.txt'})", file=sys.stderr)
@@ -178,6 +178,8 @@ def cmd_sweep(args):
     from .sweep import run_sweep
 
     sweep = load_sweep(args.grid, jobs=args.jobs, scheduler=args.scheduler, budget=args.budget)
+    for note in sweep.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.dry_run:
         if dry_run(sweep, args.out, force=args.force):
             return 0

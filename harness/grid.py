@@ -50,7 +50,9 @@ class Schedule:
     min_iterations: int | None = None
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 BACKENDS = ("loky", "dask")
-SHAPES = ("constant", "halving")
+SHAPES = ("constant", "tapered")  # tapered: width, width/2, width/4, ...
+# The shape's old name, still accepted: it clashed with strategy = "halving".
+SHAPE_ALIASES = {"halving": "tapered"}
 ARCH_AXES = ("depth", "width", "shape")
 TRAIN_KEYS = tuple(f.name for f in fields(RunConfig) if f.name not in DATA_KEYS and f.name != "seed")
 
@@ -77,6 +79,7 @@ class Sweep:
     points: tuple = ()           # with [tune]: each grid point's own settings
     confirm: dict = None         # with [tune]: (point, trial) -> ((run_id, cfg), ...) on new seeds
     schedule: Schedule = Schedule()
+    notes: tuple = ()            # one line each for the user, e.g. an old word still accepted
 
     def confirmation(self, selected):
         """The confirmation runs of the selected trials, ``{point: trial}``:
@@ -161,10 +164,11 @@ def _architectures(grid, n_in, n_out, where):
         widths = _once(_int_axis(_axis(grid["width"], "width", where), "width", where), "width", where)
         shapes = _once(_axis(grid.get("shape", ["constant"]), "shape", where), "shape", where)
         for s in shapes:
-            if s not in SHAPES:
+            if s not in SHAPES and s not in SHAPE_ALIASES:
                 raise ConfigError(f"{where} shape: {s!r} is not one of {', '.join(SHAPES)}")
+        shapes = [SHAPE_ALIASES.get(s, s) for s in shapes]
         for depth, width, shape in itertools.product(depths, widths, shapes):
-            hidden = [width // 2**i if shape == "halving" else width for i in range(depth)]
+            hidden = [width // 2**i if shape == "tapered" else width for i in range(depth)]
             if min(hidden) < 1:
                 raise ConfigError(f"{where}: width {width} halved {depth - 1} times leaves no units")
             archs.append((n_in, *hidden, n_out))
@@ -240,7 +244,16 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
                  tuple(c for _, c, _ in runs), tuple(r for r, _, _ in runs), varying, source.fingerprint,
                  len(source.X), budget, tune, tuple(m for _, _, m in runs), tuple(points),
-                 _confirmations(combos, seeds, tune, expand), _schedule(sweep, path, [c for _, c, _ in runs]))
+                 _confirmations(combos, seeds, tune, expand), _schedule(sweep, path, [c for _, c, _ in runs]),
+                 _notes(grid, path))
+
+
+def _notes(grid, path):
+    """Lines for the user about a file that loads but uses an old word."""
+    shapes = grid.get("shape", [])
+    old = [s for s in SHAPE_ALIASES if s in shapes]
+    return tuple(f'{path} [grid] shape: "{s}" is now called "{SHAPE_ALIASES[s]}" (width, width/2, width/4, ...), '
+                 "so as not to be confused with strategy = \"halving\"; the old word still works" for s in old)
 
 
 def _check_rows(source, runs, path):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import statistics
 import sys
 import threading
+from dataclasses import fields
 
+from .config import RunConfig
 from .plan import clock
 from .status import RunStatus, parse
 from .sweep import Events, Printed
@@ -17,8 +19,11 @@ from .sweep import Events, Printed
 class Tracker(Printed):
     """How far a sweep is, from its events (see :class:`harness.sweep.Events`)."""
 
-    def started(self, estimate, todo):
-        self.est, self.cfgs = estimate, dict(todo)
+    def started(self, estimate, todo, meta=None):
+        self.est, self.cfgs, self.meta = estimate, dict(todo), meta or {}
+        # what tells these runs apart besides layers and seed (a tuned trial's lr, a grid's lr axis)
+        self.varying = [f.name for f in fields(RunConfig) if f.name not in ("layers", "seed")
+                        and len({getattr(c, f.name) for c in self.cfgs.values()}) > 1]
         self.fraction = dict.fromkeys(self.cfgs, 0.0)
         self.running, self.counts, self.paces = set(), {}, []
         self.lock = threading.Lock()
@@ -70,6 +75,18 @@ class Tracker(Printed):
         bad = [f"{n} {s}" for s, n in sorted(self.counts.items()) if parse(s) is not RunStatus.DONE]
         return f"{done} done, {len(self.running)} running, {left} left" + (f" ({', '.join(bad)})" if bad else "")
 
+    def name(self, run_id):
+        """A finished run as a line names it: "784-128-10, lr 0.00052 (trial 3, search), seed 0"."""
+        cfg, meta = self.cfgs[run_id], self.meta.get(run_id, {})
+        values = [f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                  for k, v in ((k, getattr(cfg, k)) for k in self.varying)]
+        text = ", ".join([cfg.layers_str] + values)
+        if meta.get("role") == "search":
+            text += f" (trial {meta['trial']}, search)"
+        elif meta.get("role") == "confirm":
+            text += f" (trial {meta['trial']}, confirmation)"
+        return f"{text}, seed {cfg.seed}"
+
     def show(self, status=None):
         """Redraw after an event; ``status`` when a run has just finished."""
 
@@ -77,10 +94,10 @@ class Tracker(Printed):
 class Bar(Tracker):
     """A tqdm bar on stderr."""
 
-    def started(self, estimate, todo):
+    def started(self, estimate, todo, meta=None):
         from tqdm import tqdm
 
-        super().started(estimate, todo)
+        super().started(estimate, todo, meta)
         self.bar = tqdm(total=100, file=sys.stderr, desc="training", unit="starting",
                         bar_format="{desc} {percentage:3.0f}%|{bar}| {unit}")
         self.show()
@@ -103,10 +120,9 @@ class Lines(Tracker):
         if status is None:
             return
         with self.lock:
-            cfg = self.cfgs[status["run_id"]]
             val = status.get("final_val_acc")
             took, want = status.get("total_seconds"), self.est.whole(status["run_id"])
-            line = (f"{status['status']}: {cfg.layers_str} seed {cfg.seed}"
+            line = (f"{status['status']}: {self.name(status['run_id'])}"
                     + (f", validation {100 * val:.2f}%" if val is not None else "")
                     + (f", {took:.1f} s (estimated {want:.1f} s)" if took and want else "")
                     + f"; {self.counts_text()}; about {clock(self.eta())} left")

@@ -329,8 +329,9 @@ class Events:
     def note(self, text):
         """A line for the user: where results go, what is kept or redone."""
 
-    def started(self, estimate, todo):
-        """Training begins: ``todo`` is ``[(run_id, cfg), ...]``."""
+    def started(self, estimate, todo, meta=None):
+        """Training begins: ``todo`` is ``[(run_id, cfg), ...]``; ``meta``
+        maps a tuned sweep's run ids to their point, trial and role."""
 
     def advanced(self, run_id, iteration):
         """A running run has logged ``iteration``."""
@@ -485,7 +486,7 @@ def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
         promoted = halving.promote(alive, scores, sweep.schedule.eta)
         events.note(f"halving: rung {k + 1} at iteration {rung}: {len(promoted)} of "
                     f"{count(len(alive), 'configuration')} {'goes' if len(promoted) == 1 else 'go'} on "
-                    f"(best mean validation {max(scores.values()):.4f})")
+                    f"(best mean validation accuracy {100 * max(scores.values()):.2f}%)")
         for key in alive:
             if key not in promoted:
                 for run_id, _ in configs[key]:
@@ -725,6 +726,17 @@ class _Watcher(threading.Thread):
             self.join()
 
 
+def _run_meta(sweep: Sweep):
+    """``{run_id: {"point", "trial", "role"}}`` of a tuned sweep's search and
+    possible confirmation runs (empty without [tune])."""
+    if sweep.tune is None:
+        return {}
+    meta = {r: m for r, m in zip(sweep.run_ids, sweep.meta) if m}
+    for (point, trial), runs in sweep.confirm.items():
+        meta.update({r: {"point": point, "trial": trial, "role": "confirm"} for r, _ in runs})
+    return meta
+
+
 def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=None):
     """Train ``todo`` on the sweep's backend (to ``stop_at`` only, when
     given: the runs pause there); returns the failed runs' statuses.
@@ -761,7 +773,7 @@ def _execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=N
             running = min(planmod.jobs(sweep, len(todo)), left)
             _tell_threads(threads_file, planmod.threads_per_run(running))
 
-    events.started(est, todo)
+    events.started(est, todo, _run_meta(sweep))
     watcher.start()
     try:
         with parallel_config(backend="dask") if client else contextlib.nullcontext():
@@ -882,11 +894,20 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
     return frame
 
 
+def _percent(fraction):
+    import pandas as pd
+
+    return "n/a" if pd.isna(fraction) else f"{100 * fraction:.2f}%"
+
+
 def print_outcome(summary: pd.DataFrame, out: Path):
     if summary.empty:
         return
     ok = summary[in_comparison(summary.status)].sort_values("final_val_acc", ascending=False)
-    cols = ["run_id", "layers", "seed", "status", "final_train_acc", "final_val_acc", "median_iter_seconds"]
-    print(ok[cols].head(10).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    top = ok.head(10)
+    shown = top[["run_id", "layers", "seed", "status"]].assign(
+        **{"train acc": [_percent(v) for v in top.final_train_acc], "val acc": [_percent(v) for v in top.final_val_acc],
+           "s/iter": [f"{v:.4f}" for v in top.median_iter_seconds]})
+    print(shown.to_string(index=False))
     counts = ", ".join(f"{n} {status}" for status, n in summary.status.value_counts().items())
     print(f"{count(len(summary), 'run')}: {counts}; summary in {out / 'summary.csv'}")

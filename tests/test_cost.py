@@ -198,9 +198,36 @@ def test_progress_lines_weigh_runs_by_cost(tmp_path, tiny_csv, capsys):
     lines.finished({"run_id": ids[1], "status": "diverged", "final_val_acc": None, "total_seconds": 1.0,
                     "iterations_run": 5})
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith(f"done: {todo[0][1].layers_str} seed {todo[0][1].seed}, validation 50.00%, "
+    first = todo[0][1]  # nothing but layers and seed varies among these runs
+    assert err[0].startswith(f"done: {first.layers_str}, seed {first.seed}, validation 50.00%, "
                              "20.0 s (estimated 10.0 s); 1 done, 0 running, 2 left; about ")
     assert "2 done, 0 running, 1 left (1 diverged)" in err[1]
+
+
+def test_progress_lines_of_a_tuned_sweep_name_the_trial_and_its_role(tmp_path, tiny_csv, capsys):
+    from harness.sweep import _run_meta
+    from test_tune import TUNED
+
+    sweep = load_sweep(write_grid(tmp_path, tiny_csv, TUNED))
+    meta = _run_meta(sweep)
+    confirm = [(r, c) for r, c, _ in sweep.confirmation({0: 2})]
+    todo = list(zip(sweep.run_ids, sweep.runs)) + confirm
+    est = planmod.Estimate({r: 1.0 for r, _ in todo}, 1.0, 1, 0, tasks={r: (1.0, 1.0, 0.0) for r, _ in todo},
+                           iterations={r: 30 for r, _ in todo}, cores=1, takeover=True)
+    lines = Lines()
+    lines.started(est, todo, meta)
+    for run_id, _ in todo:
+        lines.finished({"run_id": run_id, "status": "done", "final_val_acc": 0.5, "total_seconds": 1.0,
+                        "iterations_run": 30})
+    err = capsys.readouterr().err.splitlines()
+    names = [line.split(", validation")[0] for line in err]
+    assert len(set(names)) == len(todo)  # every line tells its run apart: no "16-8-10 seed 0" four times
+    draws = sweep.tune.draws()
+    i = next(i for i, (m, c) in enumerate(zip(sweep.meta, sweep.runs)) if m["trial"] == 3 and c.seed == 0)
+    assert sweep.meta[i]["point"] == 0
+    assert names[i] == (f"done: 16-8-10, lr {draws[3]['lr']:.3g}, momentum {draws[3]['momentum']:.3g} "
+                        "(trial 3, search), seed 0")
+    assert names[-1].startswith(f"done: 16-8-10, lr {draws[2]['lr']:.3g}") and "(trial 2, confirmation), seed 3" in names[-1]
 
 
 def test_last_iteration_skips_a_half_written_row(tmp_path):

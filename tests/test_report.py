@@ -33,16 +33,16 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     assert "## Variants, over seeds" in md and "## Verdict" in md and "**Best:**" in md
     assert md.count("| variant | n | validation acc [95% CI] | tied with best | p vs best (Holm) |") == 1
     summary = pd.read_csv(root / "summary.csv")
-    for layers in summary.layers.unique():
-        assert f"| {layers} |" in md  # iterations varies too, but follows from the layers: labels leave it out
+    for (layers, iterations), _ in summary.groupby(["layers", "iterations"]):
+        assert f"| {layers}, iterations {iterations} |" in md  # it follows from the layers, but varies: shown
     assert "## Best variant for each time budget" in md and "## Environment" in md and "## Equal budgets" in md
     assert "225 training rows, 75 validation rows" in md
     assert "## Runs that did not finish as done\n\nNone." in md  # every run here is done
     comparison = pd.read_csv(root / "comparison.csv")
-    assert list(comparison.columns) == ["variant", "layers", "iterations", "n", "mean", "ci_low", "ci_high",
-                                        "p_vs_best", "tied_with_best"]
+    assert list(comparison.columns) == ["variant", "layers", "iterations", "n", "val_acc_pct", "ci_low_pct",
+                                        "ci_high_pct", "p_vs_best", "tied_with_best"]
     assert len(comparison) == summary.groupby(["layers", "iterations"]).ngroups and (comparison.n == 2).all()
-    assert comparison["mean"].between(0, 100).all() and (comparison.ci_low <= comparison["mean"]).all()
+    assert comparison.val_acc_pct.between(0, 100).all() and (comparison.ci_low_pct <= comparison.val_acc_pct).all()
     assert "[[include]]" in md  # the settings, verbatim
     html = (root / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(PLOTS)

@@ -13,7 +13,7 @@ from .. import halving
 from ..status import RunStatus, mask
 
 PLOT = "halving"
-PLOT_TITLE = "Validation accuracy at each rung, one line per configuration (promoted ones in colour)"
+PLOT_TITLE = "Validation accuracy at each rung, one line per configuration (those that finished in colour)"
 
 
 def rung_list(folder, summary):
@@ -33,9 +33,13 @@ def _search(summary):
 
 def _config_key(summary):
     """A configuration's name: its layers and the settings that differ
-    between configurations (the seed aside)."""
-    keys = [c for c in ("layers", "lr", "trial") if c in summary and summary[c].nunique() > 1] or ["layers"]
-    return summary[keys].astype(str).agg(", ".join, axis=1)
+    between configurations (the seed aside), e.g. "784-512-10, lr 0.0029, trial 1"."""
+    keys = [c for c in ("lr", "trial") if c in summary and summary[c].nunique() > 1]
+
+    def name(row):
+        return ", ".join([str(row["layers"])] + [f"{k} {row[k]:.3g}" if isinstance(row[k], float) else f"{k} {row[k]}"
+                                                 for k in keys])
+    return summary.apply(name, axis=1) if len(summary) else pd.Series([], dtype=str)
 
 
 def curves(summary, metrics, levels):
@@ -75,23 +79,45 @@ def blocks(summary, levels):
 
 
 def plot(summary, metrics, levels, path):
+    """One line per configuration across the rungs it reached: those stopped
+    in grey, those that finished each in its own colour and named, the best
+    at the last rung thick and starred."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    from .plots import _save
+    from .style import legend, save
 
     data = curves(summary, metrics, levels)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    last = data[data.finished & (data.iteration == levels[-1])].sort_values("val_acc", ascending=False)
+    finished = list(last.config)
+    palette = plt.get_cmap("tab10" if len(finished) <= 10 else "turbo")(
+        np.arange(len(finished)) if len(finished) <= 10 else np.linspace(0.05, 0.95, len(finished)))
+    handles = []
     for config, part in data.groupby("config"):
         part = part.sort_values("iteration")
-        colour, width = ("tab:blue", 1.6) if part.finished.iloc[0] else ("0.75", 0.8)
-        ax.plot(part.iteration, 100 * part.val_acc, marker="o", ms=3, color=colour, lw=width,
-                zorder=3 if part.finished.iloc[0] else 1)
+        if config not in finished:
+            ax.plot(part.iteration, 100 * part.val_acc, marker="o", ms=2.5, color="0.75", lw=0.7, zorder=1)
+            continue
+        k = finished.index(config)
+        best = k == 0
+        ax.plot(part.iteration, 100 * part.val_acc, marker="*" if best else "o", ms=11 if best else 4,
+                color=palette[k], lw=2.6 if best else 1.4, zorder=4 if best else 3)
+        handles.append(Line2D([], [], color=palette[k], marker="*" if best else "o", lw=2.6 if best else 1.4,
+                              label=f"{config}: {100 * part.val_acc.iloc[-1]:.2f}%" + (" (best at the last rung)"
+                                                                                      if best else "")))
+    handles.sort(key=lambda h: finished.index(h.get_label().split(":")[0]))
+    handles.append(Line2D([], [], color="0.75", marker="o", ms=2.5, lw=0.7, label="stopped at a rung"))
     ax.set_xscale("log")
     ax.set_xticks(levels)
     ax.set_xticklabels([str(r) for r in levels])
-    ax.set_xlabel("iteration (rung)")
+    ax.minorticks_off()
+    ax.set_xlabel("iteration (rung, log scale)")
     ax.set_ylabel("validation accuracy (%), mean over seeds")
     finite = 100 * data.val_acc[data.val_acc > 0]
     if len(finite):
-        ax.set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 12), 100.2)
-    return _save(fig, path)
+        ax.set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 12), 100.2 if finite.max() > 99.5
+                    else float(finite.max()) + 0.5)
+    legend(ax, handles, title="finished the last rung", below=False)
+    ax.set_title(PLOT_TITLE, fontsize=11)
+    return save(fig, path)

@@ -1,20 +1,20 @@
 """The report's plots, one small function each, read from the report's frames.
 
-Legible with 20-50 variants: colour tells the first hidden width (an
-ordered palette without pale ends), marker or line style tells depth and the
-other settings that vary; legends sit outside the axes; no point labels;
-log axes get plain 1-2-5 ticks; learning curves are small multiples, one
-panel per width. Accuracies are in percent.
+Legible with 20-50 variants (see :mod:`.style` for the encoding): colour
+tells the first hidden width, or within a panel of one width the depth;
+marker and line style tell the shape and the other settings that vary;
+legends sit outside the axes; log axes get plain ticks; learning curves and
+budgets are small multiples, one panel per width. Accuracies are in percent.
 """
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pandas as pd
 
-from .. import store
-from .tables import label_keys, pareto, pct, per_run_progress, variant_keys
+from ..status import in_comparison
+from .style import (DASHES, MARKERS, assign, cap_percent, depth_colours, legend, log_ticks, panel_legend,
+                    save as _save, setup, si, styles, width_colours)
+from .tables import pareto, pct, per_run_progress
 
 PLOTS = {
     "acc_vs_depth": "Validation accuracy against depth",
@@ -22,134 +22,59 @@ PLOTS = {
     "acc_vs_time": "Accuracy against time per iteration, with the Pareto front",
     "time_vs_flops": "Time per iteration against FLOPs per iteration",
     "learning_curves": "Learning curves, one panel per first hidden width",
-    "budget": "Validation accuracy against training time (equal budgets)",
+    "budget": "Validation accuracy against training time (equal budgets), one panel per first hidden width",
     "confusion": "Confusion matrix of a run of the best variant (validation data)",
 }
-MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "h", "p", "d", "H", "8", "x", "+", "1"]
-PANELS_PER_ROW = 5
-DASHES = ["", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 2, 6, 2), (8, 3), (1, 3), (5, 1, 1, 1, 1, 1), (10, 2, 2, 2), (3, 1),
-          (2, 4), (12, 3, 3, 3)]
-
-
-def _setup():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    sns = import_seaborn()
-    sns.set_theme(style="whitegrid", context="notebook")
-
-
-def import_seaborn():
-    """seaborn, imported without scipy when scipy is not loaded yet. seaborn
-    imports scipy.stats and scipy.cluster at once (0.8 s of CPU, more than
-    all of seaborn) for KDEs and clustered heatmaps, which no plot here
-    draws; without scipy it falls back to its own code for those. Nothing
-    else in the process is affected: scipy can be imported as usual after."""
-    import sys
-
-    if "seaborn" in sys.modules or "scipy" in sys.modules:
-        import seaborn
-        return seaborn
-    sys.modules["scipy"] = None  # makes "import scipy..." raise ImportError, which seaborn catches
-    try:
-        import seaborn
-    finally:
-        del sys.modules["scipy"]
-    return seaborn
-
-
-def _save(fig, path):
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    store.atomic_write_bytes(path, buf.getvalue())
-    return path
+PANELS_PER_ROW = 3
 
 
 def _empty(ax, text="no finished runs"):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
 
-def width_colours(widths):
-    """An ordered colour per first width: viridis without its pale yellow end."""
-    import seaborn as sns
-
-    widths = sorted(set(int(w) for w in widths))
-    return dict(zip(widths, sns.color_palette("viridis", as_cmap=True)(np.linspace(0.0, 0.8, max(2, len(widths))))))
-
-
-def _log_ticks(axis):
-    """1-2-5 ticks with plain labels (0.002, not 2×10⁻³)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def styles(g):
-    """``g`` with ``style``: what tells a variant apart beyond its first width
-    (depth, halving widths, other settings), for markers and line styles."""
-    g = g.copy()
-    keys = [k for k in label_keys(g, variant_keys(g)) if k != "layers"] if not g.empty else []
-
-    def style(row):
-        hidden = str(row["layers"]).split("-")[1:-1]
-        shape = " halving" if len(set(hidden)) > 1 else ""
-        return ", ".join([f"depth {row['depth']}{shape}"] + [f"{k} {row[k]}" for k in keys])
-    g["style"] = [style(row) for _, row in g.iterrows()] if not g.empty else []
-    return g
-
-
-def _cap_percent(ax, g=None):
-    """An accuracy axis never reaches past 100% (an interval may), nor far
-    below the worst mean: a wide interval runs off the plot instead of
-    squashing every other point."""
-    lo, hi = ax.get_ylim()
-    if g is not None and len(g):
-        worst = 100 * float(np.nanmin(g.val_acc))
-        lo = max(lo, worst - max(1.0, 0.25 * (100 * float(np.nanmax(g.val_acc)) - worst)))
-    ax.set_ylim(lo, min(hi, 100.2))
-
-
-def _legend_outside(ax, **kw):
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0, **kw)
+def _line(ax, x, y, colour, dashes, **kw):
+    line, = ax.plot(x, y, color=colour, **kw)
+    if dashes:
+        line.set_dashes(dashes)
+    return line
 
 
 def plot_acc_vs(g, x, path):
-    """Mean validation accuracy with its 95% interval against depth or width."""
+    """Mean validation accuracy with its 95% interval against depth (one line
+    per first width and shape/settings) or width (one per depth and
+    shape/settings)."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     if g.empty:
         _empty(ax)
     else:
         g = styles(g)
-        colours = width_colours(g.width)
-        by = "width" if x == "depth" else "style"
-        groups = list(g.groupby(by, sort=True))
-        for i, (key, part) in enumerate(groups):
+        by = "width" if x == "depth" else "depth"
+        colours = width_colours(g.width) if by == "width" else depth_colours(g.depth)
+        markers, dashes = assign(g.rest, MARKERS), assign(g.rest, DASHES)
+        groups = list(g.groupby([by, "rest"], sort=True))
+        for i, ((key, rest), part) in enumerate(groups):
             part = part.sort_values(x)
-            colour = colours[int(key)] if by == "width" else None
             yerr = np.array([100 * (part.val_acc - part.val_lo), 100 * (part.val_hi - part.val_acc)])
-            # dodged sideways a little, so that the intervals do not hide each other
-            shift = (i - (len(groups) - 1) / 2) * 0.04
+            shift = (i - (len(groups) - 1) / 2) * 0.04  # dodged, so that intervals do not hide each other
             xs = part[x] * 2**shift if x == "width" else part[x] + shift
-            ax.errorbar(xs, 100 * part.val_acc, yerr=np.nan_to_num(yerr), color=colour, capsize=3,
-                        marker=MARKERS[i % len(MARKERS)], label=f"width {key}" if by == "width" else key,
-                        linestyle="-" if by == "width" else "--")
+            bars = ax.errorbar(xs, 100 * part.val_acc, yerr=np.nan_to_num(yerr), color=colours[int(key)], capsize=3,
+                               marker=markers[rest], markersize=6, markeredgecolor="black", markeredgewidth=0.4)
+            bars.lines[0].set_dashes(dashes[rest]) if dashes[rest] else None
         if x == "width" and g.width.min() > 0:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(g.width.unique()))
             ax.set_xticklabels([str(w) for w in sorted(g.width.unique())])
         else:
             ax.set_xticks(sorted(g[x].unique()))
-        _legend_outside(ax, title="first width" if by == "width" else "depth and settings")
-        _cap_percent(ax, g)
+        handles = [Line2D([], [], color=c, marker="o", label=f"{by} {k}") for k, c in colours.items()]
+        if len(markers) > 1:
+            handles += [Line2D([], [], color="grey", marker=markers[r], dashes=dashes[r] or (None, None), label=r)
+                        for r in markers]
+        legend(ax, handles, title="colour: first width" if by == "width" else "colour: depth")
+        cap_percent(ax, [(row[x], 100 * row.val_acc, row.label) for _, row in g.iterrows()])
     ax.set_xlabel("depth (hidden layers)" if x == "depth" else "first hidden width (units, log scale)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(PLOTS[f"acc_vs_{x}"] + "\n(mean and 95% interval over seeds)", fontsize=11)
@@ -157,18 +82,24 @@ def plot_acc_vs(g, x, path):
 
 
 def _scatter_variants(ax, g, x, y, xerr=None, yerr=None):
-    """One point per variant: colour by first width, marker by style."""
-    g = styles(g)
-    colours = width_colours(g.width)
-    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(sorted(g["style"].unique()))}
-    for _, row in g.iterrows():
-        ax.errorbar(row[x], row[y], xerr=None if xerr is None else xerr(row), yerr=None if yerr is None else yerr(row),
-                    fmt=markers[row["style"]], color=colours[int(row.width)], markersize=7, capsize=2,
-                    elinewidth=0.8, markeredgecolor="black", markeredgewidth=0.4)
+    """One point per variant: colour by first width, marker by depth, shape
+    and settings (hollow once the markers run out)."""
     from matplotlib.lines import Line2D
 
+    g = styles(g)
+    colours = width_colours(g.width)
+    order = sorted(g["style"].unique())
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(order)}
+    hollow = {s: i >= len(MARKERS) for i, s in enumerate(order)}
+    for _, row in g.iterrows():
+        c = colours[int(row.width)]
+        ax.errorbar(row[x], row[y], xerr=None if xerr is None else xerr(row), yerr=None if yerr is None else yerr(row),
+                    fmt=markers[row["style"]], color=c, markersize=6, capsize=2, elinewidth=0.7, alpha=0.85,
+                    markerfacecolor="white" if hollow[row["style"]] else c, markeredgecolor="black",
+                    markeredgewidth=0.4, zorder=4)
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=f"width {w}") for w, c in colours.items()]
-    handles += [Line2D([], [], marker=m, linestyle="", color="grey", label=s) for s, m in markers.items()]
+    handles += [Line2D([], [], marker=markers[s], linestyle="", color="grey",
+                       markerfacecolor="white" if hollow[s] else "grey", label=s) for s in order]
     return handles
 
 
@@ -179,7 +110,7 @@ def plot_acc_vs_time(g, path):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
     if g.empty:
         _empty(ax)
     else:
@@ -189,16 +120,16 @@ def plot_acc_vs_time(g, path):
             xerr=lambda r: [[r.s_per_iter - r.s_lo], [r.s_hi - r.s_per_iter]],
             yerr=lambda r: [[np.nan_to_num(100 * (r.val_acc - r.val_lo))], [np.nan_to_num(100 * (r.val_hi - r.val_acc))]])
         tied = g[g.tied_with_best == True]  # noqa: E712
-        ax.scatter(tied.s_per_iter, tied.acc, s=260, facecolors="none", edgecolors="crimson", linewidths=1.5, zorder=3)
+        ax.scatter(tied.s_per_iter, tied.acc, s=200, facecolors="none", edgecolors="crimson", linewidths=1.3, zorder=3)
         front = pareto(g)
-        ax.step(front.s_per_iter, front.acc, where="post", color="black", linestyle="--", linewidth=1)
-        handles += [Line2D([], [], marker="o", markersize=12, linestyle="", markerfacecolor="none",
+        ax.step(front.s_per_iter, front.acc, where="post", color="black", linestyle="--", linewidth=1, zorder=2)
+        handles += [Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
                            markeredgecolor="crimson", label="tied with best"),
                     Line2D([], [], color="black", linestyle="--", label="Pareto front")]
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis)
-        _cap_percent(ax, g)
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0)
+        cap_percent(ax, [(row.s_per_iter, row.acc, row.label) for _, row in g.iterrows()])
+        log_ticks(ax.xaxis)
+        legend(ax, handles)
     ax.set_xlabel("median time per training iteration (s, log scale; bars: middle half of iterations)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(PLOTS["acc_vs_time"], fontsize=11)
@@ -224,79 +155,121 @@ def plot_time_vs_flops(g, path):
                             xytext=(-4, 2), textcoords="offset points", ha="right")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xlim(xs[0], xs[-1])
         ax.set_ylim(g.s_per_iter.min() / 2, top)
-        _log_ticks(ax.yaxis)
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0)
+        log_ticks(ax.xaxis, si)
+        log_ticks(ax.yaxis)
+        legend(ax, handles)
     ax.set_xlabel("FLOPs per training iteration (log scale)")
     ax.set_ylabel("median time per iteration (s, log scale)")
     ax.set_title(PLOTS["time_vs_flops"] + " (dotted: equal GFLOP/s)", fontsize=11)
     return _save(fig, path)
 
 
+def _panels(n, rows_per_band, height, sharex=True, sharey="row"):
+    """A figure of small multiples, one per first width, at most
+    PANELS_PER_ROW side by side: ``(fig, grid, axes)`` where ``axes[r][k]``
+    is row ``r`` of width ``k``'s band."""
+    import matplotlib.pyplot as plt
+
+    cols = min(max(n, 1), PANELS_PER_ROW)
+    bands = -(-max(n, 1) // cols)
+    fig, grid = plt.subplots(rows_per_band * bands, cols, figsize=(3.8 * cols + 3, height * rows_per_band * bands),
+                             squeeze=False, sharex=sharex, sharey=sharey,
+                             gridspec_kw={"hspace": 0.3 if bands == 1 else 0.45})
+    for k in range(n, bands * cols):
+        for r in range(rows_per_band):
+            grid[rows_per_band * (k // cols) + r, k % cols].set_visible(False)
+    axes = [[grid[rows_per_band * (k // cols) + r, k % cols] for k in range(max(n, 1))] for r in range(rows_per_band)]
+    return fig, grid, axes
+
+
+def _logit_percent(ax, values):
+    """An accuracy axis (fractions plotted, percent shown), on a logit scale
+    so that the whole curve from chance up is visible and the last points
+    stay apart; linear when some value is 0 or 100% (a logit cannot show it)."""
+    import warnings
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    values = np.asarray(values, float)
+    values = values[~np.isnan(values)]
+    if len(values) and (values.min() <= 0 or values.max() >= 0.999):
+        ax.set_ylim(max(0.0, float(values.min()) - 0.02), min(1.0, float(values.max())) + 0.01)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}"))
+        return "validation accuracy (%)"
+    lo = max(0.05, float(values.min()) * 0.9) if len(values) else 0.5
+    hi = min(0.999, 1 - (1 - float(values.max())) / 1.6) if len(values) else 0.99
+    with warnings.catch_warnings():  # a panel may have no line yet: nothing to scale, and no harm
+        warnings.simplefilter("ignore", UserWarning)
+        ax.set_yscale("logit")
+    ax.set_ylim(lo, hi)
+    ticks = [t for t in (0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998) if lo <= t <= hi]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    return "validation accuracy (%,\nlogit scale)"
+
+
+def _curve_encoding(sg):
+    """Within a width's panel: colour by depth, line style by the shape and
+    other settings. Returns the colours, dashes and the legend's handles."""
+    import matplotlib.pyplot as plt
+
+    colours, dashes = depth_colours(sg.depth), assign(sg.rest, DASHES)
+    handles = [plt.Line2D([], [], color=c, lw=2, label=f"depth {d}") for d, c in colours.items()]
+    if len(dashes) > 1:
+        handles += [plt.Line2D([], [], color="black", dashes=dashes[r] or (None, None), label=r) for r in dashes]
+    return colours, dashes, handles
+
+
 def _curves(g, metrics):
-    """Per-variant mean curves: validation accuracy (%) at evaluations and
-    training loss (rolling mean for minibatch runs, thinned)."""
-    label_of = {r: (row.label, row.width, row["style"]) for _, row in styles(g).iterrows() for r in row.run_ids}
+    """Per-variant mean curves: validation accuracy (a fraction) at
+    evaluations and training loss (rolling mean for minibatch runs, thinned)."""
+    label_of = {r: row.label for _, row in g.iterrows() for r in row.run_ids}
     m = metrics[metrics.run_id.isin(label_of)].sort_values(["run_id", "iteration"]).copy()
     if m.empty:
         return m, m, 1
     n_iter = int(m.iteration.max())
     smooth = max(1, n_iter // 50)
     m["train_loss"] = m.groupby("run_id").train_loss.transform(lambda c: c.rolling(smooth, min_periods=1).mean())
-    for i, col in enumerate(("variant", "width", "style")):
-        m[col] = m.run_id.map(lambda r: label_of[r][i])
-    val = m[m.val_acc.notna()].groupby(["variant", "width", "style", "iteration"], as_index=False).val_acc.mean()
-    val["val_acc"] *= 100
+    m["label"] = m.run_id.map(label_of)
+    val = m[m.val_acc.notna()].groupby(["label", "iteration"], as_index=False).val_acc.mean()
     step = max(1, n_iter // 200)
-    loss = m[m.iteration % step == 0].groupby(["variant", "width", "style", "iteration"],
-                                              as_index=False).train_loss.mean()
+    loss = m[m.iteration % step == 0].groupby(["label", "iteration"], as_index=False).train_loss.mean()
     return val, loss, smooth
 
 
 def plot_learning_curves(g, metrics, path):
     """Small multiples: a column per first width, validation accuracy above,
-    training loss below; line style tells depth and settings."""
-    import matplotlib.pyplot as plt
-
-    val, loss, smooth = _curves(g, metrics) if not g.empty else (pd.DataFrame(), pd.DataFrame(), 1)
-    widths = sorted(val.width.unique()) if not val.empty else [0]
-    # at most PANELS_PER_ROW widths side by side; each band of them has an accuracy row and a loss row
-    cols = min(len(widths), PANELS_PER_ROW)
-    bands = -(-len(widths) // cols)
-    fig, grid = plt.subplots(2 * bands, cols, figsize=(3.6 * cols + 2.5, 3.3 * 2 * bands), squeeze=False,
-                             sharex=True, gridspec_kw={"hspace": 0.3 if bands == 1 else 0.45})
-    for k in range(len(widths), bands * cols):
-        grid[2 * (k // cols), k % cols].set_visible(False)
-        grid[2 * (k // cols) + 1, k % cols].set_visible(False)
-    axes = np.array([[grid[2 * (k // cols) + r, k % cols] for k in range(len(widths))] for r in (0, 1)])
+    training loss below; colour tells depth, line style the rest."""
+    sg = styles(g) if not g.empty else g
+    val, loss, smooth = _curves(sg, metrics) if not g.empty else (pd.DataFrame(), pd.DataFrame(), 1)
+    ylabel = "validation accuracy (%)"
+    widths = sorted(sg.width.unique()) if not val.empty else [0]
+    fig, grid, axes = _panels(len(widths), 2, 3.3)
     if val.empty:
-        for ax in axes.flat:
+        for ax in axes[0] + axes[1]:
             _empty(ax)
     else:
-        colours = width_colours(widths)
-        style_list = sorted(val["style"].unique())
-        dashes = {s: DASHES[i % len(DASHES)] for i, s in enumerate(style_list)}
+        colours, dashes, handles = _curve_encoding(sg)
         for j, w in enumerate(widths):
-            for s in style_list:
-                for ax, frame, col in ((axes[0, j], val, "val_acc"), (axes[1, j], loss, "train_loss")):
-                    part = frame[(frame.width == w) & (frame["style"] == s)]
-                    if not part.empty:
-                        line, = ax.plot(part.iteration, part[col], color=colours[w], linewidth=1.3, label=s)
-                        line.set_dashes(dashes[s]) if dashes[s] else None
-            axes[0, j].set_title(f"first width {w}", fontsize=10)
-            axes[1, j].set_xlabel("iteration")
-            axes[1, j].set_yscale("log")
-        lo = max(0.0, float(np.nanpercentile(val.val_acc, 10)) - 2)
-        for ax in axes[0]:
-            ax.set_ylim(lo, 100.2)
-        low, high = float(loss.train_loss[loss.train_loss > 0].min()), float(loss.train_loss.max())
-        for ax in axes[1]:
-            ax.set_ylim(low / 1.5, high * 1.5)
-        handles = [plt.Line2D([], [], color="black", dashes=dashes[s] or (None, None), label=s) for s in style_list]
-        grid[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.04, 1), fontsize=8,
-                           title="line style", borderaxespad=0)
-    for band in range(bands):
-        grid[2 * band, 0].set_ylabel("validation accuracy (%)")
+            for _, row in sg[sg.width == w].iterrows():
+                for ax, frame, col in ((axes[0][j], val, "val_acc"), (axes[1][j], loss, "train_loss")):
+                    part = frame[frame.label == row.label]
+                    _line(ax, part.iteration, part[col], colours[int(row.depth)], dashes[row.rest], lw=1.3)
+            axes[0][j].set_title(f"first width {w}", fontsize=10)
+            axes[1][j].set_xlabel("iteration")
+            axes[1][j].set_yscale("log")
+            axes[1][j].tick_params(labelbottom=True)
+        positive = loss.train_loss[loss.train_loss > 0]
+        for acc_ax, loss_ax in zip(axes[0], axes[1]):  # the same scales in every band
+            ylabel = _logit_percent(acc_ax, val.val_acc)
+            loss_ax.set_ylim(float(positive.min()) / 1.5, float(positive.max()) * 1.5)
+        panel_legend(fig, grid[0, -1], handles, title="colour and line style")
+    for band in range(grid.shape[0] // 2):
+        grid[2 * band, 0].set_ylabel(ylabel)
         grid[2 * band + 1, 0].set_ylabel("training loss (log)" + (f",\nrolling mean of {smooth}" if smooth > 1 else ""))
     fig.suptitle(PLOTS["learning_curves"] + " (mean over seeds)", fontsize=11)
     return _save(fig, path)
@@ -304,37 +277,40 @@ def plot_learning_curves(g, metrics, path):
 
 def plot_budget(g, metrics, target, secs, path):
     """Validation accuracy against training seconds spent (mean over seeds),
-    the target accuracy and the equal budgets marked."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
+    one panel per first width, the target accuracy and the equal budgets
+    marked."""
     prog = per_run_progress(metrics)
+    sg = styles(g) if not g.empty else g
+    widths = sorted(sg.width.unique()) if not (g.empty or prog.empty) else [0]
+    fig, grid, axes = _panels(len(widths), 1, 3.8, sharey=True)
+    ylabel = "validation accuracy (%)"
     if g.empty or prog.empty:
-        _empty(ax)
+        _empty(axes[0][0])
     else:
-        sg = styles(g)
-        colours = width_colours(sg.width)
-        style_list = sorted(sg["style"].unique())
-        dashes = {s: DASHES[i % len(DASHES)] for i, s in enumerate(style_list)}
-        for _, row in sg.iterrows():
-            runs = prog[prog.run_id.isin(row.run_ids)]
-            mean = runs.groupby("iteration", as_index=False)[["train_seconds", "val_acc"]].mean()
-            line, = ax.plot(mean.train_seconds, 100 * mean.val_acc, color=colours[int(row.width)], linewidth=1.2)
-            line.set_dashes(dashes[row["style"]]) if dashes[row["style"]] else None
-        ax.axhline(100 * target, color="crimson", linewidth=0.8, linestyle=":")
-        for b in secs:
-            ax.axvline(b, color="grey", linewidth=0.7, linestyle=":")
-        ax.set_xscale("log")
-        _log_ticks(ax.xaxis)
-        ax.set_ylim(max(0.0, float(np.nanpercentile(100 * prog.val_acc, 10)) - 2), 100)
-        handles = [plt.Line2D([], [], color=c, label=f"width {w}") for w, c in colours.items()]
-        handles += [plt.Line2D([], [], color="black", dashes=dashes[s] or (None, None), label=s) for s in style_list]
+        colours, dashes, handles = _curve_encoding(sg)
+        for j, w in enumerate(widths):
+            ax = axes[0][j]
+            for _, row in sg[sg.width == w].iterrows():
+                runs = prog[prog.run_id.isin(row.run_ids)]
+                mean = runs.groupby("iteration", as_index=False)[["train_seconds", "val_acc"]].mean()
+                _line(ax, mean.train_seconds, mean.val_acc, colours[int(row.depth)], dashes[row.rest], lw=1.2)
+            ax.axhline(target, color="crimson", linewidth=0.8, linestyle=":")
+            for b in secs:
+                ax.axvline(b, color="grey", linewidth=0.7, linestyle=":")
+            ax.set_xscale("log")
+            ax.set_title(f"first width {w}", fontsize=10)
+            ax.set_xlabel("training seconds spent (log)")
+        for ax in axes[0]:
+            ylabel = _logit_percent(ax, list(prog.val_acc) + [target])
+            log_ticks(ax.xaxis)
+            ax.tick_params(labelbottom=True)
+        import matplotlib.pyplot as plt
         handles += [plt.Line2D([], [], color="crimson", linestyle=":", label=f"target {100 * target:g}%"),
                     plt.Line2D([], [], color="grey", linestyle=":", label="budgets in the table")]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, borderaxespad=0)
-    ax.set_xlabel("training seconds spent (log scale)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(PLOTS["budget"], fontsize=11)
+        panel_legend(fig, grid[0, -1], handles, title="colour and line style")
+    for band in range(grid.shape[0]):
+        grid[band, 0].set_ylabel(ylabel.replace("\n", " "))
+    fig.suptitle(PLOTS["budget"] + " (mean over seeds)", fontsize=11, y=1.03)
     return _save(fig, path)
 
 
@@ -364,8 +340,15 @@ def plot_confusion(g, summary, run_dir, path):
         row, cpath = chosen
         counts = pd.read_csv(cpath, index_col=0)
         counts.columns = [c.replace("pred_", "") for c in counts.columns]
-        sns.heatmap(counts, annot=len(counts) <= 20, fmt="d", cmap="Blues", cbar_kws={"label": "examples"}, ax=ax,
+        from matplotlib.colors import LogNorm
+
+        # a log colour scale, so that the few mistakes off the diagonal show, not only the diagonal
+        sns.heatmap(counts, annot=len(counts) <= 20, fmt="d", cmap="Blues", ax=ax, mask=counts.to_numpy() == 0,
+                    norm=LogNorm(vmin=1, vmax=max(2, int(counts.to_numpy().max()))), linewidths=0.3,
+                    linecolor="#eee", cbar_kws={"label": "examples (log scale; blank: none)"},
                     annot_kws={"fontsize": 7})
+        ax.tick_params(axis="y", labelrotation=0)
+        log_ticks(ax.collections[0].colorbar.ax.yaxis)
         n = g.runs.iloc[0]
         ax.set_title(f"{PLOTS['confusion']}\n{g.label.iloc[0]}, seed {row.seed}: {pct(row.final_val_acc)}"
                      + (f" (median of its {n} seeds)" if n > 1 else ""), fontsize=11)
@@ -380,7 +363,7 @@ def plot_confusion(g, summary, run_dir, path):
 def plot_all(g, summary, metrics, run_dir, plots_dir, target, secs):
     """Write every plot as PNG into ``plots_dir``; returns {name: path}.
     ``run_dir(run_id)``: the folder of a run."""
-    _setup()
+    setup()
     plots_dir.mkdir(parents=True, exist_ok=True)
     out = {name: plots_dir / f"{name}.png" for name in PLOTS}
     draw_all([  # costliest first, so that the two halves of draw_all come out even

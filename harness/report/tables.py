@@ -188,16 +188,23 @@ def variant_keys(summary):
     return ["layers"] + varying
 
 
+# A setting that is another way of saying one shown beside it: the
+# iterations an ``epochs`` value comes to, say.
+RESTATES = {"iterations": ("epochs",), "eval_every": ("epochs",)}
+
+
 def label_keys(frame, keys):
-    """The fewest of ``keys`` (the layers and the sweep always kept) that
-    still tell the variants of ``frame`` apart: a setting that follows from
-    the others (the epochs of one sweep, say) only lengthens the labels."""
+    """The ``keys`` a label shows: every setting that varies among the
+    variants of ``frame``, except one that only restates the sweep (in a
+    comparison of sweeps) or another key (:data:`RESTATES`). A setting that
+    merely happens to follow from the layers or another setting (a momentum
+    variant's own lr) is still shown: the reader cannot know it follows."""
     frame = frame[keys].astype(str)
     kept = list(keys)
     for key in reversed([k for k in keys[1:] if k != "sweep"]):
-        rest = [k for k in kept if k != key]
-        if len(frame.drop_duplicates(rest)) == len(frame.drop_duplicates(kept)):
-            kept = rest
+        basis = [k for k in ("sweep", *RESTATES.get(key, ())) if k in kept and k != key]
+        if basis and (frame.groupby(basis)[key].nunique() <= 1).all():
+            kept.remove(key)
     return kept
 
 
@@ -265,14 +272,15 @@ def with_ties(g):
 
 
 def comparison_csv(g, keys):
-    """The rows of ``comparison.csv``: accuracies in percent."""
+    """The rows of ``comparison.csv``: validation accuracies in percent,
+    as the ``_pct`` in their column names says."""
     frame = pd.DataFrame({"variant": g.label})
     for k in keys:
         frame[k] = g[k]
     frame["n"] = g.seeds
-    frame["mean"] = 100 * g.val_acc
-    frame["ci_low"] = 100 * g.val_lo
-    frame["ci_high"] = 100 * g.val_hi
+    frame["val_acc_pct"] = 100 * g.val_acc
+    frame["ci_low_pct"] = 100 * g.val_lo
+    frame["ci_high_pct"] = 100 * g.val_hi
     frame["p_vs_best"] = g.p_vs_best
     frame["tied_with_best"] = g.tied_with_best
     return frame

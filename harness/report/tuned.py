@@ -2,6 +2,7 @@
 ``summary.csv`` and the grid as run (``sweep.toml``)."""
 from __future__ import annotations
 
+import textwrap
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from .tables import pct
 
 SLICES = "tune_slices"
 SLICES_TITLE = ("Validation accuracy of every trial against each tuned setting, one panel per first width, "
-                "one line per grid point (dashed: halving widths)")
+                "one line per grid point (dashed: tapered widths)")
 
 
 def load_tuned(folder):
@@ -78,9 +79,13 @@ def blocks(tuned, tune, summary, halved=False):
         if shown[key].dtype.kind == "f":
             shown[key] = [f"{v:.3g}" for v in shown[key]]
         shown[f"{key}_edge"] = shown[f"{key}_edge"].fillna("")
-    counted = ({"trials": "trials not stopped by halving", "diverged_trials": "of these, with a seed diverged"}
-               if halved else {"trials": "trials (all)", "diverged_trials": "trials with a seed diverged"})
-    out.append(("table", shown.rename(columns=counted)))
+    # under halving a point's trials are those not stopped by it, not all it began with
+    out.append(("table", shown.rename(columns={
+        "trials": "trials not stopped by halving" if halved else "trials (all)",
+        "search_val_acc": "search val acc", "confirm_val_acc": "confirmation val acc",
+        "confirm_test_acc": "confirmation test acc", "confirm_runs": "confirmation runs",
+        "diverged_trials": "of these, with a seed diverged" if halved else "trials with a seed diverged",
+        **{f"{k}_edge": f"{k} at an edge" for k in keys}})))
     notes = tunemod.warnings(tune, tuned, label(tuned))
     out += [("p", "**Warning:** " + w) for w in notes] or [("p", "No selected value sits at the edge of its "
                                                                  "range, and no point had most trials diverge.")]
@@ -88,14 +93,28 @@ def blocks(tuned, tune, summary, halved=False):
     return out
 
 
-def plot_slices(summary, tuned, tune, path):
-    """Mean validation accuracy of each trial (search runs, over seeds)
-    against each tuned setting: a row of panels per setting, one panel per
-    first hidden width, one line per grid point (coloured by depth), its
-    selected trial ringed. Trials that halving stopped are left out."""
+def _slice_axes(keys, widths):
+    """Panels: for each tuned setting, one per first width, two side by side
+    (wide enough to read in the HTML report), a legend under each."""
     import matplotlib.pyplot as plt
 
-    from .plots import _log_ticks, _save
+    cols = min(2, len(widths))
+    rows = -(-len(widths) // cols)
+    fig, grid = plt.subplots(len(keys) * rows, cols, figsize=(5.6 * cols, 5.2 * rows * len(keys)), squeeze=False,
+                             sharey=True)
+    for k in range(len(widths), rows * cols):
+        for r in range(len(keys)):
+            grid[r * rows + k // cols, k % cols].set_visible(False)
+    return fig, grid, [[grid[r * rows + k // cols, k % cols] for k in range(len(widths))] for r in range(len(keys))]
+
+
+def plot_slices(summary, tuned, tune, path):
+    """Mean validation accuracy of each trial (search runs, over seeds)
+    against each tuned setting: a group of panels per setting, one panel per
+    first hidden width, one line per grid point (coloured by depth, dashed
+    when tapered), its selected trial ringed. Trials that halving stopped are
+    left out."""
+    from .style import accuracy_floor, depth_colours, log_ticks, save
 
     keys = list(tune.dists)
     # trials stopped early by halving were measured at another iteration: left out
@@ -104,10 +123,8 @@ def plot_slices(summary, tuned, tune, path):
     tuned = tuned[tuned.point.isin(means.point)]  # under halving, points with a trial that finished
     hidden = {row.point: str(row.layers).split("-")[1:-1] if "layers" in tuned else [] for row in tuned.itertuples()}
     widths = sorted({int(h[0]) if h else 0 for h in hidden.values()})
-    depths = sorted({len(h) for h in hidden.values()})
-    colour = dict(zip(depths, plt.get_cmap("viridis")(np.linspace(0.0, 0.8, max(2, len(depths))))))
-    fig, axes = plt.subplots(len(keys), len(widths), figsize=(4.2 * len(widths) + 2, 3.8 * len(keys)),
-                             squeeze=False, sharey=True)
+    colour = depth_colours({len(h) for h in hidden.values()})
+    fig, grid, axes = _slice_axes(keys, widths)
     draws = pd.DataFrame(tune.draws())
     for row_axes, key in zip(axes, keys):
         for ax, width in zip(row_axes, widths):
@@ -117,19 +134,24 @@ def plot_slices(summary, tuned, tune, path):
                     continue
                 part = means[means.point == row.point].assign(x=lambda d: d.trial.map(draws[key])).sort_values("x")
                 c = colour[len(h)]
-                ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1.2, color=c, ls="--" if len(set(h)) > 1 else "-",
-                        label=f"{row.layers}")
+                ax.plot(part.x, 100 * part.acc, marker="o", ms=3, lw=1.3, color=c, ls="--" if len(set(h)) > 1 else "-",
+                        label=f"{row.layers}" + (f" ({label(tuned)(row._asdict())})" if len(scientific(tuned)) > 1
+                                                 else ""))
                 chosen = part[part.trial == row.trial]
                 ax.scatter(chosen.x, 100 * chosen.acc, s=90, facecolors="none", edgecolors=c, linewidths=1.5)
             if isinstance(tune.dists[key], tunemod.LogUniform):
                 ax.set_xscale("log")
-                _log_ticks(ax.xaxis)
+                log_ticks(ax.xaxis)
             ax.set_title(f"first width {width}", fontsize=10)
-            ax.set_xlabel(key)
-            ax.legend(fontsize=7, loc="lower center")
-        row_axes[0].set_ylabel("validation accuracy (%)\nmean over seeds; ringed: selected")
+            ax.set_xlabel(key + (" (log scale)" if isinstance(tune.dists[key], tunemod.LogUniform) else ""))
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+        for ax in row_axes:
+            if ax.get_subplotspec().is_first_col():
+                ax.set_ylabel("validation accuracy (%)\nmean over seeds; ringed: selected")
     finite = 100 * means.acc[means.acc > 0]
     if len(finite):
-        axes[0][0].set_ylim(max(float(np.nanmin(finite)) - 1, float(np.nanmax(finite)) - 8), 100.2)
+        floor = accuracy_floor(list(finite))
+        grid[0][0].set_ylim(floor - max(0.5, 0.15 * (float(finite.max()) - floor)), min(100.2, float(finite.max()) + 0.5))
+    fig.suptitle(textwrap.fill(SLICES_TITLE, 90), fontsize=11, y=1.0)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
