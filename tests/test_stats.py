@@ -89,7 +89,7 @@ def test_ties_and_verdict_on_constructed_runs():
     assert "**Best:** 16-32-10" in text and "by time per iteration is 16-8-10" in text
     assert "within 0.5 points of it:** 16-8-10" in text and "seeds each would separate them" in text
     csv = tables.comparison_csv(g, ["layers"])
-    assert csv["mean"].iloc[0] == pytest.approx(95.0) and list(csv.tied_with_best) == [True, True, False]
+    assert csv.val_acc_pct.iloc[0] == pytest.approx(95.0) and list(csv.tied_with_best) == [True, True, False]
 
 
 def test_equal_budget_views_on_constructed_metrics():
