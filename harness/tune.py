@@ -161,7 +161,20 @@ def parse(table, where, tunable, kinds, coerce, axes):
                                    f"{where} {key}")
     if not dists:
         raise ConfigError(f"{where}: no setting to tune; add one like lr = {{ log_uniform = [1e-4, 1e-1] }}")
-    return Tune(trials, seed, confirm, dists)
+    tune = Tune(trials, seed, confirm, dists)
+    _distinct_draws(tune, where)
+    return tune
+
+
+def _distinct_draws(tune: Tune, where):
+    """Two trials drawing the same values would train the same runs, listed
+    once: fewer trials than asked for. Refused, naming the first repeat."""
+    draws = tune.draws()
+    for i, draw in enumerate(draws):
+        if draw in draws[:i]:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in draw.items())
+            raise ConfigError(f"{where} trials: trials {draws.index(draw)} and {i} draw the same values ({shown}); "
+                              f"set trials to {i} at most, or give more values to choose from")
 
 
 # --- the draws ---------------------------------------------------------------------

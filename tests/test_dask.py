@@ -58,8 +58,8 @@ def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" s with 2 workers")
     assert main(["sweep", str(grid), "--dry-run", "--scheduler", "tcp://127.0.0.1:9"]) == 0
     captured = capsys.readouterr()
-    assert "not reachable: estimating for 1 workers" in captured.err
-    assert captured.out.strip().splitlines()[-1].endswith(" s with 1 workers")
+    assert "not reachable: estimating for 1 worker\n" in captured.err
+    assert captured.out.strip().splitlines()[-1].endswith(" s with 1 worker")
 
 
 def test_a_halving_sweep_on_dask_decides_as_locally(tmp_path, tiny_csv, cluster):

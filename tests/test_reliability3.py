@@ -128,11 +128,14 @@ def test_a_checkpointed_run_is_priced_from_its_checkpoint(tmp_path, tiny_csv, ca
     assert "0 already finished there (kept; --force retrains them), 1 to train (1 continues from its checkpoint)" \
         in text
     assert "continues from iteration 3000" in text
-    continued = float(re.search(r"estimated training wall time: ([\d.]+) s", text)[1])
     assert main(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out"), "--force"]) == 0
-    text = capsys.readouterr().out
-    assert "continues" not in text  # --force starts it over
-    assert float(re.search(r"estimated training wall time: ([\d.]+) s", text)[1]) > continued
+    assert "continues" not in capsys.readouterr().out  # --force starts it over
+    # with this machine's model, as the dry run and the sweep price it
+    real = cost.machine_model()
+    continued = planmod.sweep_estimate(sweep, out, todo, real, 1, planmod.checkpointed(out, todo))
+    forced = planmod.sweep_estimate(sweep, out, todo, real, 1, planmod.checkpointed(out, todo, force=True))
+    assert continued.iterations[run_id] == 1000 and forced.iterations[run_id] == 4000
+    assert continued.wall < forced.wall and continued.seconds[run_id] < forced.seconds[run_id]
 
 
 # --- 4 and 5. the calibration: noise and the cache ----------------------------------
@@ -201,7 +204,7 @@ def test_the_cache_key_is_what_sets_the_speed_not_where_the_venv_is(monkeypatch)
     monkeypatch.setattr("socket.gethostname", lambda: "another-host")
     assert cost.machine_identity() == identity and cost.cache_path() == here
     # another kernel is another calibration
-    monkeypatch.setattr("harness.train.threadpool_info", lambda: [{**moved, "architecture": "Haswell"}])
+    monkeypatch.setattr("harness.train.threadpool_info", lambda: [{**moved, "architecture": "another-kernel"}])
     assert cost.cache_path() != here
 
 
@@ -289,6 +292,18 @@ def test_a_tune_choice_listed_twice_is_refused(tmp_path, tiny_csv):
     grid = write_grid(tmp_path, tiny_csv, text=text)
     with pytest.raises(ConfigError, match=r"\[tune\].*choice: 32 is listed twice"):
         load_sweep(grid)
+
+
+def test_trials_that_draw_the_same_values_are_refused(tmp_path, tiny_csv):
+    # 4 trials of a choice between 2 values: trials 2 and 3 would repeat 0 and 1, and be trained once
+    text = GRID.replace("lr = 0.5", "lr = 0.5\noptimizer = \"sgd\"\nbatch_size = 32") + \
+        '\n[tune]\ntrials = 4\nbatch_size = {{ choice = [32, 64] }}\n'
+    grid = write_grid(tmp_path, tiny_csv, text=text)
+    with pytest.raises(ConfigError, match=r"\[tune\] trials: trials 0 and 2 draw the same values \(batch_size = 32\); "
+                                          r"set trials to 2 at most"):
+        load_sweep(grid)
+    grid.write_text(grid.read_text().replace("trials = 4", "trials = 2"))
+    assert len(load_sweep(grid).tune.draws()) == 2
 
 
 # --- 9. loky's warnings after a SIGKILL ------------------------------------------------
