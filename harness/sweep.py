@@ -324,6 +324,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
     events = events or Events()
     out = Path(out_root) / sweep.name
     store.writable_folder(out)
+    imports = _import_report_modules() if report else None
     (out / "runs").mkdir(exist_ok=True)
     with locked(out, events.note):
         _wait_for_old_writers(out, events.note)
@@ -348,6 +349,8 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
             again = resume_command or f"python -m harness sweep {sweep.path}"
             print(f"interrupted: finished runs are kept; resume with: {again}", file=sys.stderr)
             return 130
+        if imports is not None:
+            imports.join()
         summary = write_summary(sweep, out)
     events.outcome(summary, out)
     if report and not summary.empty:
@@ -357,6 +360,21 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _import_report_modules():
+    """Import what the summary and report need (pandas, matplotlib, seaborn:
+    about a second of CPU) on a thread while the sweep plans and its workers
+    start, much of which leaves a core idle, rather than after training,
+    when everything waits for them. Joined before the summary is written;
+    if it fails, the summary's and report's own imports say why."""
+    def load():
+        with contextlib.suppress(Exception):
+            from .report import plots
+            plots.setup()
+    thread = threading.Thread(target=load, name="harness-report-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _clear(out: Path, todo, force):

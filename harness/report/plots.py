@@ -32,7 +32,7 @@ DASHES = ["", (4, 2), (1, 1.5), (6, 2, 1, 2), (2, 2, 6, 2), (8, 3), (1, 3), (5, 
           (2, 4), (12, 3, 3, 3)]
 
 
-def _setup():
+def setup():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,7 +364,7 @@ def plot_confusion(summary, folder, path):
 
 def plot_all(g, summary, metrics, folder, plots_dir, target, secs):
     """Write every plot as PNG into ``plots_dir``; returns {name: path}."""
-    _setup()
+    setup()
     plots_dir.mkdir(parents=True, exist_ok=True)
     out = {name: plots_dir / f"{name}.png" for name in PLOTS}
     draw_all([  # costliest first, so that the two halves of draw_all come out even
