@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from . import cost, mlp, store
 from .config import RunConfig
 from .errors import ConfigError
