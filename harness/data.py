@@ -137,9 +137,8 @@ def _check_labels(labels, where, n_classes=None):
 def _check_classes(labels, where):
     """A classifier needs two classes: a file whose rows all share one label
     would train to a loss of 0 and compare nothing."""
-    present = np.unique(labels)
-    if present.size < 2:
-        raise DataError(f"{where}: every row has label {present[0]}; a classifier needs at least two classes")
+    if labels.min() == labels.max():
+        raise DataError(f"{where}: every row has label {labels[0]}; a classifier needs at least two classes")
 
 
 def _classes(n_classes, *labels):

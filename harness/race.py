@@ -104,15 +104,16 @@ def order(tools, round_):
     return list(tools[k:]) + list(tools[:k])
 
 
-def run_race(race: Race, folder, repeats, warmup=1, settle=1.0, tools=TOOLS, run=None):
+def run_race(race: Race, folder, repeats, warmup=1, settle=1.0, tools=TOOLS, run=None, say=None):
     """Seconds of each tool's whole command in each timed round, ``{tool:
     [seconds, ...]}``; ``warmup`` rounds first are not counted (the
     harness calibrates its cost model once per machine, caches warm up).
-    ``run(argv)`` runs one command (default: a subprocess whose failure
-    raises, with its last lines of output)."""
+    ``run(argv, root)`` runs one command (default: a subprocess whose
+    failure raises, with its last lines of output); ``say`` hears each
+    round's times."""
     run = run or _run
     env_root = str(Path(__file__).resolve().parents[1])
-    times = {tool: [] for tool in tools}
+    times, took = {tool: [] for tool in tools}, {}
     for round_ in range(warmup + repeats):
         argv = commands(race, folder, round_)
         for tool in order(tools, round_):
@@ -122,6 +123,10 @@ def run_race(race: Race, folder, repeats, warmup=1, settle=1.0, tools=TOOLS, run
             seconds = time.perf_counter() - t
             if round_ >= warmup:
                 times[tool].append(seconds)
+            took[tool] = seconds
+        if say:
+            say(f"  round {round_ + 1 - warmup if round_ >= warmup else 'warm-up'}: "
+                + ", ".join(f"{tool} {took[tool]:.2f} s" for tool in tools))
     return times
 
 
@@ -147,7 +152,7 @@ def race_section(repeats, quick, add, say, folder):
     tools = tuple(t for t in TOOLS if available(t))
     say(f"5. a small sweep, whole commands: {len(race.hidden)} architectures x {len(race.seeds)} seeds, "
         f"{race.epochs} epoch of Adam, {race.jobs} workers of one thread, round-robin")
-    times = run_race(race, folder, repeats=3 if quick else max(3, min(repeats, 5)), tools=tools)
+    times = run_race(race, folder, repeats=3 if quick else max(3, min(repeats, 5)), tools=tools, say=say)
     medians, ratios = summarize(times)
     for tool in TOOLS:
         if tool not in medians:

@@ -374,6 +374,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
     memory.check_sweep(sweep)
     made = _absent(out)
     store.writable_folder(out)
+    imports = _import_report_modules() if report else None
     (out / "runs").mkdir(exist_ok=True)
     with locked(out, events.note), signals.sigterm_as_interrupt():
         try:
@@ -402,6 +403,8 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
                             f"(estimated {planmod.clock(est.wall)})")
         except KeyboardInterrupt:
             return _interrupted(sweep, out, resume_command)
+        if imports is not None:
+            imports.join()
         summary = write_summary(sweep, out)
     events.outcome(summary, out)
     for status in failed:
@@ -441,6 +444,21 @@ def _remove(made):
     for path in sorted(made, key=lambda p: (p.is_dir(), -len(p.parts))):
         with contextlib.suppress(OSError):
             path.rmdir() if path.is_dir() else path.unlink()
+
+
+def _import_report_modules():
+    """Import what the summary and report need (pandas, matplotlib, seaborn:
+    about a second of CPU) on a thread while the sweep plans and its workers
+    start, much of which leaves a core idle, rather than after training,
+    when everything waits for them. Joined before the summary is written;
+    if it fails, the summary's and report's own imports say why."""
+    def load():
+        with contextlib.suppress(Exception):
+            from .report import plots
+            plots.setup()
+    thread = threading.Thread(target=load, name="harness-report-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _clear(out: Path, todo, force):

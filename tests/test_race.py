@@ -34,10 +34,12 @@ def test_rounds_rotate_the_order_and_the_warmup_is_not_counted(tmp_path):
     def fake_run(argv, root):
         calls.append(argv[3] if argv[2] == "harness.race" else "harness")
 
-    times = race.run_race(race.Race(), tmp_path, repeats=3, warmup=1, settle=0, run=fake_run)
+    said = []
+    times = race.run_race(race.Race(), tmp_path, repeats=3, warmup=1, settle=0, run=fake_run, say=said.append)
     assert calls == ["harness", "torch", "sklearn", "torch", "sklearn", "harness",
                      "sklearn", "harness", "torch", "harness", "torch", "sklearn"]
     assert {t: len(v) for t, v in times.items()} == {"harness": 3, "torch": 3, "sklearn": 3}
+    assert [line.split(":")[0] for line in said] == ["  round warm-up", "  round 1", "  round 2", "  round 3"]
 
 
 def test_medians_and_same_run_ratios():
@@ -49,7 +51,7 @@ def test_medians_and_same_run_ratios():
 
 def test_the_section_reports_every_tool_and_names_a_missing_one(tmp_path, monkeypatch):
     monkeypatch.setattr(race, "available", lambda tool: tool != "sklearn")
-    monkeypatch.setattr(race, "run_race", lambda r, folder, repeats, tools: {t: [1.0, 2.0, 4.0] for t in tools})
+    monkeypatch.setattr(race, "run_race", lambda r, folder, repeats, tools, say: {t: [1.0, 2.0, 4.0] for t in tools})
     rows = []
     race.race_section(7, False, lambda *row: rows.append(row), lambda text: None, tmp_path)
     items = {item: (value, unit, note) for _, item, value, unit, note in rows}
