@@ -136,7 +136,8 @@ def test_old_results_are_read_as_before_with_a_note_and_a_damaged_one_is_redone(
     _strip(root)
     capsys.readouterr()
     assert main(["report", str(root)]) == 0
-    assert "records (runs or summary.csv) written before manifests, read as they are" in capsys.readouterr().err
+    note = capsys.readouterr().err
+    assert "records (runs, or the sweep's own files) written before manifests, read as they are" in note
     assert (root / "comparison.csv").read_text() == sealed_report
     # an old run whose metrics disagree with its record: named, and not sealed
     bad = sorted((root / "runs").iterdir())[1]
