@@ -110,8 +110,8 @@ def test_the_report_names_a_damaged_run_and_leaves_it_out(swept, tmp_path, capsy
     assert "3 runs:" in md
 
 
-def test_verification_is_cheap_compared_with_reading_the_files(swept):
-    # (the 613 committed runs: see the README's figure) here, only that every covered file is read once
+def test_a_check_hands_over_the_bytes_it_verified(swept):
+    # so the report parses the very bytes it checked, reading each file once
     root = swept / "out" / "v"
     run_dir = next((root / "runs").iterdir())
     contents = {}
