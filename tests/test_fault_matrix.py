@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import report as reportmod, train
+from harness import train
 from harness.cli import main
 from harness.grid import load_sweep
 from harness.report import document
@@ -191,7 +191,7 @@ def _refused(code, err, name):
     return code == 2 and len(lines) == 1 and lines[0].startswith("harness: error: ") and name in lines[0]
 
 
-def _names(text, b, name, run_id):
+def _names(text, name, run_id):
     return any(name in line and run_id in line for line in text.splitlines())
 
 
@@ -218,7 +218,7 @@ def check_report(b, root, name, capsys, command="report"):
     if _comparison(folder) == same:
         return "same"
     # left out, and said so: on stderr and in the report, naming the run and the file
-    assert _names(err, b, name, b.A), err
+    assert _names(err, name, b.A), err
     assert "**Left out:**" in (folder / "report.md").read_text()
     assert _comparison(folder) == without
     return "left out, named"

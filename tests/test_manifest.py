@@ -110,8 +110,8 @@ def test_the_report_names_a_damaged_run_and_leaves_it_out(swept, tmp_path, capsy
     assert "3 runs:" in md
 
 
-def test_verification_is_cheap_compared_with_reading_the_files(swept):
-    # (the 613 committed runs: see the README's figure) here, only that every covered file is read once
+def test_a_check_hands_over_the_bytes_it_verified(swept):
+    # so the report parses the very bytes it checked, reading each file once
     root = swept / "out" / "v"
     run_dir = next((root / "runs").iterdir())
     contents = {}
@@ -136,7 +136,8 @@ def test_old_results_are_read_as_before_with_a_note_and_a_damaged_one_is_redone(
     _strip(root)
     capsys.readouterr()
     assert main(["report", str(root)]) == 0
-    assert "records (runs or summary.csv) written before manifests, read as they are" in capsys.readouterr().err
+    note = capsys.readouterr().err
+    assert "records (runs, or the sweep's own files) written before manifests, read as they are" in note
     assert (root / "comparison.csv").read_text() == sealed_report
     # an old run whose metrics disagree with its record: named, and not sealed
     bad = sorted((root / "runs").iterdir())[1]

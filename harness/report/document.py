@@ -267,8 +267,9 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None):
     if toml.is_file():
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
-    return blocks, {"loaded": full, "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target,
-                    "secs": secs, "run_dir": run_dir or (lambda run_id: folder / "runs" / run_id),
+    return blocks, {"loaded": full,  # as read, with what was left out, for the caller's lines
+                    "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
+                    "run_dir": run_dir or (lambda run_id: folder / "runs" / run_id),
                     "tuned": (full, tuned, tune) if tuned is not None else None,
                     "halving": (full, metrics, levels) if levels else None}
 
@@ -309,7 +310,7 @@ def _tell(folder, summary, say):
     for run_id, problem in summary.attrs.get("left_out", []):
         say(f"warning: {Path(folder) / 'runs' / run_id}: {problem}: left out of the report")
     if summary.attrs.get("unsealed"):
-        say(f"note: {folder}: {summary.attrs['unsealed']} records (runs or summary.csv) written before "
+        say(f"note: {folder}: {summary.attrs['unsealed']} records (runs, or the sweep's own files) written before "
             f"manifests, read as they are; 'harness verify {folder} --seal' checks them and adds them")
 
 
