@@ -281,6 +281,7 @@ def compare(folders, out, allow_different_data=False):
     for m, name in zip(metrics, names):
         frames.append(m.assign(run_id=name + "/" + m.run_id))
     out = Path(out)
+    store.refuse_links(out, depth=1)
     store.writable_folder(out, "comparison folder")
     blocks, parts = build(out, summary, pd.concat(frames, ignore_index=True),
                           title=f"Comparison: {' vs '.join(names)}")
