@@ -380,7 +380,7 @@ def test_a_symbolic_link_is_refused_naming_it_and_never_written_through(tmp_path
 def test_train_refuses_a_run_folder_that_is_a_link(tmp_path, tiny_csv, capsys):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "r").symlink_to(tmp_path / "elsewhere")
-    assert main(["train", "--path", str(tiny_csv), "--layers", "16,8,10", "--iterations", "3",
+    assert main(["train", "--path", str(tiny_csv), "--layers", "16,8,10", "--iterations", "3", "--validation", "0.2",
                  "--out", str(tmp_path / "r")]) == 2
     assert one_line(capsys.readouterr().err).startswith(f"harness: error: {tmp_path / 'r'}: a symbolic link")
     assert list((tmp_path / "elsewhere").iterdir()) == []
