@@ -98,7 +98,7 @@ def cmd_train(args):
 
     from . import memory
     from .data import describe_rows
-    from .store import writable_folder
+    from .store import refuse_links, writable_folder
     from .train import prepare, run, total_iterations
 
     values = {}
@@ -120,6 +120,7 @@ def cmd_train(args):
     if too_big:
         raise ConfigError(too_big)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.run_id(source.fingerprint)
+    refuse_links(out, depth=1)
     writable_folder(out, "run folder")
     if not args.quiet:
         print(f"data: {describe_rows(source, cfg.train_size, cfg.validation)}", file=sys.stderr)

@@ -366,11 +366,21 @@ def test_a_symbolic_link_is_refused_naming_it_and_never_written_through(tmp_path
     before, inside = tree(outside), tree(out)
     commands = [["sweep", str(path), "--out", str(out), "--quiet"],
                 ["sweep", str(path), "--out", str(out), "--quiet", "--force"],
-                ["report", str(root)], ["status", str(root)]]
+                ["report", str(root)], ["status", str(root)],
+                ["compare", str(root), str(root), "--out", str(tmp_path / "cmp")]]
     for argv in commands:
         capsys.readouterr()
         assert main(argv) == 2, argv
         line = one_line(capsys.readouterr().err)
         assert line.startswith(f"harness: error: {link}: a symbolic link"), line
     assert tree(outside) == before and tree(out) == inside  # nothing written, there or here
-    assert link.is_symlink()
+    assert link.is_symlink() and not (tmp_path / "cmp").exists()
+
+
+def test_train_refuses_a_run_folder_that_is_a_link(tmp_path, tiny_csv, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "r").symlink_to(tmp_path / "elsewhere")
+    assert main(["train", "--path", str(tiny_csv), "--layers", "16,8,10", "--iterations", "3", "--validation", "0.2",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert one_line(capsys.readouterr().err).startswith(f"harness: error: {tmp_path / 'r'}: a symbolic link")
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -341,6 +341,7 @@ def compare(folders, out=None, allow_different_data=False, say=None):
         raise ConfigError("compare: the sweeps were trained on different data ("
                           + "; ".join(f"{n}: {', '.join(sorted(p)) or '?'}" for n, p in prints.items())
                           + "); pass --allow-different-data to compare them anyway")
+    store.refuse_links(out, depth=1)
     store.writable_folder(out, "comparison folder")
     _check_writable(out)
     where = dict(zip(names, folders))
