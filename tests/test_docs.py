@@ -80,7 +80,7 @@ def test_every_grid_file_in_the_docs_loads_and_dry_runs_as_written(tmp_path, fak
         assert sweep.runs, where
         assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 0, where
         out = capsys.readouterr().out
-        assert "estimated wall time" in out and "(exceeded)" not in out or fragment, (where, out[-300:])
+        assert "estimated training wall time" in out and "(exceeded)" not in out or fragment, (where, out[-300:])
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 

@@ -107,7 +107,7 @@ def test_the_report_names_a_damaged_run_and_leaves_it_out(swept, tmp_path, capsy
     assert f"warning: {run_dir}: metrics.csv does not match the manifest in status.json: left out" in err
     md = (root / "report.md").read_text()
     assert f"**Left out:** 1 run whose files failed verification" in md and run_dir.name in md
-    assert "3 runs:" in md
+    assert "4 runs: 3 done, 1 damaged; this report holds the 3 recorded in summary.csv" in md
 
 
 def test_a_check_hands_over_the_bytes_it_verified(swept):

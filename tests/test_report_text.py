@@ -263,7 +263,7 @@ def test_the_trials_column_of_a_halving_report_says_what_it_counts():
     root = Path(__file__).resolve().parent.parent / "results"
     if not (root / "halving" / "summary.csv").is_file():
         pytest.skip("the committed halving sweep is not here")
-    table = next(p for k, p in build(root / "halving")[0] if k == "table" and "lr_edge" in p.columns)
+    table = next(p for k, p in build(root / "halving")[0] if k == "table" and "lr at an edge" in p.columns)
     assert "trials not stopped by halving" in table.columns and "trials" not in table.columns
-    table = next(p for k, p in build(root / "tuned")[0] if k == "table" and "lr_edge" in p.columns)
+    table = next(p for k, p in build(root / "tuned")[0] if k == "table" and "lr at an edge" in p.columns)
     assert "trials (all)" in table.columns and set(table["trials (all)"]) == {8}

@@ -78,7 +78,8 @@ def settings_that_differ(summary, names, most=4):
     for key in ("layers", "seed") + tables.VARIANT_SETTINGS:
         if key == "sweep" or key in _NOT_COMPARED or key not in summary:
             continue
-        values = {n: sorted(set(summary[key][summary.sweep == n].astype(str)), key=_natural) for n in names}
+        column = summary[key].astype(str).where(summary[key].notna(), "")  # pandas 3 keeps NaN through astype(str)
+        values = {n: sorted(set(column[summary.sweep == n]), key=_natural) for n in names}
         if len({tuple(v) for v in values.values()}) > 1:
             shown = "; ".join(f"{n}: {', '.join(v[:most])}" + (f" and {len(v) - most} more" if len(v) > most else "")
                               for n, v in values.items())
