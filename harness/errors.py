@@ -17,8 +17,8 @@ class DiskFull(HarnessError):
     """A write that found no space left on the device (or over quota). Not the
     user's input, but told the same way: one line naming the file, exit 2."""
 
-    def __init__(self, path):
-        super().__init__(f"no space left on device while writing {path}")
+    def __init__(self, path, why="no space left on device"):
+        super().__init__(f"{why} while writing {path}")
         self.path = path
 
 

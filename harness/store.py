@@ -32,6 +32,7 @@ PLAN = "plan.json"  # the runs of the grid, written by the sweep as it starts
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+TOO_LARGE = errno.EFBIG  # a file-size limit (ulimit -f, a batch system's): as final as a full disk
 
 
 def _temp_name(path: Path) -> Path:
@@ -41,7 +42,9 @@ def _temp_name(path: Path) -> Path:
 
 def failed_write(path, error: OSError):
     """The error to raise for a write of ``path`` that failed with ``error``:
-    a full disk is :class:`DiskFull`, one line naming the file."""
+    a full disk (or a file-size limit) is :class:`DiskFull`, one line naming the file."""
+    if error.errno == TOO_LARGE:
+        return DiskFull(path, "file size limit exceeded")
     return DiskFull(path) if error.errno in NO_SPACE else error
 
 

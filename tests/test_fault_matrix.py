@@ -260,7 +260,6 @@ def test_fault(base_status, tmp_path, capsys, name, fault, command):
 # --- a full disk: each command under a small file-size limit ---------------------------
 
 LIMIT = 1024  # bytes: every file a command writes but the smallest is over it
-DISK_FULL = "item 5 (disk full: one line naming the file, temporary files removed): branch faults"
 RUNNER = """
 import sys
 from harness.report import document
@@ -277,7 +276,7 @@ def _limited():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_full_disk(base, tmp_path, command, request):
+def test_full_disk(base, tmp_path, command):
     root = tmp_path / "out" / "m"
     shutil.copytree(base.root, root, symlinks=True)
     argv = {"sweep": ["sweep", str(base.grid), "--out", str(root.parent), "--quiet"],
@@ -291,16 +290,15 @@ def test_full_disk(base, tmp_path, command, request):
         assert done.returncode == 0 and not lines, done.stderr
         RESULTS[("(disk)", "full disk", command)] = "same"
         return
-    if not (done.returncode == 2 and len(lines) == 1 and lines[0].startswith("harness: error: ")):
-        request.applymarker(pytest.mark.xfail(reason=DISK_FULL, strict=True))
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("harness: error: "), done.stderr
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("harness: error: file size limit exceeded while writing "), done.stderr
     assert not list(root.rglob("*.tmp")), "temporary files left behind"
     RESULTS[("(disk)", "full disk", command)] = "refused"
 
 
 def test_fault_matrix_summary(capsys):
     """Runs after the cells (file order): the matrix's size and how it ended."""
-    if len(RESULTS) < len(CELLS) + 1:  # the cells and the full disk's status (the others may xfail)
+    if len(RESULTS) < len(CELLS) + len(COMMANDS):  # every cell and every command under a full disk
         pytest.skip("run with the whole matrix")
     counts = pd.Series(list(RESULTS.values())).value_counts()
     with capsys.disabled():

@@ -45,9 +45,18 @@ def slow_grid(tmp_path, iterations=3000, name="slow.toml"):
     return path
 
 
+def as_from_a_shell():
+    """A process started as a shell starts a command: SIGINT and SIGTERM at
+    their defaults and no signal blocked, whatever the test process holds."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start(grid, out):
     return subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(grid), "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_from_a_shell)
 
 
 def start_slow(tmp_path):

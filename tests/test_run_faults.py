@@ -60,9 +60,20 @@ def sweep(path, out, *flags):
     return main(["sweep", str(path), "--out", str(out), "--quiet", *flags])
 
 
-def start(path, out, **kw):
+def as_from_a_shell(ignore_sigint=False):
+    """A process started as a shell starts a command (a background job's
+    ignores SIGINT): no signal blocked, whatever the test process holds."""
+    def reset():
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignore_sigint else signal.SIG_DFL)
+    return reset
+
+
+def start(path, out, background=False):
     return subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(path), "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=as_from_a_shell(ignore_sigint=background))
 
 
 def wait_for(predicate, seconds=120):
@@ -333,7 +344,7 @@ def test_sigterm_reaches_a_sweep_started_in_the_background_with_sigint_ignored(t
     # unless they take it back.
     path = grid(tmp_path, iterations=6000)
     out, root = tmp_path / "out", tmp_path / "out" / "slow"
-    proc = start(path, out, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = start(path, out, background=True)
     wait_for(lambda: len(in_flight(root)) >= 2)
     running = in_flight(root)
     os.kill(proc.pid, signal.SIGTERM)
