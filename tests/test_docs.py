@@ -130,7 +130,7 @@ def test_every_command_in_the_docs_runs(tmp_path, fake_calibration, monkeypatch,
             path = args[1] if Path(args[1]).is_file() else str(ROOT / args[1])
             args = ["sweep", path, *args[2:]] + (["--dry-run"] if "--dry-run" not in args else [])
             args += ["--out", str(tmp_path / "sweeps")]
-        elif command in ("report", "compare"):
+        elif command in ("report", "compare", "verify"):
             copies = [str(_small_copy(ROOT / f, tmp_path / "copies" / f"{command}{ran}" / Path(f).name))
                       for f in folders]
             args = [command, *copies] + (["--out", str(tmp_path / "compared")] if command == "compare" else [])
