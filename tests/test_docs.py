@@ -10,6 +10,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -100,9 +101,21 @@ def _small_copy(folder, dest, variants=1):
     return dest
 
 
+def _write_flowers(path, rows=240):
+    """The docs' CSV example: labels in `kind`, three features on very different scales."""
+    rng = np.random.default_rng(0)
+    kind = np.arange(rows) % 3
+    length = 0.01 * kind + rng.normal(0, 0.002, rows)
+    mass = 1000 + 150 * (kind == 2) + rng.normal(0, 40, rows)
+    noise = rng.normal(0, 1, rows)
+    lines = ["kind,length,mass,noise"] + [f"{k},{a:.4f},{b:.1f},{c:.2f}" for k, a, b, c in zip(kind, length, mass, noise)]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def test_every_command_in_the_docs_runs(tmp_path, fake_calibration, monkeypatch, capsys):
     toml = dict(blocks("toml"))["README.md"]
     (tmp_path / "my-sweep.toml").write_text(toml)
+    _write_flowers(tmp_path / "flowers.csv")
     monkeypatch.chdir(tmp_path)
     ran = 0
     for where, line in commands():
@@ -117,7 +130,7 @@ def test_every_command_in_the_docs_runs(tmp_path, fake_calibration, monkeypatch,
             path = args[1] if Path(args[1]).is_file() else str(ROOT / args[1])
             args = ["sweep", path, *args[2:]] + (["--dry-run"] if "--dry-run" not in args else [])
             args += ["--out", str(tmp_path / "sweeps")]
-        elif command in ("report", "compare"):
+        elif command in ("report", "compare", "verify"):
             copies = [str(_small_copy(ROOT / f, tmp_path / "copies" / f"{command}{ran}" / Path(f).name))
                       for f in folders]
             args = [command, *copies] + (["--out", str(tmp_path / "compared")] if command == "compare" else [])
