@@ -168,7 +168,9 @@ def test_a_resume_right_after_the_kill_waits_for_the_old_writers(tmp_path):
 
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     grid, out, root, proc = start_slow(tmp_path)
-    wait_for(lambda: len(in_flight(root)) >= 1)
+    # Both workers busy: a loky worker still importing when Ctrl-C comes prints Python's
+    # traceback before any code of ours runs (a known gap, see docs/reliability.md).
+    wait_for(lambda: len(in_flight(root)) >= 2)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

@@ -322,7 +322,9 @@ def test_sigterm_marks_the_running_runs_says_how_to_resume_and_the_resume_is_ide
     path = grid(tmp_path, **SIGTERM_GRID)
     out, root = tmp_path / "out", tmp_path / "out" / "slow"
     proc = start(path, out)
-    wait_for(lambda: len([r for r in in_flight(root) if (r / "checkpoint.npz").exists()]) >= 1)
+    # both workers busy (a worker still importing would print Python's traceback), one run checkpointed
+    wait_for(lambda: len(in_flight(root)) >= 2
+             and len([r for r in in_flight(root) if (r / "checkpoint.npz").exists()]) >= 1)
     running = in_flight(root)
     (os.kill if to == "main process" else os.killpg)(proc.pid, getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
