@@ -78,7 +78,8 @@ def blocks(tuned, tune, summary, halved=False):
     for key in keys:
         if shown[key].dtype.kind == "f":
             shown[key] = [f"{v:.3g}" for v in shown[key]]
-        shown[f"{key}_edge"] = shown[f"{key}_edge"].fillna("")
+        edge = shown[f"{key}_edge"]
+        shown[f"{key}_edge"] = edge.astype(object).where(edge.notna(), "")  # all-NaN reads as float
     # under halving a point's trials are those not stopped by it, not all it began with
     out.append(("table", shown.rename(columns={
         "trials": "trials not stopped by halving" if halved else "trials (all)",
