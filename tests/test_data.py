@@ -8,7 +8,7 @@ import pytest
 from harness import data
 from harness.errors import DataError
 
-from conftest import idx_bytes, make_digits, write_csv, write_idx_folder
+from helpers import idx_bytes, make_digits, write_csv, write_idx_folder
 
 
 def test_bundled_mnist_loads_and_verifies():

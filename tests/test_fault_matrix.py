@@ -27,7 +27,7 @@ from harness.grid import load_sweep
 from harness.report import document
 from harness.sweep import write_summary
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 
 GRID = """
 [sweep]

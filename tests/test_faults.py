@@ -17,7 +17,7 @@ from harness.cli import main
 from harness.errors import ConfigError
 from harness.sweep import locked
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 
 SLOW_GRID = """
 [sweep]
@@ -319,7 +319,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_corrupt_data_is_named_before_training(tmp_path, capsys, fault, message):
     import gzip
 
-    from conftest import idx_bytes, write_idx_folder
+    from helpers import idx_bytes, write_idx_folder
 
     X, y = make_digits(100)
     if fault.startswith("csv"):

@@ -15,7 +15,7 @@ from harness.cli import main
 from harness.grid import load_sweep
 from harness.train import run
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 
 GRID = """
 [sweep]

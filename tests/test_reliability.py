@@ -13,7 +13,7 @@ from harness.report import grouped, write_report
 from harness.status import NAMES, RunStatus, in_comparison, mask
 from harness.sweep import locked
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 
 GRID = """
 [sweep]

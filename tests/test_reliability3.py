@@ -25,7 +25,7 @@ from harness.sweep import summary_row
 from harness.train import numpy_blas, run
 from harness.words import count
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 from test_cost import _fake_model
 from test_sweep import GRID, write_grid
 

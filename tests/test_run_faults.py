@@ -24,7 +24,7 @@ from harness.cli import main
 from harness.config import RunConfig
 from harness.train import prepare, run
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 
 GRID = """
 [sweep]

@@ -11,7 +11,7 @@ from harness import data
 from harness.cli import main
 from harness.errors import ConfigError, DataError
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 
 GRID = """
 [sweep]
@@ -207,7 +207,7 @@ def test_unusable_data_is_one_line_naming_the_file_and_writes_nothing(tmp_path, 
 
 
 def test_a_single_class_in_an_idx_folder_is_refused(tmp_path):
-    from conftest import write_idx_folder
+    from helpers import write_idx_folder
 
     X, _ = make_digits(20)
     folder = write_idx_folder(tmp_path / "idx", X, np.full(20, 4), X, np.arange(20) % 10)
