@@ -174,7 +174,6 @@ def _add_sweep(sub):
 
 def cmd_sweep(args):
     from .grid import load_sweep
-    from .plan import dry_run
     from .progress import for_terminal
     from .sweep import run_sweep
 
@@ -182,13 +181,24 @@ def cmd_sweep(args):
     for note in sweep.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.dry_run:
-        if dry_run(sweep, args.out, force=args.force):
-            return 0
-        sys.stdout.flush()
-        print("harness: the estimate exceeds the budget: the sweep would refuse to start", file=sys.stderr)
-        return 2  # as the sweep itself would: a script can tell
+        return _dry_run(sweep, args)
     return run_sweep(sweep, args.out, force=args.force, events=for_terminal(args.quiet),
                      resume_command=_resume_command(args), live_report=not args.no_live_report)
+
+
+def _dry_run(sweep, args):
+    """Print the plan (see :func:`harness.plan.describe`); reads the folder,
+    trains and writes nothing (but the machine's calibration, in the user's
+    cache folder). Exit status 2 when the estimate exceeds the budget."""
+    from .plan import describe, make_plan
+
+    plan = make_plan(sweep, Path(args.out) / sweep.name, force=args.force, say=_note, dry_run=True)
+    print("\n".join(describe(plan)))
+    if plan.refusal is None:
+        return 0
+    sys.stdout.flush()
+    print("harness: the estimate exceeds the budget: the sweep would refuse to start", file=sys.stderr)
+    return 2  # as the sweep itself would: a script can tell
 
 
 def _resume_command(args):

@@ -18,10 +18,10 @@ from pathlib import Path
 from . import data as datamod, tune as tunemod
 from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
+from .strategy import REGISTRY
 
 SECTIONS = ("sweep", "data", "train", "grid", "include", "report", "tune")
 REPORT_KEYS = ("target",)
-STRATEGIES = ("grid", "halving")
 
 
 def _whole(minimum):
@@ -32,7 +32,7 @@ def _whole(minimum):
 SCHEDULE_KEYS = {
     "checkpoint_seconds": (60, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
                            "a number of seconds, 0 = no checkpoints"),
-    "strategy": ("grid", lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
+    "strategy": ("grid", lambda v: v in REGISTRY, f"one of {', '.join(sorted(REGISTRY))}"),
     "eta": (3, _whole(2), "an integer of at least 2"),
     "min_iterations": (None, _whole(1), "a positive integer"),
 }
@@ -267,8 +267,9 @@ def _check_rows(source, runs, path):
 
 
 def _schedule(sweep, path, runs):
-    """The [sweep] keys of :data:`SCHEDULE_KEYS`, checked (halving's rungs
-    against the runs: each starts before a run ends, on an evaluation)."""
+    """The [sweep] keys of :data:`SCHEDULE_KEYS`, checked, and by the
+    strategy against the runs (halving's rungs: each starts before a run
+    ends, on an evaluation)."""
     values = {}
     for key, (default, check, what) in SCHEDULE_KEYS.items():
         value = sweep.get(key, default)
@@ -276,17 +277,7 @@ def _schedule(sweep, path, runs):
             raise ConfigError(f"{path} [sweep] {key}: must be {what}, got {value!r}")
         values[key] = value
     schedule = Schedule(**values)
-    if schedule.strategy == "halving":
-        first = schedule.min_iterations
-        if first is None:
-            raise ConfigError(f"{path} [sweep] min_iterations: strategy 'halving' needs the first rung's "
-                              "iterations, e.g. min_iterations = 100")
-        for cfg in runs:
-            if cfg.epochs or first >= cfg.iterations or first % cfg.eval_every:
-                raise ConfigError(f"{path} [sweep] min_iterations: {first} must be below every run's iterations "
-                                  f"and a multiple of its eval_every (run {cfg.layers_str}: iterations "
-                                  f"{cfg.iterations if not cfg.epochs else f'from epochs = {cfg.epochs}'}, "
-                                  f"eval_every {cfg.eval_every})")
+    REGISTRY[schedule.strategy].check(schedule, runs, path)
     return schedule
 
 

@@ -1,22 +1,23 @@
-"""What a sweep will do before it does it: which runs are finished and which
-are left, how many workers and threads train them, each run's estimated
-seconds and the wall time (see :mod:`harness.cost`), and ``--dry-run``."""
+"""What a sweep will do before it does it, computed once: :func:`make_plan`
+gives a :class:`Plan` (which runs are finished and which are left, the
+backend's workers probed once, the cost model loaded once, the finished
+runs' measured speed read once, the estimate and its phases, any refusal);
+:func:`describe` gives ``--dry-run``'s lines, and :func:`plan_record`
+``plan.json``."""
 from __future__ import annotations
 
-import functools
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-
-from . import cost, manifest, mlp, store
-from .config import RunConfig
-from .errors import ConfigError
+from . import cost, manifest, mlp, store, strategy as strategies
+from .backend import dask_workers, jobs, threads_per_run  # noqa: F401 (importable from here too)
+from .estimate import (WALL, Estimate, clock, estimate, flops, iterations_of, measured_runs,  # noqa: F401
+                       over_budget, rows_of)
 from .grid import Sweep
 from .status import finished
-from .train import total_iterations
+from .strategy import configurations
 from .words import count
 
 
@@ -49,151 +50,116 @@ def checkpointed(out: Path, todo, force=False) -> dict:
     return found
 
 
-@functools.lru_cache(maxsize=16)
-def _rows(dataset, path, label_column, train_size, validation):
-    from .data import load_source, row_counts
-
-    return cost.Rows(*row_counts(load_source(dataset, path or None, label_column or None), train_size, validation))
+def _silent(text):
+    pass
 
 
-def rows_of(cfg: RunConfig) -> cost.Rows:
-    """The training, validation and test rows of a run."""
-    return _rows(cfg.dataset, cfg.path, cfg.label_column, cfg.train_size, cfg.validation)
+_UNPROBED = object()
 
-
-def iterations_of(cfg: RunConfig) -> int:
-    return total_iterations(cfg, rows_of(cfg).train)
-
-
-def flops(cfg: RunConfig) -> int:
-    """A run's training FLOPs: FLOPs per iteration times iterations."""
-    n = rows_of(cfg).train
-    return mlp.flops_per_iter(cfg.layers, min(cfg.batch_size or n, n)) * iterations_of(cfg)
-
-
-def jobs(sweep: Sweep, n_tasks: int) -> int:
-    """Local workers for ``n_tasks`` runs."""
-    want = (os.cpu_count() or 1) if sweep.jobs == -1 else sweep.jobs
-    return max(1, min(want, n_tasks))
-
-
-def threads_per_run(running: int) -> int:
-    """Runs x threads <= cores: no oversubscription, and no idle core either."""
-    return max(1, (os.cpu_count() or 1) // max(1, running))
-
-
-def dask_workers(address):
-    """Threads of the Dask cluster at ``address`` (one run each), or None
-    when it cannot be reached in a few seconds."""
-    try:
-        from dask.distributed import Client
-
-        with Client(address, timeout="5s") as client:
-            return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or None
-    except Exception:  # no dask, no scheduler: the estimate says it assumed
-        return None
-
-
-# --- the estimate ---------------------------------------------------------------
 
 @dataclass
-class Estimate:
-    """A sweep's time estimate: ``seconds[run_id]`` (the training loop, as a
-    run records ``total_seconds``; for a run continued from a checkpoint,
-    only what is left of it: see :meth:`whole`), ``wall`` (seconds for everything left,
-    with ``workers``), and how many finished runs refined it. ``tasks``
-    holds each run's whole seconds on one thread and on every core, and
-    ``iterations`` its length, so the rest can be simulated again as runs
-    advance (:meth:`wall_left`)."""
+class Plan:
+    """A sweep's plan. ``finished``: run ids finished on disk; ``done``:
+    those kept (none with ``force``); ``todo``: ``[(run_id, cfg)]`` to train,
+    costliest first; ``start``: ``{run_id: iteration}`` of those continued
+    from a checkpoint; ``estimate`` and ``refusal`` (the budget's message,
+    or None) as :func:`make_plan` set them. Later estimates (a rung, the
+    confirmation runs) ask :meth:`price`, which probes and reads nothing
+    again."""
 
-    seconds: dict
-    wall: float
-    workers: int
-    refined: int
-    tasks: dict = field(default_factory=dict)
-    iterations: dict = field(default_factory=dict)
-    cores: int = 1
-    takeover: bool = True
-    slowdown: object = None
-    start: dict = field(default_factory=dict)  # {run_id: iteration} a run continues from (a checkpoint)
+    sweep: Sweep
+    out: Path
+    force: bool
+    finished: list
+    done: list
+    todo: list
+    start: dict
+    say: Callable = _silent
+    estimate: Estimate | None = None
+    refusal: str | None = None
+    _model: object = None
+    _capacity: object = _UNPROBED
+    _measured: dict | None = field(default=None, repr=False)
 
-    def whole(self, run_id):
-        """A run's estimated seconds as if trained from its first iteration,
-        comparable with the ``total_seconds`` it records (which include the
-        seconds before its checkpoint); None when not estimated."""
-        secs, left = self.seconds.get(run_id), self.iterations.get(run_id)
-        if secs is None or not left:
-            return secs
-        return secs * (left + self.start.get(run_id, 0)) / left
+    @property
+    def strategy(self) -> strategies.Strategy:
+        return strategies.of(self.sweep.schedule.strategy)
 
-    def wall_left(self, left: dict, pace=1.0):
-        """Wall seconds for ``left[run_id]`` (the fraction of each run still
-        to do), at ``pace`` times the estimated speed's seconds."""
-        tasks = [(one * f * pace, many * f * pace, share) for r, f in left.items() if f > 0
-                 for one, many, share in [self.tasks[r]]]
-        return cost.simulate(tasks, self.workers, self.cores, self.takeover, self.slowdown or (lambda n, s: 1.0))
+    def model(self) -> cost.Model:
+        """The machine's cost model, loaded (or measured) on first use only."""
+        if self._model is None:
+            self._model = cost.machine_model(say=self.say)
+        return self._model
 
+    def workers(self, n_tasks) -> int:
+        """The workers ``n_tasks`` runs get: local jobs, or the Dask
+        cluster's threads, asked once (the sweep's jobs when it cannot be
+        reached, which is said)."""
+        if self.sweep.backend != "dask":
+            return jobs(self.sweep, n_tasks)
+        if self._capacity is _UNPROBED:
+            self._capacity = dask_workers(self.sweep.scheduler)
+            if self._capacity is None:
+                self.say(f"dask scheduler {self.sweep.scheduler} not reachable: estimating for "
+                         f"{count(jobs(self.sweep, n_tasks), 'worker')}")
+        return self._capacity or jobs(self.sweep, n_tasks)
 
-def measured_runs(out: Path, model: cost.Model) -> dict:
-    """``{run_id: (measured, predicted)}`` seconds per iteration of the
-    finished runs in ``out/runs``, for :func:`harness.cost.refine`."""
-    measured = {}
-    folder = out / "runs"
-    for run_dir in folder.iterdir() if folder.is_dir() else ():
-        status = store.read_status(run_dir)
-        if not status or not status.get("total_seconds") or not status.get("iterations_run"):
-            continue
-        try:
-            conf = store.read_json(run_dir / "config.json")
-            cfg = RunConfig.from_saved(conf)
-            rows = cost.Rows(conf["n_train"], conf["n_val"], conf.get("n_test", 0))
-            n = status["iterations_run"]
-            predicted = model.train_seconds(cfg, rows, n, conf.get("threads", 1)) / n
-        except (OSError, ValueError, KeyError, ConfigError):
-            continue  # a folder from another version or a broken one: no help
-        measured[run_dir.name] = (status["total_seconds"] / n, predicted)
-    return measured
+    def measured(self) -> dict:
+        """:func:`harness.estimate.measured_runs` of the sweep's folder, read once."""
+        if self._measured is None:
+            self._measured = measured_runs(self.out, self.model())
+        return self._measured
 
+    def price(self, todo, workers=None, iterations=None, start=None) -> Estimate:
+        """The estimate of ``todo`` (``[(run_id, cfg)]``; see
+        :func:`harness.estimate.estimate`), on ``workers`` (default: those
+        that many runs get)."""
+        workers = workers or (self.workers(len(todo)) if todo else 1)
+        return estimate(self.sweep, self.out, todo, self.model(), workers, iterations, start, self.measured())
 
-def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, iterations=None,
-             start=None) -> Estimate:
-    """Estimate the runs ``todo`` (``[(run_id, cfg), ...]``) and their wall
-    time on ``workers`` (default: the sweep's local jobs). ``iterations``
-    (``{run_id: n}``) prices only part of some runs (halving's rungs);
-    ``start`` (``{run_id: iteration}``, see :func:`checkpointed`) the runs
-    that continue from a checkpoint, priced from there."""
-    cores = model.cores
-    local = sweep.backend != "dask"
-    workers = workers or jobs(sweep, len(todo))
-    start_threads = threads_per_run(workers) if local else 1
-    measured = measured_runs(out, model)
-    start = {r: n for r, n in (start or {}).items() if r in dict(todo)}
-    its = {r: (iterations or {}).get(r, max(0, iterations_of(c) - start.get(r, 0))) for r, c in todo}
-
-    def predicted(threads, seconds=model.run_seconds):
-        return cost.refine({r: seconds(c, rows_of(c), its[r], threads) for r, c in todo},
-                           measured)
-    one = predicted(1)
-    many = predicted(cores) if local else one
-    train = predicted(start_threads, model.train_seconds)
-    share = {r: model.memory_share(c, min(c.batch_size or rows_of(c).train, rows_of(c).train)) for r, c in todo}
-    tasks = {r: (one[r], many[r], share[r]) for r, _ in todo}
-    wall = cost.simulate(list(tasks.values()), workers, cores, local, model.slowdown)
-    if todo:
-        wall += model.worker_start + _load_seconds(todo)
-    together = min(workers, len(todo)) if local else 1
-    return Estimate({r: s * model.slowdown(together, share[r]) for r, s in train.items()}, wall, workers,
-                    len(measured), tasks, its, cores, local, model.slowdown, start)
+    def phases(self):
+        """``[(iteration, configurations at most)]`` of the sweep's strategy."""
+        return self.strategy.phases(self.sweep)
 
 
-def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers, start=None) -> Estimate:
-    """All a sweep will train: its schedule, then a tuned sweep's
-    confirmation runs (priced as if every point chose its first trial).
-    ``start``: the runs that continue from a checkpoint (:func:`checkpointed`)."""
-    est = schedule_estimate(sweep, out, todo, model, workers, start or {})
+def _split(sweep: Sweep, out: Path, force):
+    """``(finished, done, todo)`` (see :class:`Plan`), each run's status read once."""
+    everything = list(zip(sweep.run_ids, sweep.runs))
+    if not (out / "runs").is_dir():
+        return [], [], everything
+    finished_ids, todo = split_runs(sweep, out)
+    if force:  # every run again, ordered as split_runs orders them
+        return finished_ids, [], sorted(everything, key=lambda item: -flops(item[1]))
+    return finished_ids, finished_ids, todo
+
+
+def make_plan(sweep: Sweep, out: Path, force=False, say=None, dry_run=False) -> Plan:
+    """The plan of ``sweep`` on its folder ``out``. A sweep with nothing to
+    train (and no confirmation to come) is not priced, so a machine without
+    a calibration is not measured for it; a ``dry_run`` always is, its
+    workers counted for the confirmation runs too. ``say`` hears what the
+    cost model and the backend have to say."""
+    finished_ids, done, todo = _split(sweep, out, force)
+    plan = Plan(sweep, out, force, finished_ids, done, todo, checkpointed(out, todo, force), say or _silent)
     proxies = confirmation_proxies(sweep)
+    if dry_run:
+        workers = plan.workers(len(todo) + len(proxies))
+    elif not todo and sweep.tune is None:  # nothing to price: no calibration on a machine that lacks one
+        plan.estimate = Estimate({}, 0.0, 1, 0)
+        return plan
+    else:
+        workers = plan.workers(len(todo)) if todo else 1
+    plan.estimate = _whole_estimate(plan, workers, proxies)
+    plan.refusal = over_budget(sweep, plan.estimate, todo)
+    return plan
+
+
+def _whole_estimate(plan: Plan, workers, proxies) -> Estimate:
+    """All a sweep will train: its strategy's runs, then a tuned sweep's
+    confirmation runs (priced as if every point chose its first trial)."""
+    est = plan.strategy.price(plan, plan.todo, plan.start, workers)
     if proxies:
-        more = estimate(sweep, out, proxies, model, workers)
+        more = plan.price(proxies, workers)
         est.wall += more.wall
         est.seconds.update(more.seconds)
         est.tasks.update(more.tasks)
@@ -201,104 +167,25 @@ def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers, st
     return est
 
 
-def configurations(sweep: Sweep):
-    """``{key: [(run_id, cfg), ...]}``: the runs of each configuration (a
-    grid point, or a grid point and trial), its seeds together, in grid order."""
-    out = {}
-    for run_id, cfg, meta in zip(sweep.run_ids, sweep.runs, sweep.meta or [{}] * len(sweep.runs)):
-        key = (meta["point"], meta["trial"]) if meta else cfg.replace(seed=0)
-        out.setdefault(key, []).append((run_id, cfg))
-    return out
+def sweep_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers, start=None) -> Estimate:
+    """:func:`make_plan`'s estimate for a given ``todo``, ``model`` and
+    ``workers`` (``start``: the runs continued from a checkpoint)."""
+    plan = Plan(sweep, out, False, [], [], todo, start or {}, _model=model)
+    return _whole_estimate(plan, workers, confirmation_proxies(sweep))
 
 
-def halving_plan(sweep: Sweep):
-    """``[(rung iteration, configurations at most)]`` of a halving sweep."""
-    from .halving import keep_count, rungs
+def confirmation_proxies(sweep: Sweep):
+    """For a tuned sweep's estimate before the selection: every grid point's
+    confirmation runs as if its first trial were chosen (as many points,
+    the costliest, as configurations reach the strategy's end)."""
+    if sweep.tune is None:
+        return []
+    points = range(len(sweep.points))
+    reach = strategies.of(sweep.schedule.strategy).phases(sweep)[-1][1]
+    if reach < len(configurations(sweep)):  # it prunes: only points with a configuration at the end, the costliest
+        points = sorted(points, key=lambda p: -sum(flops(c) for _, c in sweep.confirm[(p, 0)]))[:reach]
+    return [(f"confirm:{p}:{run_id}", cfg) for p in points for run_id, cfg in sweep.confirm[(p, 0)]]
 
-    n = len(configurations(sweep))
-    out = []
-    for rung in rungs(sweep.schedule.min_iterations, sweep.schedule.eta, sweep.runs[0].iterations):
-        out.append((rung, n))
-        n = keep_count(n, sweep.schedule.eta)
-    return out
-
-
-def schedule_estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers, start=None) -> Estimate:
-    """The estimate of the whole sweep: every run to its end (from its
-    checkpoint, ``start``), or under halving each rung in turn, as if the
-    costliest configurations were the ones that go on (an upper bound:
-    which will is not known yet)."""
-    start = start or {}
-    if sweep.schedule.strategy != "halving":
-        return estimate(sweep, out, todo, model, workers, start=start)
-    left = {r for r, _ in todo}
-    costly = sorted(configurations(sweep).values(), key=lambda runs: -sum(flops(c) for _, c in runs))
-    parts, prev = [], 0
-    for rung, n in halving_plan(sweep):
-        runs = [(r, c) for group in costly[:n] for r, c in group if r in left and start.get(r, 0) < rung]
-        if runs:
-            parts.append(estimate(sweep, out, runs, model, workers,
-                                  {r: rung - max(prev, start.get(r, 0)) for r, _ in runs}, start))
-        prev = rung
-    if not parts:
-        return estimate(sweep, out, [], model, workers)
-    whole = parts[0]
-    whole.wall = sum(p.wall for p in parts)
-    for p in parts[1:]:
-        for r, secs in p.seconds.items():
-            whole.seconds[r] = whole.seconds.get(r, 0.0) + secs
-            whole.iterations[r] = whole.iterations.get(r, 0) + p.iterations[r]
-            whole.tasks.setdefault(r, p.tasks[r])
-    return whole
-
-
-def _load_seconds(todo):
-    """Seconds a worker takes to load the data of the first run."""
-    cfg = todo[0][1]
-    return _data_seconds(cfg.dataset, cfg.path, cfg.label_column, cfg.train_size, cfg.validation, cfg.data_seed,
-                         cfg.dtype)
-
-
-@functools.lru_cache(maxsize=16)
-def _data_seconds(dataset, path, label_column, train_size, validation, data_seed, dtype):
-    """Measured once per process and data setting, reading the files again
-    (past load_source's cache, which a new worker does not have)."""
-    from .data import load_source, split
-
-    t = time.perf_counter()
-    split(load_source.__wrapped__(dataset, path or None, label_column or None), train_size or None, validation,
-          data_seed, dtype)
-    return time.perf_counter() - t
-
-
-# What the estimate covers: the training, with the workers' start-up and
-# their data loading; not the command's own start-up nor the final report.
-WALL = "estimated training wall time"
-
-
-def clock(seconds) -> str:
-    """``"0.4 s"``, ``"42 s"``, ``"7 min 5 s"``, ``"2 h 03 min"``."""
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def over_budget(sweep: Sweep, est: Estimate, todo) -> str | None:
-    """The refusal message when ``est`` exceeds the sweep's budget, else None."""
-    if sweep.budget is None or est.wall <= sweep.budget:
-        return None
-    costly = sorted(todo, key=lambda item: -est.seconds[item[0]])[:3]
-    names = ", ".join(f"{cfg.layers_str} seed {cfg.seed} ({clock(est.seconds[r])})" for r, cfg in costly)
-    return (f"{WALL} {clock(est.wall)} with {count(est.workers, 'worker')} exceeds the budget of "
-            f"{clock(sweep.budget)}; the costliest runs: {names}. Raise [sweep] budget or --budget, or trim the grid")
-
-
-# --- the plan, shown and recorded -------------------------------------------------
 
 def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
     """``plan.json``: every run of the grid (and ``extra`` runs, a tuned
@@ -315,90 +202,49 @@ def plan_record(sweep: Sweep, est: Estimate | None = None, extra=()):
                                  "estimated_wall_seconds": est.wall if est else None, "written": time.time()})
 
 
-def confirmation_proxies(sweep: Sweep):
-    """For a tuned sweep's estimate before the selection: every grid point's
-    confirmation runs as if its first trial were chosen (under halving, the
-    costliest points, as many as configurations reach the end)."""
-    if sweep.tune is None:
-        return []
-    points = range(len(sweep.points))
-    if sweep.schedule.strategy == "halving":  # only points with a configuration at the end: the costliest
-        costly = sorted(points, key=lambda p: -sum(flops(c) for _, c in sweep.confirm[(p, 0)]))
-        points = costly[:halving_plan(sweep)[-1][1]]
-    return [(f"confirm:{p}:{run_id}", cfg) for p in points for run_id, cfg in sweep.confirm[(p, 0)]]
+def describe(plan: Plan) -> list[str]:
+    """``--dry-run``'s lines: the results folder, how many runs are
+    finished there and how many a sweep would train (and of those, how many
+    continue from a checkpoint), a table of the runs (the settings that
+    vary, whether each is finished, its estimated seconds), the strategy's
+    phases, and the training wall time against the budget."""
+    sweep, out, est, start, todo = plan.sweep, plan.out, plan.estimate, plan.start, plan.todo
+    table = _run_table(sweep, plan.done, start, est)
+    lines = [f"{count(len(table), 'run')} in sweep {sweep.name!r} ({sweep.path})", f"results: {out.resolve()}"]
+    continuing = f" ({count(len(start), 'continues', 'continue')} from {'its' if len(start) == 1 else 'their'} " \
+                 "checkpoint)" if start else ""
+    if plan.force:
+        lines.append(f"{len(plan.finished)} already finished there, retrained (--force): {len(todo)} to train")
+    else:
+        lines.append(f"{len(plan.done)} already finished there (kept; --force retrains them), "
+                     f"{len(todo)} to train{continuing}")
+    lines.append(table.to_string(index=False))
+    if sweep.tune is not None:
+        lines += _tune_lines(sweep)
+    lines += plan.strategy.describe(sweep)
+    if est.refined:
+        lines.append(f"estimates refined by {count(est.refined, 'finished run')} in {out}")
+    if sweep.budget is not None:
+        lines.append(f"budget: {clock(sweep.budget)}"
+                     + ("" if plan.refusal is None else " (exceeded: the sweep would refuse to start)"))
+    lines.append(f"{WALL}: {est.wall:.1f} s with {count(est.workers, 'worker')}")
+    return lines
 
 
-def _show_tune(sweep: Sweep):
+def _tune_lines(sweep: Sweep):
     """The draws every grid point gets, and the confirmation runs to come."""
     import pandas as pd
 
     from .tune import confirm_seeds
 
     tune = sweep.tune
-    print(f"[tune]: {count(tune.trials, 'trial')} for each of {count(len(sweep.points), 'grid point')}, the same "
-          f"draws for every point (seed {tune.seed}):")
-    print(pd.DataFrame(tune.draws()).rename_axis("trial").to_string(float_format=lambda v: f"{v:.4g}"))
     seeds = confirm_seeds(sweep.seeds, tune.confirm_seeds)
-    print(f"then each point's best trial on validation is trained again on seeds "
-          f"{', '.join(map(str, seeds)) or '(none: confirm_seeds = 0)'}: "
-          f"{count(len(seeds) * len(sweep.points), 'confirmation run')}, estimated as if trial 0 were chosen")
-
-
-def workers_for(sweep: Sweep, n_tasks, say):
-    """The workers a sweep of ``n_tasks`` runs gets: local jobs, or the Dask
-    cluster's threads (the sweep's jobs when it cannot be reached)."""
-    if sweep.backend != "dask":
-        return jobs(sweep, n_tasks)
-    found = dask_workers(sweep.scheduler)
-    if found is None:
-        found = jobs(sweep, n_tasks)
-        say(f"dask scheduler {sweep.scheduler} not reachable: estimating for {count(found, 'worker')}")
-    return found
-
-
-def _note(text):
-    print(text, file=sys.stderr)
-
-
-def dry_run(sweep: Sweep, out_root="results", force=False) -> bool:
-    """Print the plan: the results folder, how many runs are finished there
-    and how many a sweep would train (and of those, how many continue from
-    a checkpoint), a table of the runs (the settings that vary, whether each
-    is finished, its estimated seconds), and the training wall time. Reads
-    the folder; trains and writes nothing (but the machine's calibration, in
-    the user's cache folder). Returns whether the estimate is within the
-    sweep's budget (True without one)."""
-    out = Path(out_root) / sweep.name
-    done, todo = split_runs(sweep, out, force) if (out / "runs").is_dir() else ([], list(zip(sweep.run_ids, sweep.runs)))
-    start = checkpointed(out, todo, force)
-    model = cost.machine_model(say=_note)
-    workers = workers_for(sweep, len(todo) + len(confirmation_proxies(sweep)), _note)
-    est = sweep_estimate(sweep, out, todo, model, workers, start)
-    table = _run_table(sweep, done, start, est)
-    print(f"{count(len(table), 'run')} in sweep {sweep.name!r} ({sweep.path})")
-    print(f"results: {out.resolve()}")
-    continuing = f" ({count(len(start), 'continues', 'continue')} from {'its' if len(start) == 1 else 'their'} " \
-                 "checkpoint)" if start else ""
-    if force:
-        finished_there = len(split_runs(sweep, out)[0]) if (out / "runs").is_dir() else 0
-        print(f"{finished_there} already finished there, retrained (--force): {len(todo)} to train")
-    else:
-        print(f"{len(done)} already finished there (kept; --force retrains them), {len(todo)} to train{continuing}")
-    print(table.to_string(index=False))
-    if sweep.tune is not None:
-        _show_tune(sweep)
-    if sweep.schedule.strategy == "halving":
-        rungs = halving_plan(sweep)
-        print(f"successive halving (eta {sweep.schedule.eta}): " + "; ".join(
-            f"rung {k + 1} to iteration {r}: at most {count(n, 'configuration')} ({count(n * len(sweep.seeds), 'run')})"
-            for k, (r, n) in enumerate(rungs)))
-    if est.refined:
-        print(f"estimates refined by {count(est.refined, 'finished run')} in {out}")
-    within = sweep.budget is None or est.wall <= sweep.budget
-    if sweep.budget is not None:
-        print(f"budget: {clock(sweep.budget)}" + ("" if within else " (exceeded: the sweep would refuse to start)"))
-    print(f"{WALL}: {est.wall:.1f} s with {count(est.workers, 'worker')}")
-    return within
+    return [f"[tune]: {count(tune.trials, 'trial')} for each of {count(len(sweep.points), 'grid point')}, the same "
+            f"draws for every point (seed {tune.seed}):",
+            pd.DataFrame(tune.draws()).rename_axis("trial").to_string(float_format=lambda v: f"{v:.4g}"),
+            f"then each point's best trial on validation is trained again on seeds "
+            f"{', '.join(map(str, seeds)) or '(none: confirm_seeds = 0)'}: "
+            f"{count(len(seeds) * len(sweep.points), 'confirmation run')}, estimated as if trial 0 were chosen"]
 
 
 def _run_table(sweep: Sweep, done, start, est):

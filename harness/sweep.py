@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cost as costmod, manifest, memory, mlp, plan as planmod, signals, store, tuning
+from . import manifest, memory, mlp, plan as planmod, signals, store, tuning
 from .config import RunConfig
 from .errors import ConfigError, HarnessError
 from .grid import Sweep
 from .status import RunStatus, finished, in_comparison, parse
+from .strategy import Job
 from .signals import INTERRUPTED_BY
 from .train import checkpoint_problem, prepare, run as train_run
 from .words import count
@@ -385,8 +386,8 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
             events.note(f"results: {out.resolve()}")
             for line in _data_lines(sweep):
                 events.note(f"data: {line}")
-            todo = _plan_and_tell(sweep, out, force, events.note)
-            est = _estimate_and_check(sweep, out, todo, force, events.note)
+            plan = _plan_and_tell(sweep, out, force, events.note)
+            todo, est = plan.todo, plan.estimate
         except ConfigError:  # a refusal (the budget) writes nothing: undo the folder's making
             _remove(made)
             raise
@@ -395,9 +396,12 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
             started = time.monotonic()
-            failed = STRATEGIES[sweep.schedule.strategy](sweep, out, todo, est, events, live_report and report)
+            live = live_report and report
+            job = Job(sweep, out, plan, events, lambda runs, priced, stop_at=None: _execute(
+                sweep, out, runs, priced, events, live, stop_at))
+            failed = plan.strategy.run(job, todo, est)
             if sweep.tune is not None:
-                failed += _confirm(sweep, out, force, events, live_report and report)
+                failed += _confirm(job, force)
             if todo:
                 events.note(f"trained in {planmod.clock(time.monotonic() - started)} "
                             f"(estimated {planmod.clock(est.wall)})")
@@ -470,93 +474,6 @@ def _clear(out: Path, todo, force):
             store.remove_run_folder(folder)
 
 
-def _run_grid(sweep: Sweep, out: Path, todo, est, events, live):
-    """Every run to its end."""
-    return _execute(sweep, out, todo, est, events, live)
-
-
-def _run_halving(sweep: Sweep, out: Path, todo, est, events, live):
-    """Successive halving: every configuration to the first rung; the best
-    1/eta by mean validation accuracy over seeds at that iteration continue
-    to the next, and so on; the others end ``stopped``. Every decision is
-    read back from the run folders, so a resumed sweep (or one with other
-    jobs) makes the same ones."""
-    from . import halving
-
-    configs = planmod.configurations(sweep)
-    first = sweep.runs[0]
-    levels = halving.rungs(sweep.schedule.min_iterations, sweep.schedule.eta, first.iterations)
-    alive, failed, model = list(configs), [], None
-    for k, rung in enumerate(levels):
-        todo = [(r, c) for key in alive for r, c in configs[key] if _reached(out / "runs" / r) < rung]
-        if todo:
-            model = model or costmod.machine_model(events.note)
-            events.note(f"halving: rung {k + 1} of {len(levels)}: {count(len(alive), 'configuration')} "
-                        f"to iteration {rung}")
-            reached = {r: _reached(out / "runs" / r) for r, _ in todo}
-            est = planmod.estimate(sweep, out, todo, model, planmod.workers_for(sweep, len(todo), events.note),
-                                   iterations={r: rung - n for r, n in reached.items()},
-                                   start={r: n for r, n in reached.items() if n})
-            failed += _execute(sweep, out, todo, est, events, live, stop_at=rung if rung < levels[-1] else None)
-        if rung == levels[-1]:
-            break
-        scores = {key: _mean_val_at(out, configs[key], rung) for key in alive}
-        promoted = halving.promote(alive, scores, sweep.schedule.eta)
-        events.note(f"halving: rung {k + 1} at iteration {rung}: {len(promoted)} of "
-                    f"{count(len(alive), 'configuration')} {'goes' if len(promoted) == 1 else 'go'} on "
-                    f"(best mean validation accuracy {100 * max(scores.values()):.2f}%)")
-        for key in alive:
-            if key not in promoted:
-                for run_id, _ in configs[key]:
-                    _stop(out / "runs" / run_id, k + 1, rung)
-        alive = promoted
-    return failed
-
-
-STRATEGIES = {"grid": _run_grid, "halving": _run_halving}
-
-
-def _reached(run_dir: Path):
-    """Iterations a run has safely behind it: all of them once finished or
-    stopped (``inf``), its checkpoint's otherwise."""
-    if store.read_status(run_dir) is not None:
-        return float("inf")
-    saved = store.checkpoint_meta(run_dir)
-    return saved["iteration"] if saved else 0
-
-
-def _mean_val_at(out: Path, runs, iteration):
-    """Mean validation accuracy over a configuration's runs at ``iteration``
-    (a run without one there, diverged or failed, counts as 0)."""
-    values = []
-    for run_id, _ in runs:
-        folder = out / "runs" / run_id
-        rows = store.read_metrics_part(folder) or store.read_metrics_part(folder, "metrics.csv")
-        at = [r["val_acc"] for r in rows if r["iteration"] == iteration and r["val_acc"] is not None]
-        status = store.read_status(folder)
-        values.append(at[0] if at and (status is None or status["status"] != RunStatus.DIVERGED) else 0.0)
-    return sum(values) / len(values)
-
-
-def _stop(run_dir: Path, rung, iteration):
-    """End a paused run that was not promoted: status ``stopped``, its
-    metrics kept, its checkpoint dropped. Written by the sweep, since no
-    process trains that run any more."""
-    from .train import summarize
-
-    if store.read_status(run_dir) is not None:
-        return  # already decided (a resumed sweep), or it ended by itself
-    part = run_dir / "metrics.csv.part"
-    if part.exists():
-        os.replace(part, run_dir / "metrics.csv")
-    # (already renamed when a sweep was killed between the two steps)
-    rows = store.read_metrics_part(run_dir, "metrics.csv")
-    status = {**summarize(rows), "status": RunStatus.STOPPED.value, "run_id": run_dir.name, "rung": rung,
-              "reason": f"stopped by successive halving at rung {rung} (iteration {iteration})"}
-    store.write_status(run_dir, status)
-    (run_dir / store.CHECKPOINT).unlink(missing_ok=True)
-
-
 def _final_report(out: Path, say):
     """Write the report; returns the exit status that says whether it was
     written: 0, 2 (one line) for a full disk, 1 for another failure."""
@@ -577,10 +494,11 @@ def _final_report(out: Path, say):
         return 1
 
 
-def _confirm(sweep: Sweep, out: Path, force, events: Events, live):
+def _confirm(job: Job, force):
     """A tuned sweep's second phase: each grid point's selected trial
     trained again on new seeds, then ``tuned.csv``. Returns the failed
     runs' statuses (none when the search is unfinished)."""
+    sweep, out, events = job.sweep, job.out, job.events
     chosen = tuning.selection(sweep, out)
     if chosen is None:
         return []
@@ -590,31 +508,12 @@ def _confirm(sweep: Sweep, out: Path, force, events: Events, live):
     events.note(f"tuning: each of {count(len(chosen), 'grid point')} selected its best of "
                 f"{count(sweep.tune.trials, 'trial')}; confirming on seeds {', '.join(map(str, seeds))}: "
                 f"{len(todo)} of {count(len(confirm), 'run')} to train")
-    est = planmod.estimate(sweep, out, todo, costmod.machine_model(events.note),
-                           planmod.workers_for(sweep, len(todo), events.note) if todo else 1,
-                           start=planmod.checkpointed(out, todo, force))
+    est = job.plan.price(todo, start=planmod.checkpointed(out, todo, force))
     _clear(out, todo, force)
     store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est, confirm))
-    failed = _execute(sweep, out, todo, est, events, live)
+    failed = job.execute(todo, est)
     tuning.write_tuned(sweep, out)
     return failed
-
-
-def _estimate_and_check(sweep: Sweep, out: Path, todo, force, say):
-    """The estimate of the runs to train; refuses (ConfigError) when it
-    exceeds the sweep's budget."""
-    if not todo and sweep.tune is None:  # nothing to price: no calibration on a machine that lacks one
-        return planmod.Estimate({}, 0.0, 1, 0)
-    model = costmod.machine_model(say)
-    workers = planmod.workers_for(sweep, len(todo), say) if todo else 1
-    est = planmod.sweep_estimate(sweep, out, todo, model, workers, planmod.checkpointed(out, todo, force))
-    refusal = planmod.over_budget(sweep, est, todo)
-    if refusal:
-        raise ConfigError(refusal)
-    if todo:
-        say(f"{planmod.WALL}: {planmod.clock(est.wall)} with {count(est.workers, 'worker')}"
-            + (f" (budget {planmod.clock(sweep.budget)})" if sweep.budget else ""))
-    return est
 
 
 def _data_lines(sweep: Sweep):
@@ -627,11 +526,13 @@ def _data_lines(sweep: Sweep):
             for dataset, path, label, train_size, validation in settings]
 
 
-def _plan_and_tell(sweep: Sweep, out: Path, force, say):
-    """Plan the runs and say what is kept and what is redone. Returns the
-    runs to train."""
+def _plan_and_tell(sweep: Sweep, out: Path, force, say) -> planmod.Plan:
+    """Plan the runs (damaged records removed first, so they are redone)
+    and say what is kept and what is redone, and the estimate; refuses
+    (ConfigError) a sweep over its budget."""
     damaged = {} if force else _check_records(out, say)
-    done, todo = planmod.split_runs(sweep, out, force)
+    plan = planmod.make_plan(sweep, out, force, say)
+    done, todo = plan.done, plan.todo
     if done:
         say(f"{len(done)} of {count(len(sweep.runs), 'run')} already finished in {out}; skipping "
             f"{'it' if len(done) == 1 else 'them'} (--force reruns)")
@@ -657,7 +558,12 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say):
     if stray:
         say(f"{count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
-    return todo
+    if plan.refusal:
+        raise ConfigError(plan.refusal)
+    if todo:
+        say(f"{planmod.WALL}: {planmod.clock(plan.estimate.wall)} with {count(plan.estimate.workers, 'worker')}"
+            + (f" (budget {planmod.clock(sweep.budget)})" if sweep.budget else ""))
+    return plan
 
 
 def _usable_checkpoint(folder: Path, run_id, cfg, say):

@@ -14,7 +14,7 @@ from harness.config import RunConfig
 from harness.data import load_source
 from harness.train import run
 
-from conftest import make_digits, write_csv
+from helpers import make_digits, write_csv
 from test_faults import slow_grid, start, wait_for
 
 NUMBERS = ["iteration", "train_loss", "train_acc", "val_acc"]
@@ -214,7 +214,7 @@ def test_a_halving_sweep_killed_mid_rung_resumes_to_the_same_decisions(tmp_path,
 
 
 def test_mean_validation_at_a_rung_from_constructed_metrics(tmp_path):
-    from harness.sweep import _mean_val_at
+    from harness.strategy import mean_val_at
 
     rows = {"a": "1,2.0,0.1,,0.01,0.1\n2,1.5,0.2,0.50,0.01,0.2\n",
             "b": "1,2.0,0.1,,0.01,0.1\n2,1.4,0.3,0.70,0.01,0.2\n",
@@ -223,23 +223,23 @@ def test_mean_validation_at_a_rung_from_constructed_metrics(tmp_path):
         (tmp_path / "runs" / run_id).mkdir(parents=True)
         (tmp_path / "runs" / run_id / "metrics.csv.part").write_text(
             "iteration,train_loss,train_acc,val_acc,iter_seconds,elapsed_seconds\n" + text)
-    assert _mean_val_at(tmp_path, [("a", None), ("b", None)], 2) == pytest.approx(0.6)
-    assert _mean_val_at(tmp_path, [("a", None), ("c", None)], 2) == pytest.approx(0.25)
+    assert mean_val_at(tmp_path, [("a", None), ("b", None)], 2) == pytest.approx(0.6)
+    assert mean_val_at(tmp_path, [("a", None), ("c", None)], 2) == pytest.approx(0.25)
     scores = {"ab": 0.6, "ac": 0.25, "bb": 0.7}
     assert halving.promote(["ab", "ac", "bb"], scores, 2) == ["bb"]
 
 
 def test_stopping_a_run_finishes_when_a_kill_came_between_its_two_steps(tmp_path):
-    # _stop renames metrics.csv.part, then writes status.json; a sweep killed
+    # stop_run renames metrics.csv.part, then writes status.json; a sweep killed
     # in between leaves metrics.csv without a status, and the resumed sweep
     # stops that run again.
-    from harness.sweep import _stop
+    from harness.strategy import stop_run
 
     run = tmp_path / "runs" / "abc"
     run.mkdir(parents=True)
     header = "iteration,train_loss,train_acc,val_acc,iter_seconds,elapsed_seconds\n"
     (run / "metrics.csv").write_text(header + "1,2.0,0.1,,0.01,0.1\n2,1.5,0.2,0.50,0.01,0.2\n")
-    _stop(run, 1, 2)
+    stop_run(run, 1, 2)
     status = store.read_status(run)
     assert status["status"] == "stopped" and status["rung"] == 1 and status["iterations_run"] == 2
     assert status["final_val_acc"] == 0.5 and not (run / "metrics.csv.part").exists()
