@@ -3,6 +3,10 @@ how many of them, and the threads each run computes with."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .grid import Sweep
 
 
 def jobs(sweep: Sweep, n_tasks: int) -> int:

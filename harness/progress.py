@@ -11,9 +11,42 @@ import threading
 from dataclasses import fields
 
 from .config import RunConfig
+from .events import Events
 from .plan import clock
-from .status import RunStatus, parse
-from .sweep import Events, Printed
+from .status import RunStatus, in_comparison, parse
+from .words import count
+
+
+class Printed(Events):
+    """Notes on stderr and the outcome's table on stdout, no progress."""
+
+    def note(self, text):
+        print(text, file=sys.stderr)
+
+    def outcome(self, summary, out):
+        print_outcome(summary, out)
+
+
+
+
+def _percent(fraction):
+    import pandas as pd
+
+    return "n/a" if pd.isna(fraction) else f"{100 * fraction:.2f}%"
+
+
+def print_outcome(summary, out):
+    """The ten best runs by validation accuracy, and the count of each status."""
+    if summary.empty:
+        return
+    ok = summary[in_comparison(summary.status)].sort_values("final_val_acc", ascending=False)
+    top = ok.head(10)
+    shown = top[["run_id", "layers", "seed", "status"]].assign(
+        **{"train acc": [_percent(v) for v in top.final_train_acc], "val acc": [_percent(v) for v in top.final_val_acc],
+           "s/iter": [f"{v:.4f}" for v in top.median_iter_seconds]})
+    print(shown.to_string(index=False))
+    counts = ", ".join(f"{n} {status}" for status, n in summary.status.value_counts().items())
+    print(f"{count(len(summary), 'run')}: {counts}; summary in {out / 'summary.csv'}")
 
 
 class Tracker(Printed):

@@ -205,11 +205,11 @@ def test_progress_lines_weigh_runs_by_cost(tmp_path, tiny_csv, capsys):
 
 
 def test_progress_lines_of_a_tuned_sweep_name_the_trial_and_its_role(tmp_path, tiny_csv, capsys):
-    from harness.sweep import _run_meta
+    from harness.executor import run_meta
     from test_tune import TUNED
 
     sweep = load_sweep(write_grid(tmp_path, tiny_csv, TUNED))
-    meta = _run_meta(sweep)
+    meta = run_meta(sweep)
     confirm = [(r, c) for r, c, _ in sweep.confirmation({0: 2})]
     todo = list(zip(sweep.run_ids, sweep.runs)) + confirm
     est = planmod.Estimate({r: 1.0 for r, _ in todo}, 1.0, 1, 0, tasks={r: (1.0, 1.0, 0.0) for r, _ in todo},

@@ -65,13 +65,13 @@ def _grid(tmp_path, tiny_csv):
 def test_a_whole_halving_sweep_with_confirmation_asks_each_once(tmp_path, tiny_csv, counted, monkeypatch):
     sweep = load_sweep(_grid(tmp_path, tiny_csv), scheduler="tcp://127.0.0.1:1")  # a Dask sweep
     assert sweep.backend == "dask"
-    real = sweepmod._execute
+    real = sweepmod.execute
     runs = []
 
     def local(swept, *args, **kwargs):  # train on local workers: no cluster, the plan's calls still counted
         runs.append(len(args[1]))
         return real(dataclasses.replace(swept, backend="loky"), *args, **kwargs)
-    monkeypatch.setattr(sweepmod, "_execute", local)
+    monkeypatch.setattr(sweepmod, "execute", local)
     assert run_sweep(sweep, tmp_path / "out", report=False) == 0
     assert len(runs) >= 3  # two rungs and the confirmation: three estimates after the plan's
     assert counted == {"dask": 1, "calibration": 1, "scan": 1}

@@ -211,10 +211,10 @@ def test_a_grid_varying_momentum_gives_one_variant_per_value(tmp_path, tiny_csv)
 
 def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_path, tiny_csv, monkeypatch):
     import harness.report
-    from harness import sweep as sweepmod
+    from harness import executor
 
-    monkeypatch.setattr(sweepmod, "LIVE_REPORT_SECONDS", 0)
-    monkeypatch.setattr(sweepmod, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(executor, "LIVE_REPORT_SECONDS", 0)
+    monkeypatch.setattr(executor, "POLL_SECONDS", 0.05)
     real, seen = harness.report.write_report, []
 
     def spy(folder, **kw):

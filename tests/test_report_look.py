@@ -66,7 +66,7 @@ def test_comparison_csv_says_its_unit_in_its_column_names():
 
 
 def test_the_end_of_sweep_table_shows_percent(capsys, tmp_path):
-    from harness.sweep import print_outcome
+    from harness.progress import print_outcome
 
     s = _summary([{"layers": "784-64-10", "acc": 0.95}]).assign(final_train_acc=0.98)
     s.loc[0, "final_val_acc"] = math.nan

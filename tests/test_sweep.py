@@ -202,7 +202,7 @@ def test_missing_grid_file(tmp_path, capsys):
 
 def test_a_backend_fault_fails_only_the_runs_it_cut_short(tmp_path):
     from harness import store
-    from harness.sweep import _fail_lost_runs
+    from harness.executor import fail_lost_runs
 
     runs = tmp_path / "runs"
     for run_id in ("cut", "finished"):
@@ -211,12 +211,12 @@ def test_a_backend_fault_fails_only_the_runs_it_cut_short(tmp_path):
     store.write_status(runs / "finished", {"status": "done", "run_id": "finished"})
     pending = [("cut", None), ("finished", None), ("queued", None)]
     recorded = []
-    left = _fail_lost_runs(pending, tmp_path, OSError("connection closed"), recorded.append)
+    left = fail_lost_runs(pending, tmp_path, OSError("connection closed"), recorded.append)
     assert left == [("queued", None)]
     assert [r["run_id"] for r in recorded] == ["cut"]
     assert store.read_status(runs / "cut")["reason"] == "worker lost: OSError: connection closed"
     with pytest.raises(OSError, match="not a worker's"):  # nothing cut short: the fault is the sweep's own
-        _fail_lost_runs([("queued", None)], tmp_path, OSError("not a worker's"), recorded.append)
+        fail_lost_runs([("queued", None)], tmp_path, OSError("not a worker's"), recorded.append)
 
 
 def test_dry_run_counts_what_is_already_finished_and_writes_nothing(tmp_path, tiny_csv, capsys):

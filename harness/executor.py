@@ -1,0 +1,203 @@
+"""The executor: trains a list of runs on the sweep's backend (joblib/loky
+or Dask), records each as it ends, and while they train, a watcher thread
+that follows their progress and rewrites the live report."""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import plan as planmod, store
+from .errors import ConfigError, HarnessError
+from .events import Events
+from .grid import Sweep
+from .ownership import Owner
+from .status import RunStatus, parse
+from .summary import write_summary
+from .words import count
+from .worker import RunRequest, train_in_worker
+
+
+# After a SIGKILL of the sweep, loky's resource tracker (a process that
+# outlives it) unlinks the semaphores and memory-mapping folders the sweep
+# could not release, and warns about each as "leaked" on the terminal: the
+# cleanup is right, the warnings are noise. The tracker takes its warning
+# filters from this process's -W options when it starts.
+_TRACKER_QUIET = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+
+
+def _parallel(sweep: Sweep, n_tasks: int):
+    """The joblib Parallel object and threads per run for this sweep."""
+    from joblib import Parallel
+
+    if sweep.backend == "dask":
+        # one thread per run; start workers with --nthreads 1 per core
+        return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
+    if _TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_QUIET)
+    jobs = planmod.jobs(sweep, n_tasks)
+    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), planmod.threads_per_run(jobs)
+
+
+def _dask_client(address):
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ConfigError("backend 'dask' needs dask.distributed: pip install 'harness[dask]'") from None
+    try:
+        return Client(address, timeout="20s")
+    except OSError as e:
+        raise ConfigError(f"cannot reach the dask scheduler at {address}: {e}") from None
+
+
+# The live report: rewritten at most once a minute while runs finish, and
+# never more often than keeps its cost under 1/LIVE_REPORT_SHARE of one core.
+LIVE_REPORT_SECONDS = 60
+LIVE_REPORT_SHARE = 60
+POLL_SECONDS = 1.0
+
+
+class Watcher(threading.Thread):
+    """While runs train: reads how far each running run is (the tail of its
+    metrics file) and tells ``events``; and with ``live``, rewrites
+    ``summary.csv`` and the report of the runs finished so far."""
+
+    def __init__(self, sweep: Sweep, out: Path, todo, events, live):
+        super().__init__(name="harness-sweep-watch", daemon=True)
+        self.sweep, self.out, self.ids, self.events, self.live = sweep, out, [r for r, _ in todo], events, live
+        self.ended, self.seen, self.finished = set(), {}, 0
+        self.reported, self.next_report = 0, time.monotonic() + LIVE_REPORT_SECONDS
+        self.rewrites, self.rewrite_seconds = 0, 0.0
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.wait(POLL_SECONDS):
+            for run_id in self.ids:
+                it = None if run_id in self.ended else store.last_iteration(self.out / "runs" / run_id)
+                if it is not None and it != self.seen.get(run_id):
+                    self.seen[run_id] = it
+                    self.events.advanced(run_id, it)
+            if self.live and self.finished > self.reported and time.monotonic() >= self.next_report:
+                self.rewrite_report()
+
+    def rewrite_report(self):
+        from .report import write_report
+
+        t, self.reported = time.monotonic(), self.finished
+        try:
+            write_summary(self.sweep, self.out)
+            write_report(self.out)  # says it is partial: this sweep holds the lock
+        except Exception:
+            pass  # a partial report is a convenience; the final one reports its own errors
+        took = time.monotonic() - t
+        self.rewrites, self.rewrite_seconds = self.rewrites + 1, self.rewrite_seconds + took
+        self.next_report = time.monotonic() + max(LIVE_REPORT_SECONDS, LIVE_REPORT_SHARE * took)
+
+    def stop(self):
+        self.halt.set()
+        if self.is_alive():
+            self.join()
+
+
+def run_meta(sweep: Sweep):
+    """``{run_id: {"point", "trial", "role"}}`` of a tuned sweep's search and
+    possible confirmation runs (empty without [tune])."""
+    if sweep.tune is None:
+        return {}
+    meta = {r: m for r, m in zip(sweep.run_ids, sweep.meta) if m}
+    for (point, trial), runs in sweep.confirm.items():
+        meta.update({r: {"point": point, "trial": trial, "role": "confirm"} for r, _ in runs})
+    return meta
+
+
+def execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=None):
+    """Train ``todo`` on the sweep's backend (to ``stop_at`` only, when
+    given: the runs pause there); returns the failed runs' statuses.
+
+    If the backend itself loses a worker (it cannot happen to an isolated
+    run, but can on Dask), the runs that worker had in flight are recorded
+    as failed and the rest are submitted again."""
+    from joblib import delayed, parallel_config
+
+    if not todo:
+        return []
+    client = _dask_client(sweep.scheduler) if sweep.backend == "dask" else None
+    isolate = client is None and "fork" in multiprocessing.get_all_start_methods()
+    failed, pending = [], list(todo)
+    # Runs read their thread count from this file as they go: when fewer runs
+    # are left than workers, the ones still going take over the idle cores.
+    threads_file = None if client else out / ".threads"
+    owner = None if client else Owner.me(out)
+    watcher = Watcher(sweep, out, todo, events, live)
+
+    def record(status):
+        watcher.ended.add(status["run_id"])
+        if status["status"] is None:
+            events.paused(status["run_id"], status["paused_at"])
+        else:
+            watcher.finished += 1
+            if parse(status["status"]).is_failure():
+                failed.append(status)
+            for warning in status.get("warnings", ()):
+                events.note(f"warning: run {status['run_id']}: {warning}")
+            events.finished(status)
+        left = len(todo) - len(watcher.ended)
+        if threads_file is not None and left:
+            running = min(planmod.jobs(sweep, len(todo)), left)
+            _tell_threads(threads_file, planmod.threads_per_run(running))
+
+    events.started(est, todo, run_meta(sweep))
+    watcher.start()
+    try:
+        with parallel_config(backend="dask") if client else contextlib.nullcontext():
+            while pending:
+                parallel, threads = _parallel(sweep, len(pending))  # inside, so joblib sees the dask backend
+                if threads_file is not None:
+                    _tell_threads(threads_file, threads)
+                tasks = (delayed(train_in_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
+                                                  threads_file and str(threads_file), owner,
+                                                  RunRequest(est.whole(run_id), sweep.schedule.checkpoint_seconds,
+                                                             stop_at))
+                         for run_id, cfg in pending)
+                try:
+                    for status in parallel(tasks):
+                        record(status)
+                    break
+                except Exception as e:  # a backend fault, not a run's (runs record their own)
+                    pending = fail_lost_runs(pending, out, e, record, watcher.ended)
+    finally:
+        watcher.stop()
+        events.closed()
+        if watcher.rewrites:
+            events.note(f"live report: rewritten {count(watcher.rewrites, 'time')}, "
+                        f"{watcher.rewrite_seconds:.1f} s in all")
+        if client is not None:
+            client.close()
+    return failed
+
+
+def _tell_threads(threads_file: Path, threads: int):
+    """Tell the running runs how many threads to use. Advisory: a failed
+    write (a full disk) leaves them at their count, and is no run's fault."""
+    with contextlib.suppress(OSError, HarnessError):
+        store.atomic_write_text(threads_file, f"{threads}\n")
+
+
+def fail_lost_runs(pending, out: Path, error, record, ended=()):
+    """After a backend fault: the runs it cut short (started, unfinished,
+    not ``ended``: a paused run ended its part) are recorded failed; returns
+    the runs still to submit. Re-raises ``error`` if no run was cut short
+    (then it is not a worker's loss)."""
+    lost = [r for r, _ in pending if r not in ended and store.read_status(out / "runs" / r) is None
+            and (out / "runs" / r / "config.json").exists()]
+    if not lost:
+        raise error
+    for run_id in lost:
+        status = {"status": RunStatus.FAILED.value, "run_id": run_id,
+                  "reason": f"worker lost: {type(error).__name__}: {error}".splitlines()[0]}
+        store.write_status(out / "runs" / run_id, status)
+        record(status)
+    return [(r, c) for r, c in pending if r not in ended and store.read_status(out / "runs" / r) is None]
