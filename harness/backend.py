@@ -1,9 +1,19 @@
-"""Where a sweep's runs train: local workers (joblib/loky) or a Dask cluster,
-how many of them, and the threads each run computes with."""
+"""Where a sweep's runs train: one object per backend, ``of(sweep)``.
+
+:class:`Local` (joblib/loky workers on this machine) and :class:`Dask` (a
+cluster's threads) each own their worker count, the threads a run computes
+with, how runs are submitted, and the isolated-child policy; nothing else
+asks which backend a sweep has."""
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import sys
 from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+from .words import count
 
 if TYPE_CHECKING:
     from .grid import Sweep
@@ -31,3 +41,109 @@ def dask_workers(address):
     except Exception:  # no dask, no scheduler: the estimate says it assumed
         return None
 
+
+# After a SIGKILL of the sweep, loky's resource tracker (a process that
+# outlives it) unlinks the semaphores and memory-mapping folders the sweep
+# could not release, and warns about each as "leaked" on the terminal: the
+# cleanup is right, the warnings are noise. The tracker takes its warning
+# filters from this process's -W options when it starts.
+_TRACKER_QUIET = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+
+
+class Local:
+    """joblib/loky workers on this machine, ``[sweep] jobs`` of them. Runs
+    share the cores (threads per run = cores / runs, retold as runs end),
+    watch the sweep's main process, and train in a forked child each where
+    fork exists, so a run that dies fails alone."""
+
+    name = "loky"
+    local = True
+
+    def __init__(self, sweep: Sweep):
+        self.sweep = sweep
+        self.isolate = "fork" in multiprocessing.get_all_start_methods()
+
+    def workers(self, n_tasks, say=None) -> int:  # noqa: ARG002 (nothing to probe, nothing to say)
+        return jobs(self.sweep, n_tasks)
+
+    def threads(self, running) -> int:
+        return threads_per_run(running)
+
+    @contextlib.contextmanager
+    def session(self):
+        """Around a batch of submissions: nothing to open locally."""
+        yield
+
+    def parallel(self, n_tasks):
+        """The joblib Parallel object for ``n_tasks`` runs, and threads per run."""
+        from joblib import Parallel
+
+        if _TRACKER_QUIET not in sys.warnoptions:
+            sys.warnoptions.append(_TRACKER_QUIET)
+        n = jobs(self.sweep, n_tasks)
+        return Parallel(n_jobs=n, backend="loky", return_as="generator_unordered"), threads_per_run(n)
+
+
+class Dask:
+    """A Dask cluster's threads, one run each (start its workers with
+    ``--nthreads 1`` per core). Its workers may be other machines: they
+    cannot watch the sweep's main process nor share a threads file, and a
+    run trains in the worker itself."""
+
+    name = "dask"
+    local = False
+    isolate = False
+
+    def __init__(self, sweep: Sweep):
+        self.sweep = sweep
+        self.found = None
+        self.probed = False
+
+    def workers(self, n_tasks, say=None) -> int:
+        """The cluster's threads, asked once; the sweep's jobs when it
+        cannot be reached (which ``say`` hears, once)."""
+        if not self.probed:
+            self.found, self.probed = dask_workers(self.sweep.scheduler), True
+            if self.found is None and say:
+                say(f"dask scheduler {self.sweep.scheduler} not reachable: estimating for "
+                    f"{count(jobs(self.sweep, n_tasks), 'worker')}")
+        return self.found or jobs(self.sweep, n_tasks)
+
+    def threads(self, running) -> int:  # noqa: ARG002
+        return 1
+
+    @contextlib.contextmanager
+    def session(self):
+        """A client of the scheduler, and joblib pointed at it."""
+        from joblib import parallel_config
+
+        client = _dask_client(self.sweep.scheduler)
+        try:
+            with parallel_config(backend="dask"):
+                yield
+        finally:
+            client.close()
+
+    def parallel(self, n_tasks):  # noqa: ARG002 (the cluster takes what it can)
+        from joblib import Parallel
+
+        return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
+
+
+def _dask_client(address):
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ConfigError("backend 'dask' needs dask.distributed: pip install 'harness[dask]'") from None
+    try:
+        return Client(address, timeout="20s")
+    except OSError as e:
+        raise ConfigError(f"cannot reach the dask scheduler at {address}: {e}") from None
+
+
+REGISTRY = {b.name: b for b in (Local, Dask)}
+
+
+def of(sweep: Sweep):
+    """The backend object of ``sweep`` (``[sweep] backend``, checked by the grid file)."""
+    return REGISTRY[sweep.backend](sweep)

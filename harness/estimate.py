@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cost, mlp, store
-from .backend import jobs, threads_per_run
+from . import backend as backends
+from .backend import jobs
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
@@ -108,9 +109,10 @@ def estimate(sweep: Sweep, out: Path, todo, model: cost.Model, workers=None, ite
     :func:`measured_runs` when already read (a :class:`harness.plan.Plan`
     reads the folder once)."""
     cores = model.cores
-    local = sweep.backend != "dask"
+    backend = backends.of(sweep)
+    local = backend.local
     workers = workers or jobs(sweep, len(todo))
-    start_threads = threads_per_run(workers) if local else 1
+    start_threads = backend.threads(workers)
     measured = measured_runs(out, model) if measured is None else measured
     start = {r: n for r, n in (start or {}).items() if r in dict(todo)}
     its = {r: (iterations or {}).get(r, max(0, iterations_of(c) - start.get(r, 0))) for r, c in todo}

@@ -4,14 +4,12 @@ that follows their progress and rewrites the live report."""
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import sys
 import threading
 import time
 from pathlib import Path
 
-from . import plan as planmod, store
-from .errors import ConfigError, HarnessError
+from . import backend as backends, store
+from .errors import HarnessError
 from .events import Events
 from .grid import Sweep
 from .ownership import Owner
@@ -19,38 +17,6 @@ from .status import RunStatus, parse
 from .summary import write_summary
 from .words import count
 from .worker import RunRequest, train_in_worker
-
-
-# After a SIGKILL of the sweep, loky's resource tracker (a process that
-# outlives it) unlinks the semaphores and memory-mapping folders the sweep
-# could not release, and warns about each as "leaked" on the terminal: the
-# cleanup is right, the warnings are noise. The tracker takes its warning
-# filters from this process's -W options when it starts.
-_TRACKER_QUIET = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
-
-
-def _parallel(sweep: Sweep, n_tasks: int):
-    """The joblib Parallel object and threads per run for this sweep."""
-    from joblib import Parallel
-
-    if sweep.backend == "dask":
-        # one thread per run; start workers with --nthreads 1 per core
-        return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
-    if _TRACKER_QUIET not in sys.warnoptions:
-        sys.warnoptions.append(_TRACKER_QUIET)
-    jobs = planmod.jobs(sweep, n_tasks)
-    return Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered"), planmod.threads_per_run(jobs)
-
-
-def _dask_client(address):
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ConfigError("backend 'dask' needs dask.distributed: pip install 'harness[dask]'") from None
-    try:
-        return Client(address, timeout="20s")
-    except OSError as e:
-        raise ConfigError(f"cannot reach the dask scheduler at {address}: {e}") from None
 
 
 # The live report: rewritten at most once a minute while runs finish, and
@@ -120,19 +86,53 @@ def execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=No
     If the backend itself loses a worker (it cannot happen to an isolated
     run, but can on Dask), the runs that worker had in flight are recorded
     as failed and the rest are submitted again."""
-    from joblib import delayed, parallel_config
-
     if not todo:
         return []
-    client = _dask_client(sweep.scheduler) if sweep.backend == "dask" else None
-    isolate = client is None and "fork" in multiprocessing.get_all_start_methods()
+    backend = backends.of(sweep)
+    with backend.session():
+        return _train(backend, sweep, out, todo, est, events, live, stop_at)
+
+
+def _train(backend, sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at):
+    """:func:`execute` inside the backend's session."""
+    from joblib import delayed
+
     failed, pending = [], list(todo)
     # Runs read their thread count from this file as they go: when fewer runs
     # are left than workers, the ones still going take over the idle cores.
-    threads_file = None if client else out / ".threads"
-    owner = None if client else Owner.me(out)
+    threads_file = out / ".threads" if backend.local else None
+    owner = Owner.me(out) if backend.local else None
     watcher = Watcher(sweep, out, todo, events, live)
+    record = _recorder(backend, todo, events, watcher, failed, threads_file)
+    events.started(est, todo, run_meta(sweep))
+    watcher.start()
+    try:
+        while pending:
+            parallel, threads = backend.parallel(len(pending))  # inside the session: joblib sees dask
+            if threads_file is not None:
+                _tell_threads(threads_file, threads)
+            tasks = (delayed(train_in_worker)(cfg, str(out / "runs" / run_id), threads, backend.isolate,
+                                              threads_file and str(threads_file), owner,
+                                              RunRequest(est.whole(run_id), sweep.schedule.checkpoint_seconds, stop_at))
+                     for run_id, cfg in pending)
+            try:
+                for status in parallel(tasks):
+                    record(status)
+                break
+            except Exception as e:  # a backend fault, not a run's (runs record their own)
+                pending = fail_lost_runs(pending, out, e, record, watcher.ended)
+    finally:
+        watcher.stop()
+        events.closed()
+        if watcher.rewrites:
+            events.note(f"live report: rewritten {count(watcher.rewrites, 'time')}, "
+                        f"{watcher.rewrite_seconds:.1f} s in all")
+    return failed
 
+
+def _recorder(backend, todo, events: Events, watcher, failed, threads_file):
+    """What is done as each run's status comes back: told, counted, the
+    failed kept, and the runs still going given the idle cores."""
     def record(status):
         watcher.ended.add(status["run_id"])
         if status["status"] is None:
@@ -146,37 +146,9 @@ def execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=No
             events.finished(status)
         left = len(todo) - len(watcher.ended)
         if threads_file is not None and left:
-            running = min(planmod.jobs(sweep, len(todo)), left)
-            _tell_threads(threads_file, planmod.threads_per_run(running))
-
-    events.started(est, todo, run_meta(sweep))
-    watcher.start()
-    try:
-        with parallel_config(backend="dask") if client else contextlib.nullcontext():
-            while pending:
-                parallel, threads = _parallel(sweep, len(pending))  # inside, so joblib sees the dask backend
-                if threads_file is not None:
-                    _tell_threads(threads_file, threads)
-                tasks = (delayed(train_in_worker)(cfg, str(out / "runs" / run_id), threads, isolate,
-                                                  threads_file and str(threads_file), owner,
-                                                  RunRequest(est.whole(run_id), sweep.schedule.checkpoint_seconds,
-                                                             stop_at))
-                         for run_id, cfg in pending)
-                try:
-                    for status in parallel(tasks):
-                        record(status)
-                    break
-                except Exception as e:  # a backend fault, not a run's (runs record their own)
-                    pending = fail_lost_runs(pending, out, e, record, watcher.ended)
-    finally:
-        watcher.stop()
-        events.closed()
-        if watcher.rewrites:
-            events.note(f"live report: rewritten {count(watcher.rewrites, 'time')}, "
-                        f"{watcher.rewrite_seconds:.1f} s in all")
-        if client is not None:
-            client.close()
-    return failed
+            running = min(backend.workers(len(todo)), left)
+            _tell_threads(threads_file, backend.threads(running))
+    return record
 
 
 def _tell_threads(threads_file: Path, threads: int):

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import data as datamod, tune as tunemod
 from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
+from .backend import REGISTRY as REGISTRY_OF_BACKENDS
 from .strategy import REGISTRY
 
 SECTIONS = ("sweep", "data", "train", "grid", "include", "report", "tune")
@@ -49,7 +50,7 @@ class Schedule:
     eta: int = 3
     min_iterations: int | None = None
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
-BACKENDS = ("loky", "dask")
+BACKENDS = tuple(REGISTRY_OF_BACKENDS)
 SHAPES = ("constant", "tapered")  # tapered: width, width/2, width/4, ...
 # The shape's old name, still accepted: it clashed with strategy = "halving".
 SHAPE_ALIASES = {"halving": "tapered"}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import cost, manifest, mlp, store, strategy as strategies
+from . import backend as backends, cost, manifest, mlp, store, strategy as strategies
 from .backend import dask_workers, jobs, threads_per_run  # noqa: F401 (importable from here too)
 from .estimate import (WALL, Estimate, clock, estimate, flops, iterations_of, measured_runs,  # noqa: F401
                        over_budget, rows_of)
@@ -54,9 +54,6 @@ def _silent(text):
     pass
 
 
-_UNPROBED = object()
-
-
 @dataclass
 class Plan:
     """A sweep's plan. ``finished``: run ids finished on disk; ``done``:
@@ -77,9 +74,12 @@ class Plan:
     say: Callable = _silent
     estimate: Estimate | None = None
     refusal: str | None = None
+    backend: object = None  # harness.backend.of(sweep), set by __post_init__
     _model: object = None
-    _capacity: object = _UNPROBED
     _measured: dict | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.backend = self.backend or backends.of(self.sweep)
 
     @property
     def strategy(self) -> strategies.Strategy:
@@ -92,17 +92,9 @@ class Plan:
         return self._model
 
     def workers(self, n_tasks) -> int:
-        """The workers ``n_tasks`` runs get: local jobs, or the Dask
-        cluster's threads, asked once (the sweep's jobs when it cannot be
-        reached, which is said)."""
-        if self.sweep.backend != "dask":
-            return jobs(self.sweep, n_tasks)
-        if self._capacity is _UNPROBED:
-            self._capacity = dask_workers(self.sweep.scheduler)
-            if self._capacity is None:
-                self.say(f"dask scheduler {self.sweep.scheduler} not reachable: estimating for "
-                         f"{count(jobs(self.sweep, n_tasks), 'worker')}")
-        return self._capacity or jobs(self.sweep, n_tasks)
+        """The workers ``n_tasks`` runs get (see :mod:`harness.backend`:
+        a Dask cluster is asked once)."""
+        return self.backend.workers(n_tasks, self.say)
 
     def measured(self) -> dict:
         """:func:`harness.estimate.measured_runs` of the sweep's folder, read once."""

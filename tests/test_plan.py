@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from harness import cost, estimate, plan as planmod, sweep as sweepmod
+from harness import backend, cost, estimate, plan as planmod, sweep as sweepmod
 from harness.grid import load_sweep
 from harness.sweep import run_sweep
 
@@ -50,7 +50,7 @@ def counted(monkeypatch):
             calls[name] += 1
             return real(*args, **kwargs)
         return wrapper
-    monkeypatch.setattr(planmod, "dask_workers", count("dask", lambda address: 2))
+    monkeypatch.setattr(backend, "dask_workers", count("dask", lambda address: 2))
     monkeypatch.setattr(cost, "machine_model", count("calibration", cost.machine_model))
     monkeypatch.setattr(planmod, "measured_runs", count("scan", estimate.measured_runs))
     return calls
@@ -95,7 +95,7 @@ def test_the_dry_run_plan_asks_each_once_and_writes_nothing(tmp_path, tiny_csv, 
 
 
 def test_an_unreachable_scheduler_is_said_once(tmp_path, tiny_csv, monkeypatch):
-    monkeypatch.setattr(planmod, "dask_workers", lambda address: None)
+    monkeypatch.setattr(backend, "dask_workers", lambda address: None)
     said = []
     sweep = load_sweep(_grid(tmp_path, tiny_csv), scheduler="tcp://127.0.0.1:1")
     plan = planmod.make_plan(sweep, tmp_path / "out" / "counted", say=said.append, dry_run=True)
