@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cost, mlp, store
 from . import backend as backends
+from . import cost, layout, mlp, store
 from .backend import jobs
 from .config import RunConfig
 from .errors import ConfigError
@@ -82,7 +82,7 @@ def measured_runs(out: Path, model: cost.Model) -> dict:
     """``{run_id: (measured, predicted)}`` seconds per iteration of the
     finished runs in ``out/runs``, for :func:`harness.cost.refine`."""
     measured = {}
-    folder = out / "runs"
+    folder = layout.runs_dir(out)
     for run_dir in folder.iterdir() if folder.is_dir() else ():
         status = store.read_status(run_dir)
         if not status or not status.get("total_seconds") or not status.get("iterations_run"):

@@ -8,7 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from . import backend as backends, store
+from . import backend as backends
+from . import layout, store
 from .errors import HarnessError
 from .events import Events
 from .grid import Sweep
@@ -17,7 +18,6 @@ from .status import RunStatus, parse
 from .summary import write_summary
 from .words import count
 from .worker import RunRequest, train_in_worker
-
 
 # The live report: rewritten at most once a minute while runs finish, and
 # never more often than keeps its cost under 1/LIVE_REPORT_SHARE of one core.
@@ -42,7 +42,7 @@ class Watcher(threading.Thread):
     def run(self):
         while not self.halt.wait(POLL_SECONDS):
             for run_id in self.ids:
-                it = None if run_id in self.ended else store.last_iteration(self.out / "runs" / run_id)
+                it = None if run_id in self.ended else store.last_iteration(layout.run_dir(self.out, run_id))
                 if it is not None and it != self.seen.get(run_id):
                     self.seen[run_id] = it
                     self.events.advanced(run_id, it)
@@ -100,7 +100,7 @@ def _train(backend, sweep: Sweep, out: Path, todo, est, events: Events, live, st
     failed, pending = [], list(todo)
     # Runs read their thread count from this file as they go: when fewer runs
     # are left than workers, the ones still going take over the idle cores.
-    threads_file = out / ".threads" if backend.local else None
+    threads_file = out / layout.THREADS if backend.local else None
     owner = Owner.me(out) if backend.local else None
     watcher = Watcher(sweep, out, todo, events, live)
     record = _recorder(backend, todo, events, watcher, failed, threads_file)
@@ -111,7 +111,7 @@ def _train(backend, sweep: Sweep, out: Path, todo, est, events: Events, live, st
             parallel, threads = backend.parallel(len(pending))  # inside the session: joblib sees dask
             if threads_file is not None:
                 _tell_threads(threads_file, threads)
-            tasks = (delayed(train_in_worker)(cfg, str(out / "runs" / run_id), threads, backend.isolate,
+            tasks = (delayed(train_in_worker)(cfg, str(layout.run_dir(out, run_id)), threads, backend.isolate,
                                               threads_file and str(threads_file), owner,
                                               RunRequest(est.whole(run_id), sweep.schedule.checkpoint_seconds, stop_at))
                      for run_id, cfg in pending)
@@ -163,13 +163,13 @@ def fail_lost_runs(pending, out: Path, error, record, ended=()):
     not ``ended``: a paused run ended its part) are recorded failed; returns
     the runs still to submit. Re-raises ``error`` if no run was cut short
     (then it is not a worker's loss)."""
-    lost = [r for r, _ in pending if r not in ended and store.read_status(out / "runs" / r) is None
-            and (out / "runs" / r / "config.json").exists()]
+    lost = [r for r, _ in pending if r not in ended and store.read_status(layout.run_dir(out, r)) is None
+            and (layout.run_dir(out, r) / "config.json").exists()]
     if not lost:
         raise error
     for run_id in lost:
         status = {"status": RunStatus.FAILED.value, "run_id": run_id,
                   "reason": f"worker lost: {type(error).__name__}: {error}".splitlines()[0]}
-        store.write_status(out / "runs" / run_id, status)
+        store.write_status(layout.run_dir(out, run_id), status)
         record(status)
-    return [(r, c) for r, c in pending if r not in ended and store.read_status(out / "runs" / r) is None]
+    return [(r, c) for r, c in pending if r not in ended and store.read_status(layout.run_dir(out, r)) is None]

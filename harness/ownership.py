@@ -22,7 +22,7 @@ from pathlib import Path
 from . import store
 from .errors import ConfigError
 
-WRITERS = ".writers"
+from .layout import WRITERS  # noqa: E402
 WATCH_SECONDS = 0.5
 WRITERS_WAIT = 60
 

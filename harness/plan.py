@@ -11,10 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import backend as backends, cost, manifest, mlp, store, strategy as strategies
+from . import backend as backends
+from . import cost, layout, manifest, mlp, store
+from . import strategy as strategies
 from .backend import dask_workers, jobs, threads_per_run  # noqa: F401 (importable from here too)
-from .estimate import (WALL, Estimate, clock, estimate, flops, iterations_of, measured_runs,  # noqa: F401
-                       over_budget, rows_of)
+from .estimate import (  # noqa: F401
+    WALL,
+    Estimate,
+    clock,
+    estimate,
+    flops,
+    iterations_of,
+    measured_runs,
+    over_budget,
+    rows_of,
+)
 from .grid import Sweep
 from .status import finished
 from .strategy import configurations
@@ -27,7 +38,7 @@ def split_runs(sweep: Sweep, out_dir: Path, force=False, runs=None):
     ``todo`` a list of ``(run_id, cfg)``, most expensive first."""
     done, todo = [], []
     for run_id, cfg in runs if runs is not None else zip(sweep.run_ids, sweep.runs):
-        status = store.read_status(out_dir / "runs" / run_id)
+        status = store.read_status(layout.run_dir(out_dir, run_id))
         if not force and status is not None and finished(status.get("status")):
             done.append(run_id)
         else:
@@ -44,7 +55,7 @@ def checkpointed(out: Path, todo, force=False) -> dict:
         return {}
     found = {}
     for run_id, _ in todo:
-        meta = store.checkpoint_meta(out / "runs" / run_id)
+        meta = store.checkpoint_meta(layout.run_dir(out, run_id))
         if meta is not None and meta.get("run_id") == run_id and meta.get("iteration"):
             found[run_id] = int(meta["iteration"])
     return found
@@ -117,7 +128,7 @@ class Plan:
 def _split(sweep: Sweep, out: Path, force):
     """``(finished, done, todo)`` (see :class:`Plan`), each run's status read once."""
     everything = list(zip(sweep.run_ids, sweep.runs))
-    if not (out / "runs").is_dir():
+    if not layout.runs_dir(out).is_dir():
         return [], [], everything
     finished_ids, todo = split_runs(sweep, out)
     if force:  # every run again, ordered as split_runs orders them

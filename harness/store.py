@@ -27,8 +27,7 @@ from .status import parse as parse_status
 
 METRIC_COLUMNS = ("iteration", "train_loss", "train_acc", "val_acc", "iter_seconds", "elapsed_seconds")
 STATUS = "status.json"
-LOCK = ".lock"  # held by a running sweep (see harness.sweep.locked)
-PLAN = "plan.json"  # the runs of the grid, written by the sweep as it starts
+from .layout import LOCK, PLAN  # noqa: E402,F401 (the sweep folder's names: see harness.layout)
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

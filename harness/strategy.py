@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import halving, store
+from . import halving, layout, store
 from .errors import ConfigError
 from .status import RunStatus
 from .words import count
@@ -141,7 +141,7 @@ class Halving(Strategy):
     def run(self, job: Job, todo, est):  # noqa: ARG002 (each rung finds and prices its own runs)
         """Every decision is read back from the run folders, so a resumed
         sweep (or one with other jobs) makes the same ones."""
-        sweep, runs = job.sweep, job.out / "runs"
+        sweep, runs = job.sweep, layout.runs_dir(job.out)
         configs = configurations(sweep)
         levels = [r for r, _ in self.phases(sweep)]
         alive, failed = list(configs), []
@@ -169,7 +169,7 @@ class Halving(Strategy):
         for key in alive:
             if key not in promoted:
                 for run_id, _ in configs[key]:
-                    stop_run(job.out / "runs" / run_id, k + 1, rung)
+                    stop_run(layout.run_dir(job.out, run_id), k + 1, rung)
         return promoted
 
 
@@ -198,7 +198,7 @@ def mean_val_at(out: Path, runs, iteration):
     (a run without one there, diverged or failed, counts as 0)."""
     values = []
     for run_id, _ in runs:
-        folder = out / "runs" / run_id
+        folder = layout.run_dir(out, run_id)
         rows = store.read_metrics_part(folder) or store.read_metrics_part(folder, "metrics.csv")
         at = [r["val_acc"] for r in rows if r["iteration"] == iteration and r["val_acc"] is not None]
         status = store.read_status(folder)

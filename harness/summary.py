@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import manifest, mlp, store, tuning
+from . import layout, manifest, mlp, store, tuning
 from .config import RunConfig
 
 if TYPE_CHECKING:
@@ -76,10 +76,10 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
 
     rows = []
     for run_id, cfg, meta in tuning.all_runs(sweep, out):
-        row = summary_row(out / "runs" / run_id, cfg)
+        row = summary_row(layout.run_dir(out, run_id), cfg)
         if row is not None:
             rows.append({**row, **meta})
     frame = pd.DataFrame(rows)
     text = frame.to_csv(index=False) if rows else ",".join(SUMMARY_FIRST + SUMMARY_LAST) + "\n"
-    manifest.write_sealed(out / "summary.csv", text)
+    manifest.write_sealed(out / layout.SUMMARY, text)
     return frame

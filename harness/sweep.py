@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from . import manifest, memory, plan as planmod, signals, store, tuning
+from . import layout, manifest, memory, signals, store, tuning
+from . import plan as planmod
 from .errors import ConfigError, HarnessError
 from .events import Events
 from .executor import execute
@@ -27,6 +28,7 @@ from .strategy import Job
 from .summary import summary_row, write_summary  # noqa: F401 (importable from here too)
 from .train import checkpoint_problem
 from .words import count
+
 
 def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report=True, resume_command=None,
               live_report=True):
@@ -44,7 +46,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
     made = _absent(out)
     store.writable_folder(out)
     imports = _import_report_modules() if report else None
-    (out / "runs").mkdir(exist_ok=True)
+    layout.runs_dir(out).mkdir(exist_ok=True)
     with locked(out, events.note), signals.sigterm_as_interrupt():
         try:
             wait_for_old_writers(out, events.note)
@@ -60,7 +62,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
             _remove(made)
             raise
         _clear(out, todo, force)
-        manifest.write_sealed(out / "sweep.toml", sweep.text)
+        manifest.write_sealed(out / layout.SETTINGS, sweep.text)
         store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est))
         try:
             started = time.monotonic()
@@ -80,7 +82,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
         summary = write_summary(sweep, out)
     events.outcome(summary, out)
     for status in failed:
-        error = out / "runs" / status["run_id"] / "error.txt"
+        error = layout.run_dir(out, status["run_id"]) / "error.txt"
         print(f"failed: {status['run_id']}: {status['reason']}"
               + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
     code = 1 if failed else 0
@@ -107,7 +109,7 @@ def _absent(out: Path):
     """What a sweep on ``out`` creates before it may refuse, and is not
     there yet: the folder (and its missing parents), ``runs/``, the locks."""
     missing = [p for p in reversed([out, *out.parents]) if not p.exists()]
-    return missing + [p for p in (out / "runs", out / store.LOCK, out / WRITERS) if not p.exists()]
+    return missing + [p for p in (layout.runs_dir(out), out / store.LOCK, out / WRITERS) if not p.exists()]
 
 
 def _remove(made):
@@ -137,7 +139,7 @@ def _clear(out: Path, todo, force):
     """Clear the folders of runs to redo: a half-written run starts over,
     unless it has a checkpoint to continue from (and no --force)."""
     for run_id, _ in todo:
-        folder = out / "runs" / run_id
+        folder = layout.run_dir(out, run_id)
         if force or store.checkpoint_meta(folder) is None:
             store.remove_run_folder(folder)
 
@@ -206,7 +208,7 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say) -> planmod.Plan:
             f"{'it' if len(done) == 1 else 'them'} (--force reruns)")
     unfinished = {}
     for run_id, cfg in todo:
-        folder = out / "runs" / run_id
+        folder = layout.run_dir(out, run_id)
         status = store.read_status(folder)
         if run_id in damaged:
             unfinished["damaged"] = unfinished.get("damaged", 0) + 1
@@ -222,7 +224,7 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say) -> planmod.Plan:
     if unfinished:
         parts = ", ".join(f"{unfinished[what]} {what}" for what in sorted(unfinished, key=lambda w: (w == "cut short", w)))
         say(f"redoing {count(sum(unfinished.values()), 'unfinished run')} from the start ({parts})")
-    stray = {p.name for p in (out / "runs").iterdir() if p.is_dir()} - set(sweep.run_ids)
+    stray = {p.name for p in layout.runs_dir(out).iterdir() if p.is_dir()} - set(sweep.run_ids)
     if stray:
         say(f"{count(len(stray), 'run folder')} in {out / 'runs'} not in this grid: "
             "kept on disk, left out of summary.csv and the report")
@@ -251,7 +253,7 @@ def _check_records(out: Path, say, shown=5):
     manifests one when their files are consistent. A record that fails is
     removed (its run is redone) and named. Returns ``{run_id: problem}``."""
     damaged, sealed = {}, 0
-    for folder in sorted(p for p in (out / "runs").iterdir() if p.is_dir()):
+    for folder in sorted(p for p in layout.runs_dir(out).iterdir() if p.is_dir()):
         verdict = manifest.check(folder)
         problem = verdict.problem
         if problem is None and not verdict.sealed and verdict.record is not None:

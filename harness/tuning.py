@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import manifest, store, tune as tunemod
+from . import layout, manifest, store
+from . import tune as tunemod
 from .grid import Sweep
 from .status import parse
 
-TUNED = "tuned.csv"
+TUNED = layout.TUNED
 
 
 def search_frame(sweep: Sweep, out: Path):
@@ -19,7 +20,7 @@ def search_frame(sweep: Sweep, out: Path):
 
     rows = []
     for run_id, cfg, meta in zip(sweep.run_ids, sweep.runs, sweep.meta):
-        status = store.read_status(out / "runs" / run_id)
+        status = store.read_status(layout.run_dir(out, run_id))
         if status is None:
             return None
         rows.append({"run_id": run_id, "point": meta["point"], "trial": meta["trial"], "seed": cfg.seed,
@@ -61,7 +62,7 @@ def tuned_table(sweep: Sweep, out: Path):
     draws = sweep.tune.draws()
     rows = []
     for r in picked.itertuples():
-        confirm = [store.read_status(out / "runs" / run_id) for run_id, _ in sweep.confirm[(r.point, r.trial)]]
+        confirm = [store.read_status(layout.run_dir(out, run_id)) for run_id, _ in sweep.confirm[(r.point, r.trial)]]
         confirm = [s for s in confirm if s is not None and parse(s["status"]).in_comparison()]
         row = {k: _show(v) for k, v in sweep.points[r.point].items()}
         row.update({"trial": r.trial, "point": r.point, **draws[r.trial], "trials": r.trials,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import manifest
+from . import layout, manifest
 from .errors import ConfigError
 from .status import finished
 
@@ -16,10 +16,10 @@ def verify_folder(folder, seal=False):
     """``(problems, lines)``: how many files fail their checks, and the
     lines to show (one per problem, then a count)."""
     folder = Path(folder)
-    if not (folder / "runs").is_dir():
+    if not layout.runs_dir(folder).is_dir():
         raise ConfigError(f"{folder}: no runs/ here; is this a sweep's results folder (results/<name>)?")
     lines, counts = [], {"verified": 0, "sealed now": 0, "without a manifest": 0}
-    for run_dir in sorted(p for p in (folder / "runs").iterdir() if p.is_dir()):
+    for run_dir in sorted(p for p in layout.runs_dir(folder).iterdir() if p.is_dir()):
         verdict = manifest.check(run_dir)
         problem = verdict.problem
         if problem is None and verdict.record is not None and not verdict.sealed and finished(verdict.record["status"]):
@@ -76,9 +76,9 @@ def _summary_disagrees(folder: Path, data: bytes):
         return "no run_id column"
     rows = []
     for run_id in summary.run_id:
-        if not (folder / "runs" / run_id / "status.json").is_file() or manifest.check(folder / "runs" / run_id).problem:
+        if not (layout.run_dir(folder, run_id) / "status.json").is_file() or manifest.check(layout.run_dir(folder, run_id)).problem:
             return f"run {run_id} has no sound record"
-        rows.append(summary_row(folder / "runs" / run_id))
+        rows.append(summary_row(layout.run_dir(folder, run_id)))
     expected = pd.read_csv(io.StringIO(pd.DataFrame(rows).to_csv(index=False)), dtype=str, keep_default_na=False)
     for column in expected.columns:
         if column in summary and summary[column].tolist() != expected[column].tolist():

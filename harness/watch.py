@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import manifest, store
+from . import layout, manifest, store
 from .errors import ConfigError
 from .status import STATES, RunState
 from .words import count
@@ -46,7 +46,7 @@ def progress(folder):
     running = store.sweep_running(folder)
     out = []
     for run_id, info in plan["runs"].items():
-        run_dir = folder / "runs" / run_id
+        run_dir = layout.run_dir(folder, run_id)
         row = {"run_id": run_id, "layers": info["layers"], "seed": info["seed"], "iterations": info["iterations"],
                "iteration": None, "val_acc": None, "eta_seconds": None}
         verdict = manifest.check(run_dir)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from pathlib import Path
 
 import pandas as pd
 
-from .. import store, watch
+from .. import layout, store, watch
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
 from . import halving as halvingmod, pooling, stats, tables, tuned as tunedmod
@@ -95,10 +94,9 @@ def _variants_table(g):
 
 def report_target(folder):
     """``[report] target`` of the sweep's grid file, or the default."""
-    path = Path(folder) / "sweep.toml"
     try:
-        return float(tomllib.loads(path.read_text()).get("report", {}).get("target", DEFAULT_TARGET))
-    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError):
+        return float((layout.settings(folder) or {}).get("report", {}).get("target", DEFAULT_TARGET))
+    except (TypeError, ValueError):
         return DEFAULT_TARGET
 
 

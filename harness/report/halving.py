@@ -3,13 +3,11 @@ each rung kept, and the compute it saved. From ``summary.csv``, the runs'
 metrics and the grid as run (``sweep.toml``)."""
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .. import halving
+from .. import layout
+from ..strategy import REGISTRY
 from ..status import RunStatus, mask
 
 PLOT = "halving"
@@ -18,13 +16,11 @@ PLOT_TITLE = "Validation accuracy at each rung, one line per configuration (thos
 
 def rung_list(folder, summary):
     """The rungs' iterations, or None when the sweep did not halve."""
-    try:
-        sweep = tomllib.loads((Path(folder) / "sweep.toml").read_text()).get("sweep", {})
-    except (OSError, tomllib.TOMLDecodeError):
+    sweep = (layout.settings(folder) or {}).get("sweep", {})
+    strategy = REGISTRY.get(sweep.get("strategy", "grid"))
+    if strategy is None or "iterations" not in summary:
         return None
-    if sweep.get("strategy") != "halving" or "iterations" not in summary:
-        return None
-    return halving.rungs(sweep["min_iterations"], sweep.get("eta", 3), int(summary.iterations.max()))
+    return strategy.rungs(sweep, int(summary.iterations.max()))
 
 
 def _search(summary):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import tune as tunemod
+from .. import layout, tune as tunemod
 from ..config import RunConfig, coerce
 from ..status import RunStatus, mask
 from .tables import pct
@@ -25,9 +24,9 @@ def load_tuned(folder):
     None when the folder is not a tuned sweep's (or its search is unfinished)."""
     folder = Path(folder)
     try:
-        table = tomllib.loads((folder / "sweep.toml").read_text()).get("tune")
-        tuned = pd.read_csv(folder / "tuned.csv")
-    except (OSError, tomllib.TOMLDecodeError, pd.errors.EmptyDataError):
+        table = (layout.settings(folder) or {}).get("tune")
+        tuned = pd.read_csv(folder / layout.TUNED)
+    except (OSError, pd.errors.EmptyDataError):
         return None
     if not table:
         return None
