@@ -14,7 +14,7 @@ from .errors import HarnessError
 from .events import Events
 from .grid import Sweep
 from .ownership import Owner
-from .status import RunStatus, parse
+from .status import Role, RunStatus, is_paused, parse
 from .summary import write_summary
 from .words import count
 from .worker import RunRequest, train_in_worker
@@ -75,7 +75,7 @@ def run_meta(sweep: Sweep):
         return {}
     meta = {r: m for r, m in zip(sweep.run_ids, sweep.meta) if m}
     for (point, trial), runs in sweep.confirm.items():
-        meta.update({r: {"point": point, "trial": trial, "role": "confirm"} for r, _ in runs})
+        meta.update({r: {"point": point, "trial": trial, "role": Role.CONFIRM.value} for r, _ in runs})
     return meta
 
 
@@ -135,7 +135,7 @@ def _recorder(backend, todo, events: Events, watcher, failed, threads_file):
     failed kept, and the runs still going given the idle cores."""
     def record(status):
         watcher.ended.add(status["run_id"])
-        if status["status"] is None:
+        if is_paused(status):
             events.paused(status["run_id"], status["paused_at"])
         else:
             watcher.finished += 1

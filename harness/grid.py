@@ -18,6 +18,7 @@ from pathlib import Path
 from . import data as datamod, tune as tunemod
 from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
+from .status import Role
 from .backend import REGISTRY as REGISTRY_OF_BACKENDS
 from .strategy import REGISTRY
 
@@ -85,7 +86,7 @@ class Sweep:
     def confirmation(self, selected):
         """The confirmation runs of the selected trials, ``{point: trial}``:
         ``[(run_id, cfg, meta), ...]``."""
-        return [(run_id, cfg, {"point": p, "trial": t, "role": "confirm"})
+        return [(run_id, cfg, {"point": p, "trial": t, "role": Role.CONFIRM.value})
                 for p, t in sorted(selected.items()) for run_id, cfg in self.confirm[(p, t)]]
 
 
@@ -314,7 +315,7 @@ def _with_trials(points, tune):
     if tune is None:
         return [(combo, {}) for combo in points]
     draws = tune.draws()
-    return [({**combo, **draw}, {"point": p, "trial": t, "role": "search"})
+    return [({**combo, **draw}, {"point": p, "trial": t, "role": Role.SEARCH.value})
             for p, combo in enumerate(points) for t, draw in enumerate(draws)]
 
 

@@ -13,7 +13,7 @@ from dataclasses import fields
 from .config import RunConfig
 from .events import Events
 from .plan import clock
-from .status import RunStatus, in_comparison, parse
+from .status import Role, RunStatus, in_comparison, parse
 from .words import count
 
 
@@ -114,9 +114,9 @@ class Tracker(Printed):
         values = [f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                   for k, v in ((k, getattr(cfg, k)) for k in self.varying)]
         text = ", ".join([cfg.layers_str] + values)
-        if meta.get("role") == "search":
+        if meta.get("role") == Role.SEARCH:
             text += f" (trial {meta['trial']}, search)"
-        elif meta.get("role") == "confirm":
+        elif meta.get("role") == Role.CONFIRM:
             text += f" (trial {meta['trial']}, confirmation)"
         return f"{text}, seed {cfg.seed}"
 

@@ -43,6 +43,18 @@ class RunState(str, Enum):
     DAMAGED = "damaged"            # its record fails its manifest: not believed, a resume redoes it
 
 
+class Role(str, Enum):
+    """What a run of a tuned sweep is for (summary.csv's ``role``)."""
+    SEARCH = "search"    # one trial of a grid point's draws, ranked on validation
+    CONFIRM = "confirm"  # the selected trial trained again on new seeds
+
+
+def is_paused(record) -> bool:
+    """A run's returned record says it paused at ``paused_at`` (a halving
+    rung) rather than ended: it has no status yet, and continues later."""
+    return record.get("status") is None and "paused_at" in record
+
+
 # every name a run can be counted under, in the order reports list them
 STATES = NAMES + tuple(s.value for s in RunState)
 

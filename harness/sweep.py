@@ -23,7 +23,7 @@ from .events import Events
 from .executor import execute
 from .grid import Sweep
 from .ownership import WRITERS, locked, wait_for_old_writers
-from .status import finished
+from .status import RunState, finished
 from .strategy import Job
 from .summary import summary_row, write_summary  # noqa: F401 (importable from here too)
 from .train import checkpoint_problem
@@ -211,18 +211,18 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say) -> planmod.Plan:
         folder = layout.run_dir(out, run_id)
         status = store.read_status(folder)
         if run_id in damaged:
-            unfinished["damaged"] = unfinished.get("damaged", 0) + 1
+            unfinished[RunState.DAMAGED.value] = unfinished.get(RunState.DAMAGED.value, 0) + 1
         elif not force and _usable_checkpoint(folder, run_id, cfg, say):
-            unfinished["checkpointed"] = unfinished.get("checkpointed", 0) + 1
+            unfinished[RunState.CHECKPOINTED.value] = unfinished.get(RunState.CHECKPOINTED.value, 0) + 1
         elif status is not None and not (force and finished(status.get("status"))):
             unfinished[status["status"]] = unfinished.get(status["status"], 0) + 1
         elif status is None and folder.is_dir():
-            unfinished["cut short"] = unfinished.get("cut short", 0) + 1
-    resumed = unfinished.pop("checkpointed", 0)
+            unfinished[RunState.CUT_SHORT.value] = unfinished.get(RunState.CUT_SHORT.value, 0) + 1
+    resumed = unfinished.pop(RunState.CHECKPOINTED.value, 0)
     if resumed:
         say(f"continuing {count(resumed, 'run')} from {'its' if resumed == 1 else 'their'} checkpoint")
     if unfinished:
-        parts = ", ".join(f"{unfinished[what]} {what}" for what in sorted(unfinished, key=lambda w: (w == "cut short", w)))
+        parts = ", ".join(f"{unfinished[what]} {what}" for what in sorted(unfinished, key=lambda w: (w == RunState.CUT_SHORT, w)))
         say(f"redoing {count(sum(unfinished.values()), 'unfinished run')} from the start ({parts})")
     stray = {p.name for p in layout.runs_dir(out).iterdir() if p.is_dir()} - set(sweep.run_ids)
     if stray:

@@ -52,7 +52,7 @@ def progress(folder):
         verdict = manifest.check(run_dir)
         status = verdict.record
         if verdict.problem:
-            row.update(state="damaged", problem=verdict.problem)
+            row.update(state=RunState.DAMAGED.value, problem=verdict.problem)
         elif status is not None:
             row.update(state=status["status"], iteration=status.get("iterations_run"),
                        val_acc=status.get("final_val_acc"), seconds=status.get("total_seconds"))

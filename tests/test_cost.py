@@ -14,7 +14,7 @@ from harness.grid import load_sweep, parse_duration
 from harness.errors import ConfigError
 from harness.progress import Lines
 
-from test_sweep import write_grid
+from helpers import fake_model, write_grid
 
 
 # --- the scheduler simulation, on costs worked out by hand --------------------
@@ -41,7 +41,7 @@ def test_one_worker_runs_everything_on_every_core_and_sharing_slows_down():
 
 
 def test_memory_bound_runs_slow_each_other_more():
-    model = _fake_model()
+    model = fake_model()
     model.contention, model.contention_memory = 1.1, 1.5
     assert model.slowdown(1, 0.9) == 1.0
     assert model.slowdown(2, 0.0) == pytest.approx(1.1) and model.slowdown(2, 1.0) == pytest.approx(1.5)
@@ -87,16 +87,11 @@ def test_features_count_the_busiest_thread():
 
 # --- the cache ------------------------------------------------------------------
 
-def _fake_model():
-    coef = {d: {"1": [1e-4, 1e-5, 1e-11, 1e-9, 1e-9], "2": [1e-4, 1e-5, 6e-12, 6e-10, 6e-10]}
-            for d in ("float32", "float64")}
-    return cost.Model(coef, {"gd": 0.2, "sgd": 0.2, "momentum": 0.3, "adam": 1.0}, 0.01, 0.5, 2, 1.1)
-
 
 def test_the_calibration_is_cached_and_redone_when_the_blas_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     calls = []
-    monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or _fake_model())
+    monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or fake_model())
     first = cost.machine_model()
     assert cost.machine_model().coef == first.coef and len(calls) == 1
     mine = cost.cache_path()
@@ -135,6 +130,7 @@ def test_durations():
             parse_duration(bad, "x")
 
 
+@pytest.mark.slow
 def test_a_sweep_over_budget_is_refused_before_anything_runs(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv)
     out = tmp_path / "out"
@@ -154,6 +150,7 @@ def test_a_sweep_over_budget_is_refused_before_anything_runs(tmp_path, tiny_csv,
     assert "flag --budget: 'soon' is not a duration" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_dry_run_gives_estimates_and_a_parsable_wall_time(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv)
     out = tmp_path / "out"
@@ -174,7 +171,7 @@ def test_dry_run_gives_estimates_and_a_parsable_wall_time(tmp_path, tiny_csv, ca
 
 def test_estimate_of_nothing_left_is_zero(tmp_path, tiny_csv):
     sweep = load_sweep(write_grid(tmp_path, tiny_csv))
-    est = planmod.estimate(sweep, tmp_path / "none", [], _fake_model(), 2)
+    est = planmod.estimate(sweep, tmp_path / "none", [], fake_model(), 2)
     assert est.wall == 0.0 and est.seconds == {}
 
 
@@ -206,7 +203,7 @@ def test_progress_lines_weigh_runs_by_cost(tmp_path, tiny_csv, capsys):
 
 def test_progress_lines_of_a_tuned_sweep_name_the_trial_and_its_role(tmp_path, tiny_csv, capsys):
     from harness.executor import run_meta
-    from test_tune import TUNED
+    from helpers import TUNED
 
     sweep = load_sweep(write_grid(tmp_path, tiny_csv, TUNED))
     meta = run_meta(sweep)

@@ -9,7 +9,7 @@ import pytest
 
 from harness.cli import main
 
-from test_sweep import NUMBERS, write_grid
+from helpers import NUMBERS, write_grid
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -23,6 +23,7 @@ def cluster():
         yield c.scheduler_address, pids
 
 
+@pytest.mark.slow
 def test_sweep_on_a_dask_cluster_matches_local(tmp_path, tiny_csv, cluster):
     address, worker_pids = cluster
     assert len(worker_pids) == 2 and os.getpid() not in worker_pids
@@ -40,8 +41,9 @@ def test_sweep_on_a_dask_cluster_matches_local(tmp_path, tiny_csv, cluster):
     assert used <= worker_pids and len(used) == 2
 
 
+@pytest.mark.slow
 def test_a_tuned_sweep_on_dask_matches_local(tmp_path, tiny_csv, cluster):
-    from test_tune import TUNED
+    from helpers import TUNED
 
     address, _ = cluster
     grid = write_grid(tmp_path, tiny_csv, text=TUNED)
@@ -51,6 +53,7 @@ def test_a_tuned_sweep_on_dask_matches_local(tmp_path, tiny_csv, cluster):
     pd.testing.assert_frame_equal(local, remote)
 
 
+@pytest.mark.slow
 def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster, capsys):
     address, _ = cluster
     grid = write_grid(tmp_path, tiny_csv, jobs=1)
@@ -62,8 +65,9 @@ def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster
     assert captured.out.strip().splitlines()[-1].endswith(" s with 1 worker")
 
 
+@pytest.mark.slow
 def test_a_halving_sweep_on_dask_decides_as_locally(tmp_path, tiny_csv, cluster):
-    from test_continuation import HALVING
+    from helpers import HALVING
 
     address, _ = cluster
     grid = tmp_path / "h.toml"

@@ -18,7 +18,7 @@ from harness import cost, plan as planmod, store
 from harness.cli import build_parser, main
 from harness.grid import load_sweep
 
-from test_cost import _fake_model
+from helpers import fake_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
@@ -63,7 +63,7 @@ def commands():
 @pytest.fixture
 def fake_calibration(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cost, "calibrate", _fake_model)
+    monkeypatch.setattr(cost, "calibrate", fake_model)
 
 
 def test_the_docs_have_examples_to_run():

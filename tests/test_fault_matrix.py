@@ -276,6 +276,7 @@ def _limited():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_full_disk(base, tmp_path, command):
     root = tmp_path / "out" / "m"
     shutil.copytree(base.root, root, symlinks=True)

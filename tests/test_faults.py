@@ -17,61 +17,13 @@ from harness.cli import main
 from harness.errors import ConfigError
 from harness.sweep import locked
 
-from helpers import make_digits, write_csv
-
-SLOW_GRID = """
-[sweep]
-name = "slow"
-jobs = 2
-seeds = [0, 1, 2, 3, 4, 5]
-
-[data]
-path = "{data}"
-validation = 0.25
-
-[train]
-layers = [16, 128, 128, 10]
-iterations = {iterations}
-eval_every = 100
-lr = 0.1
-"""
-
-
-def slow_grid(tmp_path, iterations=3000, name="slow.toml"):
-    X, y = make_digits(300)
-    data = write_csv(tmp_path / "data.csv", X, y)
-    path = tmp_path / name
-    path.write_text(SLOW_GRID.format(data=data.name, iterations=iterations))
-    return path
-
-
-def as_from_a_shell():
-    """A process started as a shell starts a command: SIGINT and SIGTERM at
-    their defaults and no signal blocked, whatever the test process holds."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def start(grid, out):
-    return subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(grid), "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=as_from_a_shell)
+from helpers import SLOW_GRID, make_digits, slow_grid, start, wait_for, write_csv
 
 
 def start_slow(tmp_path):
     """A slow sweep started in its own process group: (grid, out, root, process)."""
     grid, out = slow_grid(tmp_path), tmp_path / "out"
     return grid, out, out / "slow", start(grid, out)
-
-
-def wait_for(predicate, seconds=90):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def runs(root):
@@ -200,6 +152,7 @@ def test_a_worker_that_dies_fails_only_its_run(tmp_path):
     assert victim.name in err
 
 
+@pytest.mark.slow
 def test_a_second_sweep_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(tmp_path, capsys):
     grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: (root / ".lock").exists() and "pid" in (root / ".lock").read_text())
@@ -226,6 +179,7 @@ with locked(Path(sys.argv[1]), print):
 """
 
 
+@pytest.mark.slow
 def test_the_sweep_lock_dies_with_the_sweep_not_with_its_forked_children(tmp_path):
     # A run's forked child can outlive a killed sweep by a moment (or by its
     # owner watch's second); the lock must not wait for it.
@@ -249,6 +203,7 @@ def test_the_sweep_lock_dies_with_the_sweep_not_with_its_forked_children(tmp_pat
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_timeout_fails_the_run(tmp_path):
     grid = slow_grid(tmp_path, iterations=200000)
     text = grid.read_text().replace("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0]") + "timeout = 0.5\n"
@@ -259,6 +214,7 @@ def test_timeout_fails_the_run(tmp_path):
     assert summary.reason.iloc[0].startswith("timeout: still running after 0.5 s")
 
 
+@pytest.mark.slow
 def test_grid_that_changes_between_invocations(tmp_path, capsys):
     grid = slow_grid(tmp_path, iterations=20)
     out = tmp_path / "out"
@@ -280,6 +236,7 @@ def test_grid_that_changes_between_invocations(tmp_path, capsys):
     assert "1 run folder on disk is not in this grid" in (root / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_unwritable_results_folder(tmp_path, tiny_csv, capsys):
     grid = slow_grid(tmp_path, iterations=5)
     blocker = tmp_path / "file"
@@ -289,6 +246,7 @@ def test_unwritable_results_folder(tmp_path, tiny_csv, capsys):
     assert "results folder cannot be written" in err and "--out" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_class_absent_from_the_training_rows(tmp_path, capsys):
     X, y = make_digits(300)
     y[y == 9] = 8
@@ -316,6 +274,7 @@ def test_debug_shows_the_traceback(tmp_path):
     ("idx_truncated", "train-images-idx3-ubyte.gz: truncated"),
     ("idx_magic", "train-labels-idx1-ubyte.gz: bad magic number"),
 ])
+@pytest.mark.slow
 def test_corrupt_data_is_named_before_training(tmp_path, capsys, fault, message):
     import gzip
 

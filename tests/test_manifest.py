@@ -79,6 +79,7 @@ def test_a_finished_record_carries_a_manifest_of_its_files(swept):
     assert side == [manifest.digest((root / "summary.csv").read_bytes()), "summary.csv"]  # sha256sum's format
 
 
+@pytest.mark.slow
 def test_a_config_copied_from_another_run_is_caught_by_the_folder_name(swept, tmp_path, capsys):
     grid, root = _copy(swept, tmp_path)
     before = _numbers(root)
@@ -128,6 +129,7 @@ def _strip(root):
         side.unlink()
 
 
+@pytest.mark.slow
 def test_old_results_are_read_as_before_with_a_note_and_a_damaged_one_is_redone(swept, tmp_path, capsys):
     grid, root = _copy(swept, tmp_path)
     before = _numbers(root)
@@ -177,6 +179,7 @@ def test_verify_seal_keeps_the_report_the_same(swept, tmp_path, capsys):
     ('{"status": "finished", "run_id": "x"}', "status.json holds an unknown status 'finished'"),
     ("[1, 2]", "status.json holds a JSON list, not a record"),
 ])
+@pytest.mark.slow
 def test_a_status_json_with_an_unknown_status_or_a_list(swept, tmp_path, capsys, content, problem):
     grid, root = _copy(swept, tmp_path)
     before = _numbers(root)
@@ -242,6 +245,7 @@ def test_a_report_on_a_read_only_folder_is_one_line_and_writes_nothing(swept, tm
     assert sorted(p.name for p in root.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_a_sweep_name_with_a_nul_byte_is_one_line(swept, tmp_path, capsys):
     grid, _ = _copy(swept, tmp_path)
     grid.write_text(GRID.replace('name = "v"', 'name = "v\\u0000x"'))
@@ -277,6 +281,7 @@ def _rewrite_checkpoint(run_dir, change):
     (lambda a, m: m.update(iteration=99), "its iteration 99 is not one of this run's"),
     (None, "unreadable"),
 ])
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_its_run_is_set_aside(swept, tmp_path, capsys, change, problem):
     grid, root, run_dir = _paused(swept, tmp_path)
     if change is None:
@@ -297,6 +302,7 @@ def test_a_checkpoint_that_does_not_fit_its_run_is_set_aside(swept, tmp_path, ca
     pd.testing.assert_frame_equal(_numbers(root), _numbers(swept / "out" / "v"))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_fits_is_continued(swept, tmp_path, capsys):
     grid, root, run_dir = _paused(swept, tmp_path)
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out")]) == 0
@@ -304,6 +310,7 @@ def test_a_checkpoint_that_fits_is_continued(swept, tmp_path, capsys):
     pd.testing.assert_frame_equal(_numbers(root), _numbers(swept / "out" / "v"))
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_save_is_a_warning_not_a_failed_run(swept, tmp_path, capsys, monkeypatch):
     grid, root = _copy(swept, tmp_path)
     grid.write_text(grid.read_text().replace("[sweep]\n", "[sweep]\ncheckpoint_seconds = 1e-9\n"))

@@ -6,12 +6,7 @@ import pytest
 from harness import mlp
 from harness.optim import OPTIMIZERS, make_optimizer
 
-
-def _problem(layers, m=7, seed=0, dtype="float64"):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(m, layers[0])).astype(dtype)
-    y = rng.integers(0, layers[-1], size=m)
-    return X, y
+from helpers import problem
 
 
 def _close(actual, desired, rtol):
@@ -57,7 +52,7 @@ def test_gradients_match_central_differences(layers, activation):
     params = mlp.init_params(layers, init="xavier", seed=3, dtype="float64")
     # nonzero biases so their gradients are exercised too
     params = [(W, b + 0.1 * np.arange(len(b))) for W, b in params]
-    X, y = _problem(layers)
+    X, y = problem(layers)
     _, grads = mlp.loss_and_grads(params, X, y, activation)
     numeric = _numeric_grads(params, X, y, activation)
     assert len(grads) == len(params)
@@ -95,7 +90,7 @@ def test_one_step_on_2_3_2_worked_by_hand():
 
 def test_loss_is_a_mean_not_a_sum():
     params = mlp.init_params([4, 5, 3], seed=1, dtype="float64")
-    X, y = _problem([4, 5, 3], m=6)
+    X, y = problem([4, 5, 3], m=6)
     loss1, g1 = mlp.loss_and_grads(params, X, y)
     loss2, g2 = mlp.loss_and_grads(params, np.vstack([X, X]), np.concatenate([y, y]))
     assert loss2 == pytest.approx(loss1, rel=1e-12)
@@ -124,7 +119,7 @@ def test_softmax_cross_entropy_is_stable_at_extreme_logits(dtype):
 
 def test_article_bias_grad_is_one_scalar_on_the_output_layer():
     params = mlp.init_params([4, 5, 3], init="article", seed=2, dtype="float64")
-    X, y = _problem([4, 5, 3], m=9)
+    X, y = problem([4, 5, 3], m=9)
     _, plain = mlp.loss_and_grads(params, X, y)
     _, quirk = mlp.loss_and_grads(params, X, y, article_bias_grad=True)
     # hidden layers and output weights are unchanged
@@ -163,7 +158,7 @@ def test_init_schemes():
 def test_float32_stays_float32(optimizer, activation):
     layers = [6, 5, 4, 3]
     params = mlp.init_params(layers, seed=0, dtype="float32")
-    X, y = _problem(layers, dtype="float32")
+    X, y = problem(layers, dtype="float32")
     opt = make_optimizer(optimizer, params, lr=0.1, weight_decay=1e-3)
     for _ in range(3):
         loss, grads, P = mlp.forward_backward(params, X, y, activation)
@@ -178,7 +173,7 @@ def test_float32_stays_float32(optimizer, activation):
 def test_every_optimizer_reduces_the_loss(optimizer):
     layers = [6, 8, 3]
     params = mlp.init_params(layers, seed=0, dtype="float64")
-    X, y = _problem(layers, m=30)
+    X, y = problem(layers, m=30)
     lr = 0.01 if optimizer == "adam" else 0.1
     opt = make_optimizer(optimizer, params, lr=lr)
     first, _ = mlp.loss_and_grads(params, X, y)
@@ -212,7 +207,7 @@ def test_momentum_adam_and_weight_decay_by_hand():
 
 def test_forward_predict_shapes_and_agreement():
     params = mlp.init_params([4, 6, 5], seed=0, dtype="float64")
-    X, _ = _problem([4, 6, 5], m=11)
+    X, _ = problem([4, 6, 5], m=11)
     P = mlp.forward(params, X)
     assert P.shape == (11, 5)
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-12, atol=0)  # 1, never near 0
@@ -241,7 +236,7 @@ def test_results_do_not_depend_on_the_thread_count(dtype, m, layers):
     from threadpoolctl import threadpool_limits
 
     params = mlp.init_params(layers, seed=0, dtype=dtype)
-    X, y = _problem(layers, m=m, dtype=dtype)
+    X, y = problem(layers, m=m, dtype=dtype)
     results = []
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
         for p in (None, pool):
@@ -259,7 +254,7 @@ def test_results_do_not_depend_on_the_thread_count(dtype, m, layers):
 def test_chunked_pass_equals_one_big_pass(monkeypatch):
     layers = [30, 20, 10]
     params = mlp.init_params(layers, seed=0, dtype="float64")
-    X, y = _problem(layers, m=1000)
+    X, y = problem(layers, m=1000)
     loss, grads, P = mlp.forward_backward(params, X, y)
     monkeypatch.setattr(mlp, "ROW_CHUNK", 64)  # 16 chunks
     c_loss, c_grads, c_P = mlp.forward_backward(params, X, y, article_bias_grad=False)
@@ -276,7 +271,7 @@ def test_transposed_blas_hand_off_equals_the_plain_products(monkeypatch, dtype):
     # combination must give the plain A @ B results within float tolerance.
     layers = [40, 24, 16, 10]
     params = mlp.init_params(layers, seed=1, dtype=dtype)
-    X, y = _problem(layers, m=300, dtype=dtype)
+    X, y = problem(layers, m=300, dtype=dtype)
     rtol = 1e-4 if dtype == "float32" else 1e-11
     outcomes = []
     for flipped in (False, True):

@@ -62,6 +62,7 @@ def _grid(tmp_path, tiny_csv):
     return path
 
 
+@pytest.mark.slow
 def test_a_whole_halving_sweep_with_confirmation_asks_each_once(tmp_path, tiny_csv, counted, monkeypatch):
     sweep = load_sweep(_grid(tmp_path, tiny_csv), scheduler="tcp://127.0.0.1:1")  # a Dask sweep
     assert sweep.backend == "dask"
@@ -78,6 +79,7 @@ def test_a_whole_halving_sweep_with_confirmation_asks_each_once(tmp_path, tiny_c
     assert (tmp_path / "out" / "counted" / "tuned.csv").exists()
 
 
+@pytest.mark.slow
 def test_the_dry_run_plan_asks_each_once_and_writes_nothing(tmp_path, tiny_csv, counted):
     sweep = load_sweep(_grid(tmp_path, tiny_csv), scheduler="tcp://127.0.0.1:1")
     out = tmp_path / "out" / "counted"
@@ -104,6 +106,7 @@ def test_an_unreachable_scheduler_is_said_once(tmp_path, tiny_csv, monkeypatch):
         "dask scheduler tcp://127.0.0.1:1 not reachable: estimating for 2 workers"]
 
 
+@pytest.mark.slow
 def test_nothing_to_train_is_not_priced(tmp_path, tiny_csv, counted):
     grid = _grid(tmp_path, tiny_csv)
     grid.write_text(grid.read_text().split("[tune]")[0].replace('strategy = "halving"', 'strategy = "grid"'))

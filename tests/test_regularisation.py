@@ -10,14 +10,14 @@ from harness.config import RunConfig
 from harness.errors import ConfigError
 from harness.optim import lr_at
 
-from test_mlp import _problem
+from helpers import problem
 
 
 def test_dropout_gradients_match_central_differences():
     # With a fixed key the masks are fixed, so the masked network is a plain function.
     layers = [5, 6, 4, 3]
     params = mlp.init_params(layers, init="xavier", seed=1, dtype="float64")
-    X, y = _problem(layers, m=9)
+    X, y = problem(layers, m=9)
 
     def loss(p):
         return mlp.forward_backward(p, X, y, "tanh", dropout=0.3, dropout_key=(7,))[0]
@@ -40,7 +40,7 @@ def test_dropout_keeps_the_expected_activation_and_is_off_at_evaluation():
     layers = [6, 50, 3]
     params = mlp.init_params(layers, seed=0, dtype="float64")
     params[1] = (np.zeros((50, 3)), np.zeros(3))  # uniform output: dZ does not depend on the masks
-    X, y = _problem(layers, m=1)
+    X, y = problem(layers, m=1)
     X = np.abs(X)
     _, plain, _ = mlp.forward_backward(params, X, y)
     # dW_out = A_dropped.T @ dZ, so its mean over masks is A.T @ dZ if E[mask] = 1
@@ -60,7 +60,7 @@ def test_dropout_masks_do_not_depend_on_the_thread_count():
 
     layers = [20, 30, 10]
     params = mlp.init_params(layers, seed=0, dtype="float32")
-    X, y = _problem(layers, m=2 * mlp.ROW_CHUNK + 5, dtype="float32")
+    X, y = problem(layers, m=2 * mlp.ROW_CHUNK + 5, dtype="float32")
     serial = mlp.forward_backward(params, X, y, dropout=0.2, dropout_key=(1, 2))
     with ThreadPoolExecutor(3) as pool:
         pooled = mlp.forward_backward(params, X, y, pool=pool, dropout=0.2, dropout_key=(1, 2))

@@ -88,6 +88,7 @@ def test_train_with_an_unwritable_out_is_one_line(tmp_path, tiny_csv, capsys):
     assert "run folder cannot be written" in _one_line(capsys)
 
 
+@pytest.mark.slow
 def test_the_number_of_classes_comes_from_the_data(tmp_path, capsys):
     X, y = make_digits(300, n_classes=3)
     write_csv(tmp_path / "three.csv", X, y)
@@ -102,6 +103,7 @@ def test_the_number_of_classes_comes_from_the_data(tmp_path, capsys):
     assert list(confusion.columns) == ["true", "pred_0", "pred_1", "pred_2"]
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(tmp_path, tiny_csv):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(data=tiny_csv.name).replace("seeds = [0, 1]", f"seeds = {list(range(400))}"))
@@ -114,6 +116,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path, tiny_csv):
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
+@pytest.mark.slow
 def test_a_bad_jobs_flag_is_blamed_on_the_flag(tmp_path, tiny_csv, capsys):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(data=tiny_csv.name))
@@ -122,6 +125,7 @@ def test_a_bad_jobs_flag_is_blamed_on_the_flag(tmp_path, tiny_csv, capsys):
     assert "flag --jobs" in err and "g.toml" not in err
 
 
+@pytest.mark.slow
 def test_an_unknown_flag_gets_one_prefix_and_a_suggestion(capsys):
     assert main(["sweep", "x.toml", "--jbos", "2"]) == 2
     err = _one_line(capsys)
@@ -145,6 +149,7 @@ def test_a_flat_layers_axis_says_how_to_write_it(tmp_path, tiny_csv, capsys):
     assert "layers = [[16, 32, 10]]" in _one_line(capsys)
 
 
+@pytest.mark.slow
 def test_row_counts_and_the_results_folder_are_said_at_the_start(tmp_path, tiny_csv, capsys):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(data=tiny_csv.name).replace("validation = 0.25", "validation = 0.2\ntrain_size = 100"))
@@ -158,6 +163,7 @@ def test_row_counts_and_the_results_folder_are_said_at_the_start(tmp_path, tiny_
     assert "data: 100 training rows, 60 validation rows" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_resume_says_how_many_unfinished_runs_it_redoes(tmp_path, tiny_csv, capsys):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(data=tiny_csv.name))
@@ -171,6 +177,7 @@ def test_a_resume_says_how_many_unfinished_runs_it_redoes(tmp_path, tiny_csv, ca
     assert "redoing 2 unfinished runs from the start (1 interrupted, 1 cut short)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_report_on_a_running_sweep_says_it_is_partial(tmp_path, tiny_csv, capsys):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(data=tiny_csv.name))

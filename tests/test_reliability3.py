@@ -26,8 +26,8 @@ from harness.train import numpy_blas, run
 from harness.words import count
 
 from helpers import make_digits, write_csv
-from test_cost import _fake_model
-from test_sweep import GRID, write_grid
+from helpers import fake_model
+from helpers import GRID, write_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,7 @@ def _kernel(env=None):
     return out.stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_tolerance_tests_pass_under_another_openblas_kernel():
     env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
     if _kernel(env) != "Haswell" or _kernel() == "Haswell":
@@ -77,6 +78,7 @@ def test_the_tolerance_tests_pass_under_another_openblas_kernel():
     assert out.returncode == 0, out.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_config_json_records_the_blas_kernel_outside_the_run_id(tmp_path, tiny_csv):
     grid = _grid(tmp_path, tiny_csv)
     sweep = load_sweep(grid)
@@ -95,7 +97,7 @@ def test_config_json_records_the_blas_kernel_outside_the_run_id(tmp_path, tiny_c
     del status["manifest"]  # as written then: before manifests too
     store.atomic_write_json(folder / "status.json", status)
     assert summary_row(folder)["run_id"] == folder.name
-    assert folder.name in planmod.measured_runs(tmp_path / "out" / "one", _fake_model())
+    assert folder.name in planmod.measured_runs(tmp_path / "out" / "one", fake_model())
 
 
 # --- 2. checkpoints in the estimate -------------------------------------------------
@@ -109,7 +111,7 @@ def test_a_checkpointed_run_is_priced_from_its_checkpoint(tmp_path, tiny_csv, ca
     assert paused["paused_at"] == 3000
     todo = [(run_id, cfg)]
     assert planmod.checkpointed(out, todo) == {run_id: 3000} and planmod.checkpointed(out, todo, force=True) == {}
-    model = _fake_model()
+    model = fake_model()
     whole = planmod.estimate(sweep, out, todo, model, 1)
     rest = planmod.estimate(sweep, out, todo, model, 1, start={run_id: 3000})
     assert whole.iterations[run_id] == 4000 and rest.iterations[run_id] == 1000
@@ -148,6 +150,7 @@ def test_disagreement_is_the_median_relative_gap():
     assert cost.disagreement([2.0, 1.0], [1.0, 2.0]) == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_a_calibration_whose_repeat_disagrees_is_noisy(monkeypatch):
     # The load starts after the fits: the step probes timed again at the end take twice as long.
     n_fits = 2 * len({1, os.cpu_count() or 1}) * len(cost.STEP_PROBES)
@@ -171,7 +174,7 @@ def test_a_calibration_whose_repeat_disagrees_is_noisy(monkeypatch):
 def test_a_noisy_calibration_warns_once_and_is_not_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("HARNESS_CALIBRATION_NOISE")
-    noisy = _fake_model()
+    noisy = fake_model()
     noisy.noise = 0.45
     calls, said = [], []
     monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or noisy)
@@ -182,7 +185,7 @@ def test_a_noisy_calibration_warns_once_and_is_not_kept(tmp_path, monkeypatch):
     cost.machine_model(said.append)
     assert len(calls) == 2  # measured again
     # a quiet one is kept; a higher limit keeps a noisy one
-    quiet = _fake_model()
+    quiet = fake_model()
     monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or quiet)
     cost.machine_model()
     cost.machine_model()
@@ -216,6 +219,7 @@ def _hammer(path, tag):
         cost._write_cache(path, {"tag": tag, "i": i, "pad": "x" * 20000})
 
 
+@pytest.mark.slow
 def test_cache_writers_at_once_never_leave_half_a_file(tmp_path):
     path = tmp_path / "cost-model-test.json"
     cost._write_cache(path, {"tag": "first"})
@@ -234,6 +238,7 @@ def test_cache_writers_at_once_never_leave_half_a_file(tmp_path):
 
 # --- 6 and 7. refusals --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_budget_refusal_on_a_new_folder_leaves_nothing(tmp_path, tiny_csv, capsys):
     grid = _grid(tmp_path, tiny_csv, iterations=3000)
     out = tmp_path / "not" / "yet"
@@ -246,6 +251,7 @@ def test_a_budget_refusal_on_a_new_folder_leaves_nothing(tmp_path, tiny_csv, cap
     assert list((tmp_path / "empty").rglob("*")) == [tmp_path / "empty" / "one"]
 
 
+@pytest.mark.slow
 def test_a_budget_refusal_on_a_finished_sweep_leaves_it_byte_identical(tmp_path, tiny_csv):
     grid = _grid(tmp_path, tiny_csv)
     out = tmp_path / "out"
@@ -311,6 +317,7 @@ def test_trials_that_draw_the_same_values_are_refused(tmp_path, tiny_csv):
 
 # --- 9. loky's warnings after a SIGKILL ------------------------------------------------
 
+@pytest.mark.slow
 def test_no_leaked_semlock_warnings_after_a_sigkill(tmp_path, tiny_csv):
     grid = _grid(tmp_path, tiny_csv, iterations=20000)
     text = grid.read_text().replace("jobs = 1\nseeds = [0]", "jobs = 2\nseeds = [0, 1]\ncheckpoint_seconds = 0.3")
@@ -342,6 +349,7 @@ def test_count_says_one_thing_or_many():
     assert count(1, "continues", "continue") == "1 continues" and count(3, "continues", "continue") == "3 continue"
 
 
+@pytest.mark.slow
 def test_a_one_run_sweep_speaks_in_the_singular(tmp_path, tiny_csv, capsys):
     text = ONE_RUN.replace('jobs = 1', 'jobs = 1\nstrategy = "halving"\nmin_iterations = 10')
     grid = _grid(tmp_path, tiny_csv, text=text)

@@ -2,33 +2,21 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from harness import mlp
 from harness.cli import main
 from harness.report import PLOTS, pareto
 
-from test_sweep import GRID, write_grid
-
-PNG = b"\x89PNG\r\n\x1a\n"
+from helpers import GRID, check_pngs, write_grid
 
 
-def _check_pngs(folder):
-    import matplotlib.image as mpimg
-
-    for name in PLOTS:
-        path = folder / "plots" / f"{name}.png"
-        data = path.read_bytes()
-        assert data.startswith(PNG) and len(data) > 5000, name
-        img = mpimg.imread(path)
-        assert img.shape[0] > 200 and img.shape[1] > 200
-        assert img[..., :3].std() > 0.01, f"{name} is blank"
-
-
+@pytest.mark.slow
 def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     grid = write_grid(tmp_path, tiny_csv)
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     root = tmp_path / "out" / "tiny"
-    _check_pngs(root)
+    check_pngs(root)
     md = (root / "report.md").read_text()
     assert "## Variants, over seeds" in md and "## Verdict" in md and "**Best:**" in md
     assert md.count("| variant | n | validation acc [95% CI] | tied with best | p vs best (Holm) |") == 1
@@ -55,10 +43,11 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     for p in list(root.glob("plots/*.png")) + [root / "report.md", root / "report.html"]:
         p.unlink()
     assert main(["report", str(root)]) == 0
-    _check_pngs(root)
+    check_pngs(root)
     assert (root / "report.md").read_text() == md
 
 
+@pytest.mark.slow
 def test_report_on_partial_sweep_with_failed_and_diverged_runs(tmp_path, tiny_csv, monkeypatch):
     text = GRID.replace('shape = ["constant", "halving"]', "lr = [0.5, 1e7]").replace("seeds = [0, 1]", "seeds = [0]")
     grid = write_grid(tmp_path, tiny_csv, text=text, jobs=1)
@@ -79,7 +68,7 @@ def test_report_on_partial_sweep_with_failed_and_diverged_runs(tmp_path, tiny_cs
     assert main(["report", str(root)]) == 2  # edited: no longer matches its checksum
     (root / "summary.csv.sha256").unlink()  # owned up to: read as it is
     assert main(["report", str(root)]) == 0
-    _check_pngs(root)
+    check_pngs(root)
     md = (root / "report.md").read_text()
     section = md.split("## Runs that did not finish as done")[1].split("##")[0]
     assert section.count("| failed | FloatingPointError: simulated fault |") == 2
@@ -121,6 +110,7 @@ def _fake_article_sweep(root):
     (root / "sweep.toml").write_text("[sweep]\nname = 'article'\n")
 
 
+@pytest.mark.slow
 def test_article_section(tmp_path):
     root = tmp_path / "article"
     _fake_article_sweep(root)
@@ -131,7 +121,7 @@ def test_article_section(tmp_path):
     assert "| 784-256-128-64-10 | 500 | ~97% | 96.60% | 95.44% |" in section
     assert "**7.0×**" in section and "training accuracy only" in section
     assert "test data" in md  # the validation = test warning
-    _check_pngs(root)
+    check_pngs(root)
 
 
 def test_pareto_front():
@@ -139,6 +129,7 @@ def test_pareto_front():
     assert list(pareto(pts).index) == [0, 2, 4]
 
 
+@pytest.mark.slow
 def test_report_ranks_by_validation_and_shows_held_out_test_accuracy(tmp_path, tiny_idx):
     grid = tmp_path / "g.toml"
     grid.write_text(f"[sweep]\nname = 'held'\nseeds = [0, 1]\n[data]\npath = '{tiny_idx}'\nvalidation = 0.25\n"
@@ -156,6 +147,7 @@ def test_report_ranks_by_validation_and_shows_held_out_test_accuracy(tmp_path, t
     assert vals == sorted(vals, reverse=True)  # ranked by validation accuracy
 
 
+@pytest.mark.slow
 def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_path, tiny_csv, tiny_idx, capsys):
     small = GRID.replace("depth = [1, 2]\nwidth = [8, 12]\nshape = [\"constant\", \"halving\"]\n", "layers = [[16, 8, 10]]\n")
     roots = []
@@ -175,7 +167,7 @@ def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_pat
     assert "same data" in md and "more than one of them" not in md
     comparison = pd.read_csv(out / "comparison.csv")
     assert "sweep" in comparison.columns and set(comparison.sweep) == {"a", "b"}
-    _check_pngs(out)
+    check_pngs(out)
 
     other = tmp_path / "g.toml"
     other.write_text(f"[sweep]\nname = 'c'\n[data]\npath = '{tiny_idx}'\nvalidation = 0.25\n"
@@ -189,6 +181,7 @@ def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_pat
     assert "**The sweeps were trained on different data**" in (tmp_path / "cmp2" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_target_comes_from_the_grid_file(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv, text=GRID + "\n[report]\ntarget = 1.5\n")
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 2
@@ -198,6 +191,7 @@ def test_report_target_comes_from_the_grid_file(tmp_path, tiny_csv, capsys):
     assert "first reach 30% validation accuracy" in (tmp_path / "out" / "tiny" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_grid_varying_momentum_gives_one_variant_per_value(tmp_path, tiny_csv):
     text = GRID.replace('shape = ["constant", "halving"]', 'momentum = [0.5, 0.9]').replace(
         "depth = [1, 2]\nwidth = [8, 12]\n", "layers = [[16, 8, 10]]\n").replace(
@@ -209,6 +203,7 @@ def test_a_grid_varying_momentum_gives_one_variant_per_value(tmp_path, tiny_csv)
     assert set(comparison.variant) == {"16-8-10, momentum 0.5", "16-8-10, momentum 0.9"}
 
 
+@pytest.mark.slow
 def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_path, tiny_csv, monkeypatch):
     import harness.report
     from harness import executor
@@ -236,6 +231,7 @@ def test_a_sweep_rewrites_a_partial_report_that_reloads_until_the_final_one(tmp_
     assert final[0] == 14 and "Partial" not in final[1] and "http-equiv" not in final[1]
 
 
+@pytest.mark.slow
 def test_compare_counts_each_run_once_and_writes_beside_the_sweeps(tmp_path, tiny_csv, capsys, monkeypatch):
     import shutil
 

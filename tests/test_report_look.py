@@ -9,7 +9,7 @@ import pytest
 from harness.grid import load_sweep
 from harness.report import render, style, tables
 
-from test_sweep import GRID, write_grid
+from helpers import GRID, write_grid
 
 
 def _summary(rows, seeds=(0, 1, 2)):
@@ -89,10 +89,10 @@ def test_tapered_is_the_shape_and_the_old_word_still_works_with_a_note(tmp_path,
 def test_the_cli_prints_the_note(tmp_path, tiny_csv, capsys, monkeypatch):
     from harness import cost
     from harness.cli import main
-    from test_cost import _fake_model
+    from helpers import fake_model
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))  # a fake calibration, kept to this test
-    monkeypatch.setattr(cost, "calibrate", _fake_model)
+    monkeypatch.setattr(cost, "calibrate", fake_model)
 
     grid = write_grid(tmp_path, tiny_csv)
     assert main(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "o")]) == 0

@@ -17,7 +17,7 @@ from harness.report.plots import median_run
 from harness.report.render import render_md
 from harness.sweep import locked
 
-from test_report import _check_pngs
+from helpers import check_pngs
 
 
 # --- seeds to separate: Welch's test, as the report runs it ----------------------------
@@ -200,7 +200,7 @@ def test_a_half_written_sweep_counts_every_run_and_plots(tmp_path, capsys):
     assert ("8 runs: 3 done, 1 failed, 1 stopped, 1 running, 2 waiting; this report holds the 5 recorded in "
             "summary.csv.") in md
     assert "1 run folder on disk is not in this grid" in md  # zzz only: the running and waiting runs are no strays
-    _check_pngs(root)
+    check_pngs(root)
     g = build(root)[1]["g"]
     assert (g.s_lo <= g.s_per_iter).all() and (g.s_per_iter <= g.s_hi).all()
     # the sweep died: the run it was training is cut short, and a resume would start it over

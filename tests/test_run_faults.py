@@ -179,6 +179,7 @@ def test_the_refusal_uses_the_machine_s_memory(tmp_path):
     dict(layers=(16, 1024, 1024, 10), optimizer="adam", batch_size=64, early_stopping=2, eval_every=1, iterations=3),
     dict(layers=(16, 2048, 10), optimizer="momentum", dtype="float64", iterations=3),
 ])
+@pytest.mark.slow
 def test_the_memory_estimate_is_a_lower_bound_of_what_a_run_allocates(tmp_path, settings):
     X, y = make_digits(300)
     csv = write_csv(tmp_path / "d.csv", X, y)
@@ -197,6 +198,7 @@ def test_the_memory_estimate_is_a_lower_bound_of_what_a_run_allocates(tmp_path, 
 
 # --- item 4: each fault is blamed on its own run ----------------------------------
 
+@pytest.mark.slow
 def test_removing_a_running_run_s_folder_fails_that_run_alone(tmp_path):
     path, out = grid(tmp_path, iterations=6000), tmp_path / "out"
     root = out / "slow"
@@ -231,6 +233,7 @@ def small_disk(folder, size):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_per_file_leaves_no_temporary_file_and_resumes(tmp_path, capsys):
     path = grid(tmp_path)
     with small_disk(tmp_path / "disk", "600k") as disk:
@@ -316,6 +319,7 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.parametrize("sig,to", [("SIGTERM", "main process"), ("SIGTERM", "process group"),
                                     ("SIGINT", "process group")])
+@pytest.mark.slow
 def test_sigterm_marks_the_running_runs_says_how_to_resume_and_the_resume_is_identical(tmp_path, sig, to,
                                                                                         uninterrupted):
     # SIGINT to the group is Ctrl-C, the model SIGTERM follows.
@@ -340,6 +344,7 @@ def test_sigterm_marks_the_running_runs_says_how_to_resume_and_the_resume_is_ide
     assert numbers(root) == uninterrupted
 
 
+@pytest.mark.slow
 def test_sigterm_reaches_a_sweep_started_in_the_background_with_sigint_ignored(tmp_path):
     # `harness sweep ... &` in a script: the shell ignores SIGINT for it, so the
     # runs cannot be told to stop by the SIGINT that SIGTERM is turned into

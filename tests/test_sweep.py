@@ -8,37 +8,7 @@ from harness import mlp
 from harness.cli import main
 from harness.grid import load_sweep
 
-GRID = """
-[sweep]
-name = "tiny"
-jobs = {jobs}
-seeds = [0, 1]
-
-[data]
-path = "{data}"
-validation = 0.25
-
-[train]
-iterations = 30
-eval_every = 10
-lr = 0.5
-
-[grid]
-depth = [1, 2]
-width = [8, 12]
-shape = ["constant", "halving"]
-
-[[include]]
-layers = [16, 10]
-iterations = 40
-"""
-NUMBERS = ["final_train_acc", "final_val_acc", "best_val_acc", "final_train_loss", "iterations_run"]
-
-
-def write_grid(tmp_path, tiny_csv, text=GRID, name="grid.toml", **fmt):
-    path = tmp_path / name
-    path.write_text(text.format(**{"jobs": 2, "data": tiny_csv.name, **fmt}))
-    return path
+from helpers import GRID, NUMBERS, write_grid
 
 
 def sweep(grid, out, *flags):
@@ -65,6 +35,7 @@ def test_dry_run_counts_and_writes_nothing(tmp_path, tiny_csv, capsys):
     assert [r.iterations for r in s.runs if r.layers == (16, 10)] == [40, 40]
 
 
+@pytest.mark.slow
 def test_sweep_writes_results_and_resumes(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv)
     out = tmp_path / "results"
@@ -110,6 +81,7 @@ def test_sweep_writes_results_and_resumes(tmp_path, tiny_csv, capsys):
     assert all((root / "runs" / r / "status.json").stat().st_mtime_ns != mtimes[r] for r in summary.run_id)
 
 
+@pytest.mark.slow
 def test_jobs_1_and_jobs_2_give_identical_numbers(tmp_path, tiny_csv):
     results = []
     for jobs in (1, 2):
@@ -120,6 +92,7 @@ def test_jobs_1_and_jobs_2_give_identical_numbers(tmp_path, tiny_csv):
     pd.testing.assert_frame_equal(a[["run_id"] + NUMBERS], b[["run_id"] + NUMBERS])
 
 
+@pytest.mark.slow
 def test_divergence_and_failure_are_recorded(tmp_path, tiny_csv, monkeypatch, capsys):
     text = GRID.replace('shape = ["constant", "halving"]', "lr = [0.5, 1e7]").replace("seeds = [0, 1]", "seeds = [0]")
     grid = write_grid(tmp_path, tiny_csv, text=text, jobs=1)
@@ -184,6 +157,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("text,message", BAD)
+@pytest.mark.slow
 def test_bad_grid_is_one_clear_line(tmp_path, tiny_csv, capsys, text, message):
     grid = tmp_path / "bad.toml"
     grid.write_text(text.replace("DATA", tiny_csv.name))
@@ -195,6 +169,7 @@ def test_bad_grid_is_one_clear_line(tmp_path, tiny_csv, capsys, text, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_missing_grid_file(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: no such grid file" in capsys.readouterr().err
@@ -219,6 +194,7 @@ def test_a_backend_fault_fails_only_the_runs_it_cut_short(tmp_path):
         fail_lost_runs([("queued", None)], tmp_path, OSError("not a worker's"), recorded.append)
 
 
+@pytest.mark.slow
 def test_dry_run_counts_what_is_already_finished_and_writes_nothing(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv, text=GRID.replace("seeds = [0, 1]", "seeds = [0]"))
     assert sweep(grid, tmp_path / "out") == 0

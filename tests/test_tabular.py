@@ -151,6 +151,7 @@ def test_whole_labels_written_as_floats_are_classes(tmp_path):
     assert list(data.load_csv(path).y) == [0, 2, 1] and data.load_csv(path).n_classes == 3
 
 
+@pytest.mark.slow
 def test_a_sweep_on_a_table_says_and_records_its_scaling(tmp_path, capsys):
     path, _, _ = write_table(tmp_path / "t.csv", label_first=False)
     grid = tmp_path / "g.toml"
@@ -189,6 +190,7 @@ def test_a_bom_before_the_header_is_accepted(tmp_path):
     ("label,pixel0\n1,2\n0,4\n", "validation = 0.25 leaves 0 of its 2 rows for validation"),
     ("y,a\n0,1\n1,2\n999999999,3\n1,2\n", "line 4, column 'y': label 999999999 would make 1,000,000,000 classes"),
 ])
+@pytest.mark.slow
 def test_unusable_data_is_one_line_naming_the_file_and_writes_nothing(tmp_path, capsys, text, message):
     path = tmp_path / "odd.csv"
     path.write_text(text)
@@ -232,6 +234,7 @@ def test_every_number_setting_refuses_inf_and_nan(tmp_path, capsys, flag, value)
     ("width = [16]", "width = [16]\n[tune]\ntrials = 2\nweight_decay = { uniform = [0, inf] }",
      "uniform: must be [low, high] finite numbers"),
 ])
+@pytest.mark.slow
 def test_a_grid_file_refuses_inf(tmp_path, tiny_csv, capsys, old, new, message):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(data=tiny_csv.name, label="").replace(old, new, 1))

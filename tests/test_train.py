@@ -123,6 +123,7 @@ def test_cli_missing_data_path(tmp_path, capsys):
     assert "none.csv" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_lists_commands():
     out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout

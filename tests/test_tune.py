@@ -10,32 +10,7 @@ from harness import tune as tunemod
 from harness.cli import main
 from harness.grid import load_sweep
 
-from test_sweep import write_grid
-
-TUNED = """
-[sweep]
-name = "tuned"
-jobs = {jobs}
-seeds = [0, 1]
-
-[data]
-path = "{data}"
-validation = 0.25
-
-[train]
-iterations = 30
-eval_every = 10
-optimizer = "momentum"
-
-[grid]
-layers = [[16, 8, 10], [16, 10]]
-
-[tune]
-trials = 4
-confirm_seeds = 2
-lr = {{ log_uniform = [0.01, 1.0] }}
-momentum = {{ uniform = [0.5, 0.9] }}
-"""
+from helpers import TUNED, write_grid
 
 
 # --- the draws -------------------------------------------------------------------
@@ -143,6 +118,7 @@ def test_warnings_at_an_edge_for_diverged_trials_and_for_points_that_disagree():
 
 # --- end to end --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_tuned_sweep_selects_confirms_reports_and_resumes(tmp_path, tiny_csv, capsys):
     grid = write_grid(tmp_path, tiny_csv, text=TUNED)
     out = tmp_path / "out"
@@ -174,6 +150,7 @@ def test_a_tuned_sweep_selects_confirms_reports_and_resumes(tmp_path, tiny_csv, 
     assert ((root / "tuned.csv").read_text(), (root / "summary.csv").read_text()) == before
 
 
+@pytest.mark.slow
 def test_a_tuned_sweep_gives_the_same_numbers_with_one_or_two_jobs(tmp_path, tiny_csv):
     results = []
     for jobs in (1, 2):

@@ -28,6 +28,7 @@ def _folder(root):
     return root
 
 
+@pytest.mark.slow
 def test_status_of_a_running_sweep(tmp_path, capsys):
     root = _folder(tmp_path / "demo")
     with locked(root, print):  # as the running sweep holds it
@@ -45,6 +46,7 @@ def test_status_of_a_running_sweep(tmp_path, capsys):
     assert "sweep: about 32 s left" in out  # 12 s, then 40 s of runs over 2 workers
 
 
+@pytest.mark.slow
 def test_status_after_the_sweep_died_and_of_a_folder_without_a_sweep(tmp_path, capsys):
     root = _folder(tmp_path / "demo")
     assert main(["status", str(root)]) == 0
@@ -54,8 +56,9 @@ def test_status_after_the_sweep_died_and_of_a_folder_without_a_sweep(tmp_path, c
     assert "no plan.json here" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_sweep_writes_its_plan(tmp_path, tiny_csv):
-    from test_sweep import GRID, write_grid
+    from helpers import GRID, write_grid
 
     grid = write_grid(tmp_path, tiny_csv, text=GRID.replace("seeds = [0, 1]", "seeds = [0]"))
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0

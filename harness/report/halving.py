@@ -8,7 +8,7 @@ import pandas as pd
 
 from .. import layout
 from ..strategy import REGISTRY
-from ..status import RunStatus, mask
+from ..status import Role, RunStatus, mask
 
 PLOT = "halving"
 PLOT_TITLE = "Validation accuracy at each rung, one line per configuration (those that finished in colour)"
@@ -24,7 +24,7 @@ def rung_list(folder, summary):
 
 
 def _search(summary):
-    return summary[summary.role == "search"] if "role" in summary else summary
+    return summary[summary.role == Role.SEARCH.value] if "role" in summary else summary
 
 
 def _config_key(summary):

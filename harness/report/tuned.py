@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import layout, tune as tunemod
 from ..config import RunConfig, coerce
-from ..status import RunStatus, mask
+from ..status import Role, RunStatus, mask
 from .tables import pct
 
 SLICES = "tune_slices"
@@ -45,7 +45,7 @@ def compared(summary: pd.DataFrame, tuned, tune):
     settings' columns, so that variants are the grid points."""
     if tuned is None or "role" not in summary:
         return summary
-    runs = summary[summary.role == "confirm"]
+    runs = summary[summary.role == Role.CONFIRM.value]
     if runs.empty:
         chosen = set(zip(tuned.point, tuned.trial))
         runs = summary[[(p, t) in chosen for p, t in zip(summary.point, summary.trial)]]
@@ -61,8 +61,8 @@ def blocks(tuned, tune, summary, halved=False):
     """The section's blocks: what was done, the table, the warnings and the
     slice plot. Under successive halving (``halved``) a point's trials are
     only those halving did not stop, and the table's columns say so."""
-    n_search = int((summary.role == "search").sum()) if "role" in summary else 0
-    n_confirm = int((summary.role == "confirm").sum()) if "role" in summary else 0
+    n_search = int((summary.role == Role.SEARCH.value).sum()) if "role" in summary else 0
+    n_confirm = int((summary.role == Role.CONFIRM.value).sum()) if "role" in summary else 0
     keys = list(tune.dists)
     out = [("h2", "Tuned comparison"),
            ("p", f"Each grid point had its own {', '.join(keys)} tuned: {tune.trials} quasi-random trials, the "
@@ -118,7 +118,7 @@ def plot_slices(summary, tuned, tune, path):
 
     keys = list(tune.dists)
     # trials stopped early by halving were measured at another iteration: left out
-    search = summary[(summary.role == "search") & ~mask(summary.status, RunStatus.STOPPED)]
+    search = summary[(summary.role == Role.SEARCH.value) & ~mask(summary.status, RunStatus.STOPPED)]
     means = tunemod.trial_means(search).rename(columns={"val_mean": "acc"})
     tuned = tuned[tuned.point.isin(means.point)]  # under halving, points with a trial that finished
     hidden = {row.point: str(row.layers).split("-")[1:-1] if "layers" in tuned else [] for row in tuned.itertuples()}
