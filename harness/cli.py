@@ -253,7 +253,7 @@ def _add_status(sub):
 
 
 def cmd_status(args):
-    from .watch import render
+    from .sweep_status import render
 
     print(render(args.folder))
     return 0

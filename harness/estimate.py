@@ -15,7 +15,7 @@ from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
 from .train import total_iterations
-from .words import count
+from .words import count, duration
 
 
 @functools.lru_cache(maxsize=16)
@@ -171,23 +171,11 @@ def _data_seconds(dataset, path, label_column, train_size, validation, data_seed
 WALL = "estimated training wall time"
 
 
-def clock(seconds) -> str:
-    """``"0.4 s"``, ``"42 s"``, ``"7 min 5 s"``, ``"2 h 03 min"``."""
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 def over_budget(sweep: Sweep, est: Estimate, todo) -> str | None:
     """The refusal message when ``est`` exceeds the sweep's budget, else None."""
     if sweep.budget is None or est.wall <= sweep.budget:
         return None
     costly = sorted(todo, key=lambda item: -est.seconds[item[0]])[:3]
-    names = ", ".join(f"{cfg.layers_str} seed {cfg.seed} ({clock(est.seconds[r])})" for r, cfg in costly)
-    return (f"{WALL} {clock(est.wall)} with {count(est.workers, 'worker')} exceeds the budget of "
-            f"{clock(sweep.budget)}; the costliest runs: {names}. Raise [sweep] budget or --budget, or trim the grid")
+    names = ", ".join(f"{cfg.layers_str} seed {cfg.seed} ({duration(est.seconds[r])})" for r, cfg in costly)
+    return (f"{WALL} {duration(est.wall)} with {count(est.workers, 'worker')} exceeds the budget of "
+            f"{duration(sweep.budget)}; the costliest runs: {names}. Raise [sweep] budget or --budget, or trim the grid")

@@ -18,7 +18,6 @@ from .backend import dask_workers, jobs, threads_per_run  # noqa: F401 (importab
 from .estimate import (  # noqa: F401
     WALL,
     Estimate,
-    clock,
     estimate,
     flops,
     iterations_of,
@@ -29,7 +28,7 @@ from .estimate import (  # noqa: F401
 from .grid import Sweep
 from .status import finished
 from .strategy import configurations
-from .words import count
+from .words import count, duration
 
 
 def split_runs(sweep: Sweep, out_dir: Path, force=False, runs=None):
@@ -228,7 +227,7 @@ def describe(plan: Plan) -> list[str]:
     if est.refined:
         lines.append(f"estimates refined by {count(est.refined, 'finished run')} in {out}")
     if sweep.budget is not None:
-        lines.append(f"budget: {clock(sweep.budget)}"
+        lines.append(f"budget: {duration(sweep.budget)}"
                      + ("" if plan.refusal is None else " (exceeded: the sweep would refuse to start)"))
     lines.append(f"{WALL}: {est.wall:.1f} s with {count(est.workers, 'worker')}")
     return lines
@@ -260,6 +259,6 @@ def _run_table(sweep: Sweep, done, start, est):
         row = {"run_id": run_id, "layers": cfg.layers_str, **{k: getattr(cfg, k) for k in cols}}
         row["state"] = ("finished" if run_id in done else
                         f"continues from iteration {start[run_id]}" if run_id in start else "to train")
-        row["estimated"] = clock(est.seconds[run_id]) if run_id in est.seconds else ""
+        row["estimated"] = duration(est.seconds[run_id]) if run_id in est.seconds else ""
         rows.append(row)
     return pd.DataFrame(rows)

@@ -12,9 +12,8 @@ from dataclasses import fields
 
 from .config import RunConfig
 from .events import Events
-from .plan import clock
 from .status import Role, RunStatus, in_comparison, parse
-from .words import count
+from .words import count, duration
 
 
 class Printed(Events):
@@ -138,7 +137,7 @@ class Bar(Tracker):
     def show(self, status=None):
         with self.lock:
             self.bar.n = round(100 * self.share_done(), 1)
-            self.bar.unit = f"{self.counts_text()}; about {clock(self.eta())} left"
+            self.bar.unit = f"{self.counts_text()}; about {duration(self.eta())} left"
             self.bar.refresh()
 
     def closed(self):
@@ -158,7 +157,7 @@ class Lines(Tracker):
             line = (f"{status['status']}: {self.name(status['run_id'])}"
                     + (f", validation {100 * val:.2f}%" if val is not None else "")
                     + (f", {took:.1f} s (estimated {want:.1f} s)" if took and want else "")
-                    + f"; {self.counts_text()}; about {clock(self.eta())} left")
+                    + f"; {self.counts_text()}; about {duration(self.eta())} left")
         print(line, file=sys.stderr, flush=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import layout, manifest, mlp, store, tuning
+from . import layout, manifest, mlp, store, tuned_sweep
 from .config import RunConfig
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
     import pandas as pd  # here, not at the top: a sweep's workers import this module and need no pandas
 
     rows = []
-    for run_id, cfg, meta in tuning.all_runs(sweep, out):
+    for run_id, cfg, meta in tuned_sweep.all_runs(sweep, out):
         row = summary_row(layout.run_dir(out, run_id), cfg)
         if row is not None:
             rows.append({**row, **meta})

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import layout, manifest, memory, signals, store, tuning
+from . import layout, manifest, memory, signals, store, tuned_sweep
 from . import plan as planmod
 from .errors import ConfigError, HarnessError
 from .events import Events
@@ -27,7 +27,7 @@ from .status import RunState, finished
 from .strategy import Job
 from .summary import summary_row, write_summary  # noqa: F401 (importable from here too)
 from .train import checkpoint_problem
-from .words import count
+from .words import count, duration
 
 
 def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report=True, resume_command=None,
@@ -73,8 +73,8 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
             if sweep.tune is not None:
                 failed += _confirm(job, force)
             if todo:
-                events.note(f"trained in {planmod.clock(time.monotonic() - started)} "
-                            f"(estimated {planmod.clock(est.wall)})")
+                events.note(f"trained in {duration(time.monotonic() - started)} "
+                            f"(estimated {duration(est.wall)})")
         except KeyboardInterrupt:
             return _interrupted(sweep, out, resume_command)
         if imports is not None:
@@ -152,7 +152,7 @@ def _final_report(out: Path, say):
 
     try:
         path = write_report(out, say=say)
-        say(f"report: {path} (written in {planmod.clock(time.monotonic() - t)}; not in the training estimate)")
+        say(f"report: {path} (written in {duration(time.monotonic() - t)}; not in the training estimate)")
         return 0
     except HarnessError as e:  # a full disk, a link: the report is all or nothing, and nothing was written
         print(f"harness: error: {e}; the runs and summary.csv are kept (the report is not): "
@@ -169,12 +169,12 @@ def _confirm(job: Job, force):
     trained again on new seeds, then ``tuned.csv``. Returns the failed
     runs' statuses (none when the search is unfinished)."""
     sweep, out, events = job.sweep, job.out, job.events
-    chosen = tuning.selection(sweep, out)
+    chosen = tuned_sweep.selection(sweep, out)
     if chosen is None:
         return []
     confirm = [(r, c) for r, c, _ in sweep.confirmation(chosen)]
     _, todo = planmod.split_runs(sweep, out, force, confirm)
-    seeds = tuning.tunemod.confirm_seeds(sweep.seeds, sweep.tune.confirm_seeds)
+    seeds = tuned_sweep.tunemod.confirm_seeds(sweep.seeds, sweep.tune.confirm_seeds)
     events.note(f"tuning: each of {count(len(chosen), 'grid point')} selected its best of "
                 f"{count(sweep.tune.trials, 'trial')}; confirming on seeds {', '.join(map(str, seeds))}: "
                 f"{len(todo)} of {count(len(confirm), 'run')} to train")
@@ -182,7 +182,7 @@ def _confirm(job: Job, force):
     _clear(out, todo, force)
     store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est, confirm))
     failed = job.execute(todo, est)
-    tuning.write_tuned(sweep, out)
+    tuned_sweep.write_tuned(sweep, out)
     return failed
 
 
@@ -231,8 +231,8 @@ def _plan_and_tell(sweep: Sweep, out: Path, force, say) -> planmod.Plan:
     if plan.refusal:
         raise ConfigError(plan.refusal)
     if todo:
-        say(f"{planmod.WALL}: {planmod.clock(plan.estimate.wall)} with {count(plan.estimate.workers, 'worker')}"
-            + (f" (budget {planmod.clock(sweep.budget)})" if sweep.budget else ""))
+        say(f"{planmod.WALL}: {duration(plan.estimate.wall)} with {count(plan.estimate.workers, 'worker')}"
+            + (f" (budget {duration(sweep.budget)})" if sweep.budget else ""))
     return plan
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import layout, store, watch
+from .. import layout, store, sweep_status
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
 from . import halving as halvingmod, pooling, stats, tables, tuned as tunedmod
@@ -113,7 +113,7 @@ def _run_states(folder, summary):
     planned = set()
     if (folder / store.PLAN).is_file():
         try:
-            _, _, runs = watch.progress(folder)
+            _, _, runs = sweep_status.progress(folder)
         except (ConfigError, KeyError, TypeError, AttributeError):
             runs = []  # an unreadable plan: counted from the summary alone
         for r in runs:

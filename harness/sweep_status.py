@@ -16,7 +16,7 @@ import numpy as np
 from . import layout, manifest, store
 from .errors import ConfigError
 from .status import STATES, RunState
-from .words import count
+from .words import count, seconds
 
 
 def _rows_so_far(run_dir: Path):
@@ -153,10 +153,6 @@ def _order(state):
     return STATES.index(state) if state in STATES else len(STATES)
 
 
-def _secs(x):
-    return f"{x:.1f} s" if x < 10 else f"{x:.0f} s"
-
-
 def render(folder):
     """The text ``harness status`` prints."""
     store.refuse_links(folder)
@@ -175,12 +171,12 @@ def render(folder):
         elif r["state"] in (RunState.RUNNING, RunState.CUT_SHORT, RunState.CHECKPOINTED):
             it = "?" if r["iteration"] is None else r["iteration"]
             val = "" if r["val_acc"] is None else f", validation {100 * r['val_acc']:.2f}%"
-            eta = "" if r["eta_seconds"] is None else f", about {_secs(r['eta_seconds'])} left"
+            eta = "" if r["eta_seconds"] is None else f", about {seconds(r['eta_seconds'])} left"
             why = f" ({r['problem']}: the next sweep starts it over)" if r.get("problem") else ""
             lines.append(f"  {r['state']}: {r['run_id']} {r['layers']} seed {r['seed']}: "
                          f"iteration {it} of {r['iterations']}{val}{eta}{why}")
     if running:
         eta = sweep_eta(plan, runs)
         lines.append("sweep: " + ("no run finished yet, so no estimate of the rest" if eta is None
-                                  else f"about {_secs(eta)} left to train (rough)"))
+                                  else f"about {seconds(eta)} left to train (rough)"))
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import pytest
 from harness import store
 from harness.cli import main
 from harness.sweep import locked
-from harness.watch import progress, sweep_eta
+from harness.sweep_status import progress, sweep_eta
 
 
 def _folder(root):
@@ -68,7 +68,7 @@ def test_a_sweep_writes_its_plan(tmp_path, tiny_csv):
 
 
 def test_the_run_model_fits_a_fixed_cost_per_run_iteration_and_flop():
-    from harness.watch import run_seconds_model
+    from harness.sweep_status import run_seconds_model
 
     # seconds = 2 + 0.01 per iteration + 1e-9 per FLOP, exactly
     runs = [{"iterations": it, "flops": fl, "seconds": 2 + 0.01 * it + 1e-9 * fl}
