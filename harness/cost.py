@@ -282,7 +282,7 @@ def _run_overhead():
 def _worker_start():
     """Seconds for a new Python to import what a sweep worker runs."""
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import harness.sweep"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", "import harness.worker"], check=True, capture_output=True)
     return time.perf_counter() - t
 
 

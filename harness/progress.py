@@ -49,7 +49,7 @@ def print_outcome(summary, out):
 
 
 class Tracker(Printed):
-    """How far a sweep is, from its events (see :class:`harness.sweep.Events`)."""
+    """How far a sweep is, from its events (see :class:`harness.events.Events`)."""
 
     def started(self, estimate, todo, meta=None):
         self.est, self.cfgs, self.meta = estimate, dict(todo), meta or {}

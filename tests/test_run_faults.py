@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from harness.cli import main
 from harness.config import RunConfig
 from harness.train import prepare, run
 
-from helpers import make_digits, write_csv
+from helpers import make_digits, wait_for, write_csv
 
 GRID = """
 [sweep]
@@ -74,15 +73,6 @@ def start(path, out, background=False):
     return subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(path), "--out", str(out), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=as_from_a_shell(ignore_sigint=background))
-
-
-def wait_for(predicate, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def in_flight(root):
@@ -203,7 +193,7 @@ def test_removing_a_running_run_s_folder_fails_that_run_alone(tmp_path):
     path, out = grid(tmp_path, iterations=6000), tmp_path / "out"
     root = out / "slow"
     proc = start(path, out)
-    wait_for(lambda: len(in_flight(root)) >= 2)
+    wait_for(lambda: len(in_flight(root)) >= 2, seconds=120)
     victim = in_flight(root)[0]
     shutil.rmtree(victim)
     _, err = proc.communicate(timeout=300)
@@ -328,7 +318,7 @@ def test_sigterm_marks_the_running_runs_says_how_to_resume_and_the_resume_is_ide
     proc = start(path, out)
     # both workers busy (a worker still importing would print Python's traceback), one run checkpointed
     wait_for(lambda: len(in_flight(root)) >= 2
-             and len([r for r in in_flight(root) if (r / "checkpoint.npz").exists()]) >= 1)
+             and len([r for r in in_flight(root) if (r / "checkpoint.npz").exists()]) >= 1, seconds=120)
     running = in_flight(root)
     (os.kill if to == "main process" else os.killpg)(proc.pid, getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
@@ -352,7 +342,7 @@ def test_sigterm_reaches_a_sweep_started_in_the_background_with_sigint_ignored(t
     path = grid(tmp_path, iterations=6000)
     out, root = tmp_path / "out", tmp_path / "out" / "slow"
     proc = start(path, out, background=True)
-    wait_for(lambda: len(in_flight(root)) >= 2)
+    wait_for(lambda: len(in_flight(root)) >= 2, seconds=120)
     running = in_flight(root)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
