@@ -241,9 +241,14 @@ SCALINGS = {"pixels": "pixels scaled by 1/255",
 
 @lru_cache(maxsize=4)
 def load_source(dataset="mnist", path=None, label_column=None) -> Source:
-    """Load the bundled dataset ``dataset``, or ``path`` (an IDX folder or a
+    """:func:`read_source`, cached per process, so sweep workers read once."""
+    return read_source(dataset, path, label_column)
+
+
+def read_source(dataset="mnist", path=None, label_column=None) -> Source:
+    """Read the bundled dataset ``dataset``, or ``path`` (an IDX folder or a
     CSV file, whose labels are in the column ``label_column`` or the first)
-    when given. Cached per process, so sweep workers read once."""
+    when given, from its files (uncached: see :func:`load_source`)."""
     if path is not None:
         p = Path(path)
         if p.is_dir():

@@ -158,10 +158,10 @@ def _load_seconds(todo):
 def _data_seconds(dataset, path, label_column, train_size, validation, data_seed, dtype):
     """Measured once per process and data setting, reading the files again
     (past load_source's cache, which a new worker does not have)."""
-    from .data import load_source, split
+    from .data import read_source, split
 
     t = time.perf_counter()
-    split(load_source.__wrapped__(dataset, path or None, label_column or None), train_size or None, validation,
+    split(read_source(dataset, path or None, label_column or None), train_size or None, validation,
           data_seed, dtype)
     return time.perf_counter() - t
 
