@@ -4,6 +4,7 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from harness import bench, mlp
 
@@ -38,6 +39,7 @@ def test_article_grid_is_found_and_shortened_for_quick_runs():
     assert "iterations = 100" in quick and "iterations = 50" in quick
 
 
+@pytest.mark.slow
 def test_plot_rows_keep_same_named_ratios_of_different_sections_apart(tmp_path):
     import pandas as pd
 

@@ -72,6 +72,7 @@ def test_the_docs_have_examples_to_run():
     assert set(NOT_RUN) <= shown, set(NOT_RUN) - shown  # a skipped line that is gone: drop it from NOT_RUN
 
 
+@pytest.mark.slow
 def test_every_grid_file_in_the_docs_loads_and_dry_runs_as_written(tmp_path, fake_calibration, capsys):
     for i, (where, text) in enumerate(blocks("toml")):
         fragment = "[grid]" not in text
@@ -112,6 +113,7 @@ def _write_flowers(path, rows=240):
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_every_command_in_the_docs_runs(tmp_path, fake_calibration, monkeypatch, capsys):
     toml = dict(blocks("toml"))["README.md"]
     (tmp_path / "my-sweep.toml").write_text(toml)
@@ -148,6 +150,7 @@ def test_every_command_in_the_docs_runs(tmp_path, fake_calibration, monkeypatch,
     assert ran >= 6 and not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_every_python_example_runs():
     for where, code in blocks("python"):
         namespace = {}

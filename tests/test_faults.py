@@ -60,6 +60,7 @@ def resume_keeps_finished_runs(grid, out, root):
     check_complete(root)
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_whole_sweep_loses_only_runs_in_flight(tmp_path):
     grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: len(finished(root)) >= 1 and in_flight(root))
@@ -98,6 +99,7 @@ def _start_marked(tmp_path):
     return grid, out, root, proc, mark
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_main_process_alone_leaves_no_writer(tmp_path):
     grid, out, root, proc, mark = _start_marked(tmp_path)
     assert len(_marked(mark)) >= 3  # the main process, its workers and their runs
@@ -110,6 +112,7 @@ def test_sigkill_of_the_main_process_alone_leaves_no_writer(tmp_path):
     resume_keeps_finished_runs(grid, out, root)
 
 
+@pytest.mark.slow
 def test_a_resume_right_after_the_kill_waits_for_the_old_writers(tmp_path):
     grid, out, root, proc, mark = _start_marked(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
@@ -118,6 +121,7 @@ def test_a_resume_right_after_the_kill_waits_for_the_old_writers(tmp_path):
     assert not _marked(mark)
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     grid, out, root, proc = start_slow(tmp_path)
     # Both workers busy: a loky worker still importing when Ctrl-C comes prints Python's
@@ -134,6 +138,7 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     resume_keeps_finished_runs(grid, out, root)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_only_its_run(tmp_path):
     grid, out, root, proc = start_slow(tmp_path)
     wait_for(lambda: len(in_flight(root)) >= 1)

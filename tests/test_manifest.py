@@ -65,6 +65,7 @@ def _one_line(err, *words):
     assert all(w in lines[0] for w in words), err
 
 
+@pytest.mark.slow
 def test_a_finished_record_carries_a_manifest_of_its_files(swept):
     root = swept / "out" / "v"
     for run_dir in (root / "runs").iterdir():
@@ -97,6 +98,7 @@ def test_a_config_copied_from_another_run_is_caught_by_the_folder_name(swept, tm
     pd.testing.assert_frame_equal(_numbers(root), before)
 
 
+@pytest.mark.slow
 def test_the_report_names_a_damaged_run_and_leaves_it_out(swept, tmp_path, capsys):
     _, root = _copy(swept, tmp_path)
     run_dir = sorted((root / "runs").iterdir())[0]
@@ -160,6 +162,7 @@ def test_old_results_are_read_as_before_with_a_note_and_a_damaged_one_is_redone(
     assert capsys.readouterr().out.splitlines()[-1] == f"{root}: 6 verified, 0 damaged"
 
 
+@pytest.mark.slow
 def test_verify_seal_keeps_the_report_the_same(swept, tmp_path, capsys):
     _, root = _copy(swept, tmp_path)
     _strip(root)

@@ -176,6 +176,7 @@ def _plan(root, run_ids):
     store.atomic_write_json(root / store.PLAN, {"name": root.name, "grid": "g.toml", "jobs": 2, "runs": runs})
 
 
+@pytest.mark.slow
 def test_a_half_written_sweep_counts_every_run_and_plots(tmp_path, capsys):
     root = tmp_path / "half"
     # three seeds of one variant whose per-run median times lie outside the pooled middle half
@@ -209,6 +210,7 @@ def test_a_half_written_sweep_counts_every_run_and_plots(tmp_path, capsys):
     assert "**Partial:**" not in md and "8 runs: 3 done, 1 failed, 1 stopped, 1 cut short, 2 waiting;" in md
 
 
+@pytest.mark.slow
 def test_a_variant_whose_seeds_diverged_says_so(tmp_path):
     root = tmp_path / "div"
     rows = [_run(root, "aaa", "16-8-10", 0, "done", 0.90, 0.1), _run(root, "bbb", "16-8-10", 1, "done", 0.91, 0.1),
@@ -222,6 +224,7 @@ def test_a_variant_whose_seeds_diverged_says_so(tmp_path):
     assert "n = 1" not in row and "untested (1 seed)" not in row
 
 
+@pytest.mark.slow
 def test_the_confusion_matrix_is_of_the_best_variants_median_run(tmp_path):
     root = tmp_path / "conf"
     rows = [_run(root, "aaa", "16-8-10", 0, "done", 0.90, 0.1, confusion=[[9, 1], [1, 9]]),
@@ -240,6 +243,7 @@ def test_the_confusion_matrix_is_of_the_best_variants_median_run(tmp_path):
     assert "### Confusion matrix of a run of the best variant (validation data)" in (root / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_md_escapes_names(tmp_path):
     root = tmp_path / "<img src=x onerror=alert(1)>"
     rows = [_run(root, "aaa", "16-8-10", 0, "done", 0.90, 0.1),
@@ -257,6 +261,7 @@ def test_report_md_escapes_names(tmp_path):
     assert render_md([("h2", "a\nb | c")]) == "## a b \\| c\n"
 
 
+@pytest.mark.slow
 def test_the_trials_column_of_a_halving_report_says_what_it_counts():
     from pathlib import Path
 

@@ -105,6 +105,7 @@ def _overcommit_refuses_huge():
 
 
 @pytest.mark.skipif(not _overcommit_refuses_huge(), reason="needs a kernel that refuses a 1 TiB allocation at once")
+@pytest.mark.slow
 def test_a_run_that_fails_in_setup_is_recorded_and_the_others_are_summarised(tmp_path, monkeypatch, capsys):
     # The memory check would refuse 16-10^10-10 before the sweep; with it out of
     # the way the run meets its MemoryError in setup, before config.json.
@@ -128,6 +129,7 @@ def test_a_run_that_fails_in_setup_is_recorded_and_the_others_are_summarised(tmp
         assert "16-10000000000-10" in (root / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_failed_run_without_config_json_does_not_stop_the_summary(tmp_path):
     # As an earlier version left it: status.json "failed", no config.json.
     path = grid(tmp_path, iterations=20, seeds=(0, 1), layers="[[16, 32, 10]]", checkpoint=0)
@@ -255,6 +257,7 @@ def test_a_full_disk_is_one_line_per_file_leaves_no_temporary_file_and_resumes(t
         assert (root / "report.md").exists() and (root / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_the_report_is_written_all_or_nothing_and_its_exit_status_says_so(tmp_path, monkeypatch, capsys):
     path = grid(tmp_path, iterations=50, seeds=(0,), checkpoint=0)
     out, root = tmp_path / "out", tmp_path / "out" / "slow"
@@ -358,6 +361,7 @@ def tree(folder):
 
 
 @pytest.mark.parametrize("what", ["run folder", "run file", "sweep folder", "plots folder"])
+@pytest.mark.slow
 def test_a_symbolic_link_is_refused_naming_it_and_never_written_through(tmp_path, capsys, what):
     path = grid(tmp_path, iterations=30, seeds=(0, 1), checkpoint=0)
     out, root = tmp_path / "out", tmp_path / "out" / "slow"
