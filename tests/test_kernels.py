@@ -178,14 +178,16 @@ def test_the_bench_times_each_product_in_its_other_layout_and_says_where_the_tab
         fn()
     table = mlp.layouts_record("float32")
     other = {"as written": "transposed", "transposed": "as written"}
-    assert [name for name in made] == [f"flip {k}" for k in mlp.PRODUCTS]
+    assert [name for name in made] == [f"flip {k}" for k in (*mlp.PRODUCTS, "all")]
     for k, got in zip(mlp.PRODUCTS, seen):  # exactly one product flipped, each in turn
         assert got == {**table, k: other[table[k]]}
+    assert seen[-1] == {k: other[v] for k, v in table.items()}  # then all of them
     assert mlp.layouts_record("float32") == table  # and the kernel's table back afterwards
     rows = []
-    t = {"ours": 1.2, "flip forward": 1.0, "flip dW": 1.5, "flip dA": 1.2}
+    t = {"ours": 1.2, "flip forward": 1.0, "flip dW": 1.5, "flip dA": 1.2, "flip all": 2.4}
     bench.layout_verdicts("step", "net", "float32", t, lambda *row: rows.append(row))
     by = {row[1].split(": ")[1].split()[0]: row for row in rows}
     assert by["forward"][2] == pytest.approx(1.2) and "slower here by 20%" in by["forward"][4]
     assert by["dW"][2] == pytest.approx(0.8) and "faster by 25%" in by["dW"][4]
     assert by["dA"][2] == pytest.approx(1.0) and "the same time" in by["dA"][4]
+    assert by["all"][2] == pytest.approx(0.5) and "faster by 100%" in by["all"][4]
