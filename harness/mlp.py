@@ -166,25 +166,18 @@ def _chunks(m, layers):
     return [slice(s, min(s + rows, m)) for s in range(0, m, rows)]
 
 
-# Which way round each kind of product is handed to BLAS: as written
-# (``A @ B``) or as its transpose (``(B.T @ A.T).T``, the examples-as-columns
-# layout of the article). Same product, no copies; only OpenBLAS's kernel
-# choice differs, and with it the speed and the last bits of the result. So
-# the choice is a function of things a run records (config.json's
-# ``blas_kernel`` and ``blas_layouts``): the OpenBLAS kernel (the CPU code
-# path it picked; OPENBLAS_CORETYPE forces one), the dtype and the product.
-# Products: forward (A @ W), weight gradient (A.T @ dZ), gradient passed back
-# (dZ @ W.T). Every entry is measured (docs/performance.md): the SkylakeX
-# entries are those every committed result was trained with and stay as
-# they are. Haswell's float32 goes transposed: on an AVX2-only EPYC (issue
-# 30) that took the 784-256-128-64-10 step from 1,498 to 563 ms and a
-# minibatch epoch from 2.8 to 2.25 s; on this AVX-512 machine forced to
-# Haswell the two layouts' steps were within noise. All three products go
-# the same way: a transposed product's output is Fortran-ordered and feeds
-# the next, and one flipped alone was slower than all (or none). No shape
-# in the key: no measurement here showed a shape rule beating the noise.
-# `harness bench` times each product's other layout, and all three, and
-# says where the table's choice is slower on the machine it runs on.
+# Which way round each product goes to BLAS: as written (``A @ B``) or
+# transposed (``(B.T @ A.T).T``, examples as columns). Same product, no copies;
+# only OpenBLAS's code path, its speed and the last bits differ, so the choice
+# is keyed on what a run records (config.json's ``blas_kernel`` and
+# ``blas_layouts``): the OpenBLAS kernel, the dtype and the product (forward
+# A @ W, weight gradient A.T @ dZ, gradient passed back dZ @ W.T). SkylakeX's
+# entries are those every committed result was trained with. Haswell's
+# float32 goes transposed: on an AVX2-only EPYC (issue 30) that took the
+# 784-256-128-64-10 step from 1,498 to 563 ms and an epoch from 2.8 to 2.25 s.
+# A dtype's three products go the same way (a transposed output is
+# Fortran-ordered and feeds the next product: one flipped alone was slower
+# than all). Measurements, and why no shape is in the key: docs/performance.md.
 PRODUCTS = ("forward", "dW", "dA")
 _ALL_PLAIN = dict.fromkeys(PRODUCTS, False)
 _ALL_TRANSPOSED = dict.fromkeys(PRODUCTS, True)
@@ -211,8 +204,8 @@ def layouts(kernel=None, dtype=None):
     ``{dtype: {product: transposed}}``, or one dtype's ``{product: transposed}``.
     A kernel not in the table gets ``DEFAULT_KERNEL``'s."""
     kernel = blas_kernel() if kernel is None else kernel
-    table = LAYOUTS.get(kernel, LAYOUTS[DEFAULT_KERNEL])
-    return table if dtype is None else table[str(dtype)]
+    table = LAYOUTS.get(kernel, LAYOUTS[DEFAULT_KERNEL])  # copied: the entries share their dicts
+    return {d: dict(t) for d, t in table.items()} if dtype is None else dict(table[str(dtype)])
 
 
 def layouts_record(dtype):

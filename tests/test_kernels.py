@@ -191,3 +191,24 @@ def test_the_bench_times_each_product_in_its_other_layout_and_says_where_the_tab
     assert by["dW"][2] == pytest.approx(0.8) and "faster by 25%" in by["dW"][4]
     assert by["dA"][2] == pytest.approx(1.0) and "the same time" in by["dA"][4]
     assert by["all"][2] == pytest.approx(0.5) and "faster by 100%" in by["all"][4]
+
+
+def test_run_kernels_runs_one_fresh_process_per_kernel_and_reads_them_back(tmp_path, monkeypatch):
+    from harness import kernelbench
+
+    argv, env = kernelbench.kernel_command("Haswell", tmp_path / "k", 3, True)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and argv[1:5] == ["-m", "harness", "bench", "--cases-only"]
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "k") and "--quick" in argv
+    # a stand-in child: reports the kernel OpenBLAS really gave it, as the bench's machine row does
+    child = ("import sys, pathlib, pandas as pd; from harness import mlp; out = pathlib.Path(sys.argv[1]); "
+             "out.mkdir(parents=True); print('child says hello'); pd.DataFrame(["
+             "{'section': 'machine', 'item': 'x, kernel ' + mlp.blas_kernel(), 'value': None, 'unit': '', 'note': ''},"
+             "{'section': 'step', 'item': 'ours', 'value': 1.5, 'unit': 's', 'note': ''}]).to_csv(out / 'bench.csv')")
+    monkeypatch.setattr(kernelbench, "kernel_command", lambda kernel, out, repeats, quick: (
+        [sys.executable, "-c", child, str(out)], {**os.environ, "OPENBLAS_CORETYPE": kernel}))
+    lines = []
+    table = kernelbench.run_kernels(["Haswell", "SkylakeX"], tmp_path, say=lines.append)
+    assert "  [Haswell] child says hello" in lines and (tmp_path / "kernels.csv").is_file()
+    assert table.loc["step: ours"].tolist() == [1.5, 1.5]
+    if _probe("Haswell")["kernel"] == "Haswell":
+        assert table.loc[KERNEL_ROW, "Haswell"] == "Haswell"
