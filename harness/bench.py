@@ -78,6 +78,53 @@ def ours_step(layers, X, y, dtype, pool):
     return step
 
 
+# Each product alone in its other layout, and all of them at once: a
+# transposed product's output is Fortran-ordered and feeds the next one, so
+# products do not flip independently (measured: under Haswell, float64's
+# products flipped one at a time were each ~1.35x slower; all three, not).
+FLIPS = (*mlp.PRODUCTS, "all")
+
+
+def flipped(dtype, product):
+    """This kernel's layout table with ``product`` of ``dtype`` (or "all"
+    of them) in its other layout."""
+    table = {d: dict(t) for d, t in mlp.layouts().items()}
+    for k in mlp.PRODUCTS if product == "all" else (product,):
+        table[dtype][k] = not table[dtype][k]
+    return table
+
+
+def with_layouts(table, fn):
+    """``fn`` run under the layout ``table`` (:func:`harness.mlp.set_layouts`), then the kernel's again."""
+    def run():
+        mlp.set_layouts(table)
+        try:
+            return fn()
+        finally:
+            mlp.set_layouts(None)
+    return run
+
+
+def layout_contestants(make, dtype):
+    """``{"flip <product>": fn}``: ``make()`` (a fresh callable) under the
+    table with each product of ``dtype``, and all, in the other layout."""
+    return {f"flip {k}": with_layouts(flipped(dtype, k), make()) for k in FLIPS}
+
+
+def layout_verdicts(section, name, dtype, t, add, ours="ours"):
+    """One row per product: the table's layout against the other, timed in
+    the same round-robin (``t[ours]`` against ``t["flip <product>"]``)."""
+    table = mlp.layouts(dtype=dtype)
+    for k in FLIPS:
+        ratio = t[ours] / t[f"flip {k}"]
+        chosen = ("transposed" if table[k] else "as written") if k != "all" else \
+            "/".join("T" if table[p] else "W" for p in mlp.PRODUCTS)
+        verdict = (f"the table's choice is slower here by {100 * (ratio - 1):.0f}%" if ratio > 1
+                   else f"the table's choice is faster by {100 * (1 / ratio - 1):.0f}%" if ratio < 1
+                   else "the two layouts took the same time")
+        add(section, f"{name} {dtype}: {k} {chosen} (table) / other layout", ratio, "x", f"({verdict})")
+
+
 def gemms_alone(layers, m, dtype):
     """Just the step's matrix products with np.matmul, as callables, in each
     layout: examples as rows (ours), and as columns (the article's).
@@ -297,7 +344,9 @@ def minibatch_section(src, threads, repeats, add):
             add("minibatch", f"{name} epoch: ours / PyTorch", t["ours"] / t["torch"], "x",
                 "target <= 0.8" if layers == MINIBATCH_NETS[0] else "")
         with Threads(threads) as pool:
-            timed = {"ours": (1, ours_minibatch_steps(layers, split.X_train, split.y_train, pool))}
+            make = lambda: ours_minibatch_steps(layers, split.X_train, split.y_train, pool)  # noqa: E731
+            timed = {"ours": (1, make())}
+            timed.update({k: (1, fn) for k, fn in layout_contestants(make, "float32").items()})
             gemms = gemms_alone(layers, 128, "float32")
             timed.update({k: (threads, (lambda fn=fn: [fn() for _ in range(50)])) for k, fn in gemms.items()})
             t = _interleaved_medians(timed, repeats)
@@ -306,6 +355,7 @@ def minibatch_section(src, threads, repeats, add):
         add("minibatch", f"{name} step: GEMMs alone ({layout} layout)", t[layout] / 50, "s",
             f"({threads} BLAS threads)")
         add("minibatch", f"{name} step: ours / GEMMs", t["ours"] / t[layout], "x", "target <= 1.3")
+        layout_verdicts("minibatch", f"{name} step", "float32", t, add)
 
 
 # --- 3. sweep throughput --------------------------------------------------------
@@ -390,7 +440,9 @@ def step_section(src, threads, repeats, add):
         for layers in NETS:
             name = "-".join(map(str, layers))
             with Threads(threads) as pool:
-                timed = {"ours": (1, ours_step(layers, split.X_train, split.y_train, dtype, pool))}
+                make = lambda: ours_step(layers, split.X_train, split.y_train, dtype, pool)  # noqa: E731
+                timed = {"ours": (1, make())}
+                timed.update({k: (1, fn) for k, fn in layout_contestants(make, dtype).items()})
                 timed.update({k: (threads, fn) for k, fn in gemms_alone(layers, 33600, dtype).items()})
                 pt = torch_step(layers, split.X_train, split.y_train, dtype, threads)
                 timed.update({f"torch {k}": (threads, fn) for k, fn in (pt or {}).items()})
@@ -402,6 +454,7 @@ def step_section(src, threads, repeats, add):
             add("step", f"{name} {dtype}: ours / GEMMs", t["ours"] / t[layout], "x", "target <= 1.2")
             add("step", f"{name} {dtype}: GFLOP/s ours", mlp.flops_per_iter(layers, 33600) / t["ours"] / 1e9,
                 "GFLOP/s")
+            layout_verdicts("step", name, dtype, t, add)
             if pt is None:
                 add("step", f"{name} {dtype}: PyTorch", None, "s", "(torch not installed: pip install torch==2.13.0)")
                 continue
@@ -470,8 +523,19 @@ def machine():
             f"{blas.get('internal_api', '?')} {blas.get('version', '')}{kernel}")
 
 
-def run_bench(out="results/bench", repeats=7, quick=False, say=print, race_only=False):
-    """Every section (or only the sweep race), into ``out``/bench.csv and bench.png."""
+def kernel_note():
+    """One line when this process's OpenBLAS kernel is not in the layout
+    table (it then computes with the default kernel's layouts), else None."""
+    kernel = mlp.blas_kernel()
+    if kernel in mlp.LAYOUTS:
+        return None
+    return (f"note: the layout table does not know the OpenBLAS kernel {kernel}: it uses {mlp.DEFAULT_KERNEL}'s "
+            "layouts, and the rows below say where the other layout is faster")
+
+
+def run_bench(out="results/bench", repeats=7, quick=False, say=print, race_only=False, cases_only=False):
+    """Every section (or only the sweep race; or with ``cases_only`` only
+    the step and lone-minibatch cases), into ``out``/bench.csv and bench.png."""
     threads = os.cpu_count() or 1
     rows = []
 
@@ -482,20 +546,25 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print, race_only=
 
     say(f"harness bench: {threads} threads, medians of {repeats}; {machine()}")
     rows.append({"section": "machine", "item": machine(), "value": None, "unit": "", "note": ""})
+    if kernel_note():
+        say(kernel_note())
+        rows.append({"section": "machine", "item": kernel_note(), "value": None, "unit": "", "note": ""})
     if not race_only:
         src = datamod.load_source("mnist")
         say("1. full-batch training step on 33,600 MNIST rows")
         step_section(src, threads, repeats, add)
-        if not quick:
+        if not quick and not cases_only:
             say("2. minibatch Adam (batch 128, lr 1e-3, float32) on 784-256-128-64-10 to 97.5% test accuracy")
             adam_section(src, threads, add)
         say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
         minibatch_section(src, threads, repeats, add)
-        sweep_sections(quick, add, say)
-    from .race import race_section
+        if not cases_only:
+            sweep_sections(quick, add, say)
+    if not cases_only:
+        from .race import race_section
 
-    with tempfile.TemporaryDirectory() as tmp:
-        race_section(repeats, quick, add, say, tmp)
+        with tempfile.TemporaryDirectory() as tmp:
+            race_section(repeats, quick, add, say, tmp)
 
     frame = pd.DataFrame(rows)
     out = Path(out)

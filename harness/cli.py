@@ -307,6 +307,10 @@ def _add_bench(sub):
     p.add_argument("--quick", action="store_true", help="skip the Adam race and shorten the sweep")
     p.add_argument("--race", action="store_true",
                    help="only the sweep race: a small sweep as whole commands against PyTorch and scikit-learn")
+    p.add_argument("--cases-only", action="store_true",
+                   help="only the full-batch step and lone-minibatch cases (what --kernels runs per kernel)")
+    p.add_argument("--kernels", metavar="LIST", help="the step and minibatch cases once per OpenBLAS kernel, "
+                   "each in a fresh process (OPENBLAS_CORETYPE), side by side: e.g. Haswell,SkylakeX")
     p.add_argument("--out", metavar="DIR", default="results/bench", help="output folder (default results/bench)")
     p.set_defaults(func=cmd_bench)
 
@@ -316,7 +320,17 @@ def cmd_bench(args):
 
     if args.repeats < 1:
         raise ConfigError(f"flag --repeats: {args.repeats} must be at least 1")
-    run_bench(args.out, args.repeats, args.quick, race_only=args.race)
+    if args.kernels is not None:
+        from .kernelbench import run_kernels
+
+        kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+        bad = [k for k in kernels if not k.isalnum()]
+        if not kernels or bad or args.race:
+            why = "--race does not go with it" if args.race else f"{(bad or [args.kernels])[0]!r} is not a kernel name"
+            raise ConfigError(f"flag --kernels: {why} (a list like Haswell,SkylakeX)")
+        run_kernels(kernels, args.out, args.repeats, args.quick)
+        return 0
+    run_bench(args.out, args.repeats, args.quick, race_only=args.race, cases_only=args.cases_only)
     return 0
 
 

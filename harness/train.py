@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import __version__, data as datamod, mlp, store
 from .config import RunConfig, check_fits
-from .errors import DiskFull, HarnessError, LinkRefused
+from .errors import ConfigError, DiskFull, HarnessError, LinkRefused
 from .optim import lr_at, make_optimizer
 from .parallel import Threads
 from .signals import INTERRUPTED_BY
@@ -422,6 +422,9 @@ def _unusable(out: Path, run_id, training: Training, saved=None):
     arrays, meta = saved
     if meta.get("run_id") != run_id:
         return f"it is run {meta.get('run_id')}'s"
+    refusal = kernel_refusal(out, meta)
+    if refusal:
+        raise ConfigError(refusal)
     want, _ = training.state()
     kept = {f"kept_{k}": want[k] for k in want if k[0] in "Wb" and k[1:].isdigit()}
     for name, array in arrays.items():
@@ -440,6 +443,32 @@ def _unusable(out: Path, run_id, training: Training, saved=None):
     if not isinstance(it, int) or not 0 < it <= training.total:
         return f"its iteration {it!r} is not one of this run's"
     return None
+
+
+ANY_KERNEL = "HARNESS_ANY_KERNEL"
+
+
+def kernel_refusal(out: Path, meta):
+    """Why the checkpoint in ``out`` (its ``meta``) must not be continued by
+    this process (one line), or None. Its state was computed under one
+    OpenBLAS kernel; another picks other layouts (mlp.LAYOUTS) and rounds
+    the last bits otherwise, so the run would not be the one it started as.
+    ``HARNESS_ANY_KERNEL=1`` continues it anyway."""
+    then = meta.get("blas_kernel") or _recorded_kernel(out)
+    now = mlp.blas_kernel()
+    if not then or then == now or os.environ.get(ANY_KERNEL) == "1":
+        return None
+    return (f"{out}: its checkpoint was computed under the OpenBLAS kernel {then}, this process runs {now}, "
+            f"which would change its numbers; continue it with OPENBLAS_CORETYPE={then}, or set {ANY_KERNEL}=1")
+
+
+def _recorded_kernel(out: Path):
+    """config.json's ``blas_kernel`` (a checkpoint saved before checkpoints
+    named theirs), or None."""
+    try:
+        return store.read_json(out / "config.json").get("blas_kernel")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _continue_from_checkpoint(out: Path, run_id, training: Training):
@@ -484,7 +513,7 @@ class _Checkpoints:
 
     def save(self, row):
         arrays, meta = self.training.state(elapsed=row["elapsed_seconds"])
-        store.save_checkpoint(self.out, arrays, {**meta, "run_id": self.run_id})
+        store.save_checkpoint(self.out, arrays, {**meta, "run_id": self.run_id, "blas_kernel": mlp.blas_kernel()})
         self.last = time.monotonic()
 
     def try_save(self, row):
@@ -515,6 +544,7 @@ def _config_record(cfg: RunConfig, source, split, run_id, threads):
         "pid": os.getpid(),
         "numpy": np.__version__,
         **blas_info(),  # not in the run id: a run's id is its settings and data
+        "blas_layouts": mlp.layouts_record(cfg.dtype),  # which way round each product went to BLAS
         "threads": threads,
         "harness": __version__,
         "cpu": cpu_model(),
