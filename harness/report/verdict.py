@@ -91,9 +91,9 @@ def _classes(g):
     if len(equal):
         lines.append(_equivalent(best, equal, _margin(g)))
     for _, row in rest[rest.decision == "better"].iterrows():
-        lines.append(f"**Better than the first-ranked:** {row.label}, {_points(row)}: ranked below the best by "
-                     f"its mean, yet shown above it (p = {row.p_vs_best:.2g}, Holm-adjusted). The ranking's top "
-                     "is not settled.")
+        lines.append(f"**Better than the first-ranked:** {row.label}, {_points(row)}: shown above the variant "
+                     f"ranked first (p = {row.p_vs_best:.2g}, Holm-adjusted), so the top of the ranking is not "
+                     "settled.")
     far = rest[(rest.decision == "undecided") & (rest.val_acc < best.val_acc - NEAR_POINTS / 100)]
     if len(far):
         lines.append(f"**Undecided only because seeds scatter:** {_count(len(far))} more than {NEAR_POINTS} "
