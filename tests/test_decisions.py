@@ -127,10 +127,10 @@ def test_superiority_paired_is_the_share_of_seeds_won():
 # --- the pairing rule and the margin setting ------------------------------------------------
 
 def test_pairing_needs_the_same_seeds_and_the_same_data_order():
-    same = [{0: 0.9, 1: 0.91}, {0: 0.8, 1: 0.82}]
+    same = [[0, 1], [1, 0]]
     paired, why = decisions.design(same, True, {"layers"})
     assert paired and why.startswith("paired over seeds: every variant ran the same 2 seeds")
-    paired, why = decisions.design([{0: 0.9, 1: 0.91}, {0: 0.8, 2: 0.82}], True, {"layers"})
+    paired, why = decisions.design([[0, 1], [0, 2]], True, {"layers"})
     assert not paired and "do not all have the same seeds" in why
     paired, why = decisions.design(same, True, {"layers", "batch_size"})
     assert not paired and "differ in batch_size" in why
@@ -138,6 +138,9 @@ def test_pairing_needs_the_same_seeds_and_the_same_data_order():
     assert not paired and "full-batch" in why
     assert decisions.design(same, False, {"lr"})[0]  # one architecture: the same initial weights
     assert not decisions.design(same, None, {"lr"})[0]  # not recorded: not assumed
+    assert "one seed more than once" in decisions.design([[0, 1, 1], [0, 1, 1]], True, {"layers"})[1]
+    paired, why = decisions.design(same, True, {"layers", "sweep"})
+    assert not paired and "different sweeps" in why
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, 100, "0.2", True, float("nan")])

@@ -31,7 +31,7 @@ DEFAULT_MARGIN = 0.2  # points of validation accuracy: [report] margin
 DECISIONS = ("worse", "equivalent", "undecided", "better")
 # Settings that change a seed's minibatch order (or the rows it runs over):
 # variants that differ in one of them do not share their seeds' data order.
-ORDER_SETTINGS = ("batch_size", "train_size", "data_seed", "validation", "sweep")
+ORDER_SETTINGS = ("batch_size", "train_size", "data_seed", "validation")
 BOOTSTRAP = 2000
 BOOTSTRAP_SEED = 25  # fixed: the same seeds give the same interval, every time
 
@@ -128,23 +128,28 @@ def classify(best_values, other_values, margin, alpha=ALPHA, paired=False):
     return decision, d.diff, (d.low, d.high)
 
 
-def design(by_seed, minibatched, varying):
+def design(seeds, minibatched, varying):
     """``(paired, why)``: whether the variants of a table are compared seed by
-    seed. ``by_seed``: each variant's ``{seed: accuracy}``; ``minibatched``:
-    whether every variant trains on minibatches (None: not recorded); ``varying``: the settings
-    that tell the variants apart.
+    seed. ``seeds``: each variant's seeds that have an accuracy (a list
+    each); ``minibatched``: whether every variant trains on minibatches
+    (None: not recorded); ``varying``: the settings that tell them apart.
 
     A seed fixes the minibatch order (``train.Batches``: the generator
     ``[seed, 1]`` over the training rows, which ``data_seed``,
     ``train_size`` and ``validation`` choose), whatever the architecture.
     Initial weights and dropout masks are shared only by variants of the
     same layers: their shapes, and the dropout chunks, follow the layers."""
-    seeds = [frozenset(v) for v in by_seed]
     if len(seeds) < 2:
         return False, "one variant: nothing to compare"
-    if len(set(seeds)) > 1 or len(seeds[0]) < 2:
+    if any(len(set(s)) < len(s) for s in seeds):
+        return False, "Welch's test: a variant ran one seed more than once, so its seeds do not pair"
+    sets = [frozenset(s) for s in seeds]
+    if len(set(sets)) > 1 or len(sets[0]) < 2:
         return False, ("Welch's test: the variants do not all have the same seeds (with an accuracy), so "
                        "there are no per-seed pairs")
+    if "sweep" in varying:  # sweeps may be trained on different data (compare --allow-different-data)
+        return False, ("Welch's test: the variants come from different sweeps, and across sweeps the report "
+                       "does not check that a seed gives them the same training rows")
     order = [k for k in ORDER_SETTINGS if k in varying]
     if order:
         return False, (f"Welch's test: the variants differ in {', '.join(order)}, so one seed does not give "
@@ -156,7 +161,7 @@ def design(by_seed, minibatched, varying):
         return False, ("Welch's test: full-batch training has no minibatch order, and architectures that "
                        "differ share neither initial weights nor dropout masks, so a seed pairs nothing")
     shared = "the same minibatch order" if minibatched else "the same initial weights"
-    return True, (f"paired over seeds: every variant ran the same {len(seeds[0])} seeds, and a seed gives "
+    return True, (f"paired over seeds: every variant ran the same {len(sets[0])} seeds, and a seed gives "
                   f"them {shared}, so the per-seed differences are used (paired t interval)")
 
 

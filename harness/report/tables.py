@@ -226,8 +226,7 @@ def grouped(summary):
     mean validation accuracy: ``runs`` (seeds), ``seeds`` (those with an
     accuracy), mean and 95% t interval of validation (and test) accuracy,
     clipped to [0, 1] (``clipped`` says where), and the costs. ``accs``
-    holds each variant's per-seed validation accuracies, ``by_seed`` the same
-    keyed by seed, and ``minibatched`` whether its runs drew minibatches
+    holds each variant's per-seed validation accuracies, ``seed_ids`` their seeds, and ``minibatched`` whether its runs drew minibatches
     (the tests against the best, :mod:`.decisions`)."""
     ok = summary[in_comparison(summary.status)].copy()
     keys = variant_keys(ok)
@@ -240,7 +239,7 @@ def grouped(summary):
         row = dict(zip(keys, values))
         row.update(runs=len(runs), seeds=n, val_acc=mean, val_lo=lo, val_hi=hi, val_sd=runs.final_val_acc.std(),
                    accs=runs.final_val_acc.dropna().to_numpy(float),
-                   by_seed=dict(zip(runs.seed, runs.final_val_acc)) if "seed" in runs else {},
+                   seed_ids=list(runs.seed[runs.final_val_acc.notna()]) if "seed" in runs else [],
                    minibatched=(None if not {"batch_size", "n_train"} <= set(runs.columns) else
                                 bool(((runs.batch_size.fillna(0) > 0) & (runs.batch_size < runs.n_train)).all())),
                    train_acc=runs.final_train_acc.mean(), depth=runs.depth.iloc[0], width=runs.width.iloc[0],
@@ -274,11 +273,10 @@ def with_ties(g, margin=decisions.DEFAULT_MARGIN):
     if g.empty:
         return g
     varying = set(g.columns) & set(VARIANT_SETTINGS) | ({"layers"} if g.layers.nunique() > 1 else set())
-    by_seed = [{s: a for s, a in d.items() if not math.isnan(a)} for d in g.by_seed]
     known = g.minibatched.notna().all()
-    paired, why = decisions.design(by_seed, bool(g.minibatched.all()) if known else None, varying)
-    order = sorted(by_seed[0]) if paired else None
-    values = [np.array([d[s] for s in order]) for d in by_seed] if paired else list(g.accs)
+    paired, why = decisions.design(list(g.seed_ids), bool(g.minibatched.all()) if known else None, varying)
+    # paired: each variant's accuracies in one seed order (accs and seed_ids are in the same row order)
+    values = [a[np.argsort(s, kind="stable")] for a, s in zip(g.accs, g.seed_ids)] if paired else list(g.accs)
     found = decisions.classify_family(values[0], values[1:], margin / 100, ALPHA, paired)
     g["decision"] = ["best"] + [f[0] or "untested" for f in found]
     for col, get in (("diff", "diff"), ("diff_lo", "low"), ("diff_hi", "high")):

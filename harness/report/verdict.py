@@ -130,10 +130,8 @@ def _scatter(best, row):
 
 def _pair(g):
     """#1's and #2's per-seed values, in seed order when paired."""
-    a, b = g.by_seed.iloc[0], g.by_seed.iloc[1]
     if g.attrs.get("paired"):
-        seeds = sorted(s for s in a if not math.isnan(a[s]))
-        return np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+        return tuple(g.accs.iloc[i][np.argsort(g.seed_ids.iloc[i], kind="stable")] for i in (0, 1))
     return g.accs.iloc[0], g.accs.iloc[1]
 
 
