@@ -212,7 +212,8 @@ def test_the_margin_setting_moves_the_class():
     cost = {"16-64-10": 0.03, "16-32-10": 0.02}
     assert list(_say(accs, cost)[0].decision) == ["best", "worse"]
     g, lines = _say(accs, cost, margin=0.5)
-    assert list(g.decision) == ["best", "equivalent"] and "**Equivalent to it** (within ±0.5 points)" in " ".join(lines)
+    assert list(g.decision) == ["best", "equivalent"]
+    assert "**Equivalent to it** (within ±0.5 points)" in " ".join(lines)
 
 
 def test_a_variant_shown_better_than_the_first_ranked_is_said_so():

@@ -59,7 +59,8 @@ def test_two_identical_variants_end_equivalent():
     # unpaired (the variants differ in batch size, say): equivalent, but it could still lead, so it runs to the end
     rounds, racing_now, need = racing.replay({"a": TOP, "b": dict(TOP)}, RACE, pairable=False)
     assert [r.paired for r in rounds] == [False] * 5 and need == {}
-    assert rounds[-1].stopped == {"b": "racing ended it at round 5 (10 seeds): equivalent to a at the maximum of 10 seeds"}
+    assert rounds[-1].stopped == {
+        "b": "racing ended it at round 5 (10 seeds): equivalent to a at the maximum of 10 seeds"}
 
 
 def test_a_close_contender_gets_more_seeds_and_the_replay_asks_for_them():

@@ -226,8 +226,9 @@ def grouped(summary):
     mean validation accuracy: ``runs`` (seeds), ``seeds`` (those with an
     accuracy), mean and 95% t interval of validation (and test) accuracy,
     clipped to [0, 1] (``clipped`` says where), and the costs. ``accs``
-    holds each variant's per-seed validation accuracies, ``seed_ids`` their seeds, and ``minibatched`` whether its runs drew minibatches
-    (the tests against the best, :mod:`.decisions`)."""
+    holds each variant's per-seed validation accuracies, ``seed_ids`` their
+    seeds and ``minibatched`` whether its runs drew minibatches (None: not
+    recorded), for the tests against the best (:mod:`.decisions`)."""
     ok = summary[in_comparison(summary.status)].copy()
     keys = variant_keys(ok)
     ok[keys] = ok[keys].astype(str).where(ok[keys].notna(), "")  # groupable, NaN-free keys
@@ -263,8 +264,8 @@ def grouped(summary):
 def with_ties(g, margin=decisions.DEFAULT_MARGIN):
     """``g`` with each variant classed against the best (:mod:`.decisions`):
     ``decision`` (worse, equivalent, undecided, better; "untested" where a
-    side has fewer than two seeds), ``diff`` (its mean minus the best's, a fraction) and its
-    95% interval ``diff_lo``, ``diff_hi``, ``p_vs_best`` (the test of no
+    side has fewer than two seeds), ``diff`` (its mean minus the best's, a
+    fraction) and its 95% interval ``diff_lo``, ``diff_hi``, ``p_vs_best`` (the test of no
     difference, Holm-adjusted over the table) and ``p_equiv`` (TOST within
     ± ``margin`` points, Holm-adjusted). Paired over seeds where the design
     is; ``g.attrs["analysis"]`` says which and why, ``g.attrs["margin"]``
