@@ -18,8 +18,11 @@ looks), with Holm over the comparisons within a look. The family's error
 over the whole race is then at most Σ α / K = α by the union bound, whatever
 the dependence between looks (they share seeds, so it is strong, and
 Welch's degrees of freedom change from look to look, so the exact joint law
-that a Pocock or O'Brien-Fleming boundary needs is not at hand). The price
-is power: with [2, 10] and steps of 2, K = 5 and each look tests at 0.01.
+that a Pocock or O'Brien-Fleming boundary needs is not at hand). Within a
+look, Holm runs over every pair of the variants still racing, not only the
+pairs with the best: the best is chosen by the data, and a false call
+against it is a false call on some pair. The price is power: with [2, 10]
+and steps of 2, K = 5 and each look tests at 0.01.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
-from .report import decisions
+from .report import decisions, stats
 
 KEYS = ("race", "step")
 MOST_SEEDS = 1000
@@ -132,9 +135,9 @@ def decide(results, round_index, race, seeds=None, pairable=True):
     best = max(means, key=lambda v: means[v])  # max keeps the first of equal means
     others = [v for v in results if v != best]
     alpha = race.alpha_per_look
-    found = decisions.classify_family(finite[best], [finite[v] for v in others], race.margin / 100, alpha, paired)
+    found = _against_best(finite, best, race.margin / 100, alpha, paired)
     stopped, going, last = {}, [best], round_index == race.rounds - 1
-    for v, (decision, diff, _, _) in zip(others, found):
+    for v, (decision, diff) in zip(others, found):
         where = f"racing ended it at round {round_index + 1} ({n} seeds)"
         if decision == "worse":
             stopped[v] = f"{where}: worse than {best}, {100 * diff.diff:+.2f} points"
@@ -148,6 +151,23 @@ def decide(results, round_index, race, seeds=None, pairable=True):
     if last or len(going) == 1:
         return Round(round_index, best, stopped, (), None, paired)
     return Round(round_index, best, stopped, tuple(going), race.schedule[round_index + 1], paired)
+
+
+def _against_best(finite, best, margin, alpha, paired):
+    """Each other variant's ``(decision, Difference)`` against ``best``, its
+    p-values Holm-adjusted over every pair of the racing variants, not only
+    the pairs with the best. The best is picked by the data (the highest
+    mean), so comparing with it is not a fixed family: among equal variants
+    the lowest against the highest is called worse more often than α. A
+    false call against the best is a false call on its pair, and Holm over
+    all pairs bounds those at this look's α."""
+    names = [best] + [v for v in finite if v != best]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]  # (best, v) first: v - best
+    found = [decisions.difference(finite[a], finite[b], margin, paired) for a, b in pairs]
+    p_diff = stats.holm([d.p_diff for d in found])
+    p_equiv = stats.holm([d.p_equiv for d in found])
+    return [(decisions.decide(d.diff, pd_, pe, alpha), d)
+            for d, pd_, pe in zip(found[:len(names) - 1], p_diff, p_equiv)]
 
 
 def _could_lead(best, other, margin, alpha, paired):

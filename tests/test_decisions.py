@@ -236,3 +236,33 @@ def test_comparison_csv_holds_the_difference_and_the_class():
     csv = tables.comparison_csv(g, ["layers"])
     assert list(csv.decision) == ["best", "worse"]
     assert csv.diff_pct.tolist() == pytest.approx([0.0, -1.0]) and csv.diff_low_pct.iloc[1] == pytest.approx(-1.0)
+
+
+def test_the_report_reads_the_margin_from_the_grid_as_run_and_refuses_a_bad_one(tmp_path, capsys):
+    from test_report_text import _run  # a run folder written directly, and its summary row
+
+    root = tmp_path / "m"
+    best = [0.970, 0.975, 0.980]
+    rows = [_run(root, f"a{s}", "16-8-10", s, "done", v, 0.1) for s, v in enumerate(best)]
+    rows += [_run(root, f"b{s}", "16-4-10", s, "done", v - 0.003, 0.05) for s, v in enumerate(best)]
+    summary = pd.DataFrame(rows).assign(batch_size=32, n_train=1000)
+    summary.to_csv(root / "summary.csv", index=False)
+    (root / "sweep.toml").write_text("[report]\nmargin = 0.5\n")
+    assert main(["report", str(root)]) == 0
+    md = (root / "report.md").read_text()
+    assert "| 16-4-10 | 3 | 97.20% [95.96, 98.44] | equivalent, -0.30 [-0.30, -0.30] |" in md
+    assert "within ±0.5 points ([report] margin)" in md
+    csv = pd.read_csv(root / "comparison.csv")
+    assert list(csv.decision) == ["best", "equivalent"] and csv.diff_pct.iloc[1] == pytest.approx(-0.3)
+    # at the default 0.2 points the same runs are worse
+    (root / "sweep.toml").write_text("[report]\ntarget = 0.9\n")
+    assert main(["report", str(root)]) == 0
+    assert "| 16-4-10 | 3 | 97.20% [95.96, 98.44] | worse, -0.30 [-0.30, -0.30] |" in (root / "report.md").read_text()
+    # a bad margin: one line naming the file, exit 2, nothing rewritten
+    (root / "report.md").unlink()
+    (root / "sweep.toml").write_text("[report]\nmargin = -1\n")
+    capsys.readouterr()
+    assert main(["report", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "sweep.toml [report] margin: must be a number of accuracy points in (0, 100)" in err
+    assert err.count("\n") == 1 and not (root / "report.md").exists()

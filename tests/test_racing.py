@@ -91,3 +91,15 @@ def test_runs_saved_against_the_maximum():
     assert len(rounds) == 1 and racing.saved_runs(rounds, ["top", "twin", "low"], RACE) == 24
     rounds, _, _ = racing.replay({"a": TOP, "b": dict(TOP)}, RACE, pairable=False)
     assert racing.saved_runs(rounds, ["a", "b"], RACE) == 0  # both ran to the maximum
+
+
+def test_over_all_rounds_a_race_of_equals_calls_one_worse_at_most_alpha_of_the_time():
+    # three variants of one distribution, fresh noise per seed: any "worse" is a false call. Spending alpha / K
+    # per look keeps the share of races with one at most alpha over all five looks (the union bound)
+    rng = np.random.default_rng(25)
+    false = 0
+    for _ in range(200):
+        results = {v: dict(enumerate(rng.normal(0.975, 0.002, 10))) for v in "abc"}
+        rounds, _, _ = racing.replay(results, RACE)
+        false += any("worse" in reason for r in rounds for reason in r.stopped.values())
+    assert false <= 0.05 * 200
