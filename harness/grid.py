@@ -23,7 +23,7 @@ from .backend import REGISTRY as REGISTRY_OF_BACKENDS
 from .strategy import REGISTRY
 
 SECTIONS = ("sweep", "data", "train", "grid", "include", "report", "tune")
-REPORT_KEYS = ("target",)
+REPORT_KEYS = ("target", "margin")
 
 
 def _whole(minimum):
@@ -178,8 +178,12 @@ def _architectures(grid, n_in, n_out, where):
 
 
 def _check_report(report, where):
-    """``[report] target``: the validation accuracy of the equal-budget view, a fraction."""
+    """``[report] target``: the validation accuracy of the equal-budget view, a
+    fraction; ``margin``: the equivalence margin in points (report.decisions)."""
     _check_keys(report, REPORT_KEYS, where)
+    if "margin" in report:
+        from .report.decisions import check_margin  # the report's own rule, not a copy
+        check_margin(report["margin"], where)
     target = report.get("target", 0.5)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
         raise ConfigError(f"{where} target: must be a fraction in (0, 1) such as 0.97, got {target!r}")

@@ -19,7 +19,7 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     check_pngs(root)
     md = (root / "report.md").read_text()
     assert "## Variants, over seeds" in md and "## Verdict" in md and "**Best:**" in md
-    assert md.count("| variant | n | validation acc [95% CI] | tied with best | p vs best (Holm) |") == 1
+    assert md.count("| variant | n | validation acc [95% CI] | vs best: class, points [95% CI] | p vs best (Holm) |") == 1
     summary = pd.read_csv(root / "summary.csv")
     for (layers, iterations), _ in summary.groupby(["layers", "iterations"]):
         assert f"| {layers}, iterations {iterations} |" in md  # it follows from the layers, but varies: shown
@@ -28,7 +28,7 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     assert "## Runs that did not finish as done\n\nNone." in md  # every run here is done
     comparison = pd.read_csv(root / "comparison.csv")
     assert list(comparison.columns) == ["variant", "layers", "iterations", "n", "val_acc_pct", "ci_low_pct",
-                                        "ci_high_pct", "p_vs_best", "tied_with_best"]
+                                        "ci_high_pct", "diff_pct", "diff_low_pct", "diff_high_pct", "p_vs_best", "decision"]
     assert len(comparison) == summary.groupby(["layers", "iterations"]).ngroups and (comparison.n == 2).all()
     assert comparison.val_acc_pct.between(0, 100).all() and (comparison.ci_low_pct <= comparison.val_acc_pct).all()
     assert "[[include]]" in md  # the settings, verbatim
@@ -139,7 +139,7 @@ def test_report_ranks_by_validation_and_shows_held_out_test_accuracy(tmp_path, t
     summary = pd.read_csv(root / "summary.csv")
     assert summary.test_acc.between(0, 1).all()
     md = (root / "report.md").read_text()
-    assert "| validation acc [95% CI] | tied with best | p vs best (Holm) | test acc (held out) | train acc |" in md
+    assert "| validation acc [95% CI] | vs best: class, points [95% CI] | p vs best (Holm) | test acc (held out) | train acc |" in md
     assert "evaluated on it once" in md and "choice made on test data" not in md
     table = md.split("## Variants, over seeds")[1].split("\n## ")[0]
     rows = [line for line in table.splitlines() if line.startswith("| 16-")]

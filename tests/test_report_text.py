@@ -15,6 +15,7 @@ from harness.report import stats, tables
 from harness.report.document import build
 from harness.report.plots import median_run
 from harness.report.render import render_md
+from harness.report.verdict import verdict
 from harness.sweep import locked
 
 from helpers import check_pngs
@@ -65,17 +66,17 @@ def _summary(accs, cost, flops=None):
 
 def _verdict(accs, cost, flops=None):
     g = tables.with_ties(tables.grouped(_summary(accs, cost, flops)))
-    return g, tables.verdict(g)
+    return g, verdict(g)
 
 
 def test_a_tie_is_blamed_on_the_variant_whose_spread_makes_it():
     # the best scatters widely; the cheap one is tight and 1.5 points lower: the spread is the best's
     accs = {"16-64-10": [0.90, 0.98, 0.95, 0.99, 0.93], "16-8-10": [0.935, 0.936, 0.934, 0.935, 0.936]}
     g, lines = _verdict(accs, {"16-64-10": 0.03, "16-8-10": 0.01})
-    assert list(g.label) == ["16-64-10", "16-8-10"] and g.tied_with_best.iloc[1] == True  # noqa: E712
+    assert list(g.label) == ["16-64-10", "16-8-10"] and g.decision.iloc[1] == "undecided"
     text = " ".join(lines)
     assert "16-8-10, 93.52% [93.42, 93.62], 1.48 points lower; the spread is mostly the best's seeds'" in text
-    assert "1 other variant, none of them within 0.5 points of it." in text
+    assert "**Against the best:** 1 undecided." in text
     assert "mostly its own" not in text
     # the other way round: the low one scatters
     accs = {"16-64-10": [0.950, 0.951, 0.949, 0.950, 0.950], "16-8-10": [0.90, 0.98, 0.88, 0.99, 0.93]}
@@ -92,24 +93,25 @@ def test_the_headline_is_the_cheapest_near_the_best_and_noise_ties_come_under_it
             "16-4-4-10": [0.88, 0.97, 0.90]}  # tied only because its own seeds scatter, 5.8 points below
     cost = {"16-64-10": 0.03, "16-32-10": 0.02, "16-4-4-10": 0.001}
     g, lines = _verdict(accs, cost)
-    assert list(g.tied_with_best) == [True, True, True]
-    assert lines[1].startswith("**Cheapest within 0.5 points of it:** 16-32-10, 97.33%")
-    assert "1.5× less time per iteration than the best; tied with the best, p = " in lines[1]
-    assert lines[2].startswith("**Tied with it** (Welch's test, Holm-adjusted, α = 0.05): 2 other variants, "
-                               "1 of them within 0.5 points of it. Of those, the cheapest by time per "
-                               "iteration is 16-32-10")
-    assert lines[3].startswith("**Tied only because seeds scatter:** 1 variant more than 0.5 points below the "
-                               "best is tied with it only because the seeds vary too much")
-    assert "16-4-4-10, 91.67%" in lines[3] and "mostly its own seeds'" in lines[3]
-    assert "16-4-4-10" not in " ".join(lines[:3])  # never the headline, nor the cheapest tied
+    assert list(g.decision) == ["best", "undecided", "undecided"]
+    assert lines[2].startswith("**Cheapest within 0.5 points of it:** 16-32-10, 97.33%")
+    assert ("1.5× less time per iteration than the best; undecided against the best, -0.27 points "
+            "[-0.70, +0.17])") in lines[2]
+    assert lines[3] == "**Against the best:** 2 undecided."
+    assert lines[4].startswith("**Undecided only because seeds scatter:** 1 variant more than 0.5 points below "
+                               "the best is not shown worse only because the seeds vary too much to tell")
+    assert "16-4-4-10, 91.67%" in lines[4] and "mostly its own seeds'" in lines[4]
+    assert "16-4-4-10" not in " ".join(lines[:4])  # never the headline
 
 
 def test_the_best_is_never_offered_as_its_own_cheaper_alternative():
-    # the best is also the cheapest of the tied ones
-    accs = {"20-16-3": [0.95, 0.96, 0.97], "20-64-3": [0.94, 0.96, 0.97], "20-4-3": [0.60, 0.61, 0.62]}
+    # the best is also the cheapest of the equivalent ones
+    accs = {"20-16-3": [0.9500, 0.9505, 0.9510], "20-64-3": [0.9501, 0.9504, 0.9509], "20-4-3": [0.60, 0.61, 0.62]}
     cost = {"20-16-3": 0.01, "20-64-3": 0.04, "20-4-3": 0.005}
     g, lines = _verdict(accs, cost)
+    assert list(g.decision) == ["best", "equivalent", "worse"]
     text = " ".join(lines)
+    assert "**Equivalent to it** (within ±0.2 points): 1 variant." in text
     assert "**Cheapest within 0.5 points of it:** the best itself; every cheaper variant is further behind." in text
     assert "None of those takes less time per iteration than the best; none takes fewer FLOPs per iteration." in text
     assert "is 20-16-3" not in text and "by FLOPs, 20-16-3" not in text
@@ -118,7 +120,7 @@ def test_the_best_is_never_offered_as_its_own_cheaper_alternative():
 def test_equal_means_are_called_equal_not_too_spread():
     accs = {"16-64-10": [0.97, 0.98, 0.99], "16-32-10": [0.99, 0.98, 0.97], "16-8-10": [0.5, 0.51, 0.52]}
     text = " ".join(_verdict(accs, {"16-64-10": 0.03, "16-32-10": 0.02, "16-8-10": 0.01})[1])
-    assert "#1 and #2 (16-32-10) are tied, and their means are equal at the precision shown (98.00%)" in text
+    assert "#1 and #2 (16-32-10) are undecided, and their means are equal at the precision shown (98.00%)" in text
     assert "0.00 points apart" not in text and "spread is too large" not in text
 
 
@@ -130,16 +132,16 @@ def test_seeds_to_separate_sentence_never_below_the_seeds_tried():
     assert 0.0167 < stats.welch(a, b)[2] < 0.05
     assert stats.seeds_to_separate(np.mean(a) - np.mean(b), np.std(a, ddof=1), np.std(b, ddof=1)) == 3
     g, lines = _verdict(accs, {k: 0.01 for k in accs})
-    assert list(g.tied_with_best) == [True] * 4
+    assert list(g.decision) == ["best"] + ["undecided"] * 3
     text = " ".join(lines)
-    assert ("#1 and #2 (16-32-10) are 1.50 points apart and tied; more than the 3 seeds each tried here would be "
+    assert ("#1 and #2 (16-32-10) are 1.50 points apart and undecided; more than the 3 seeds each tried here would be "
             "needed to separate them, and the spread seen here cannot say how many.") in text
     assert "about 3 seeds" not in text and "about 2 seeds" not in text
     # where the estimate is above what was tried, it is given, on Welch's test
     a, b = [0.970, 0.980, 0.990, 0.975, 0.985], [0.968, 0.978, 0.988, 0.973, 0.983]
     text = " ".join(_verdict({"16-64-10": a, "16-32-10": b}, {"16-64-10": 0.03, "16-32-10": 0.02})[1])
     n = stats.seeds_to_separate(0.002, np.std(a, ddof=1), np.std(b, ddof=1), tried=5)
-    assert n > 5 and f"are 0.20 points apart and tied; about {n} seeds each would separate them" in text
+    assert n > 5 and f"are 0.20 points apart and undecided; about {n} seeds each would separate them" in text
 
 
 def test_intervals_are_clipped_to_0_and_100():

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.report import stats, tables
+from harness.report.verdict import verdict
 
 A = [97.1, 97.5, 96.8, 97.9, 97.3]
 B = [96.2, 96.9, 96.5]
@@ -82,14 +83,14 @@ def test_ties_and_verdict_on_constructed_runs():
             for layers, values in accs.items() for s, a in enumerate(values)]
     g = tables.with_ties(tables.grouped(_summary(rows)))
     assert list(g.label) == ["16-32-10", "16-8-10", "16-4-10"]
-    assert list(g.tied_with_best) == [True, True, False]
+    assert list(g.decision) == ["best", "undecided", "worse"]
     raw = [stats.welch(accs["16-32-10"], accs[k])[2] for k in ("16-8-10", "16-4-10")]
     np.testing.assert_allclose(g.p_vs_best[1:], stats.holm(raw))
-    text = " ".join(tables.verdict(g))
-    assert "**Best:** 16-32-10" in text and "by time per iteration is 16-8-10" in text
+    text = " ".join(verdict(g))
+    assert "**Best:** 16-32-10" in text and "**Against the best:** 1 worse, 1 undecided." in text
     assert "within 0.5 points of it:** 16-8-10" in text and "seeds each would separate them" in text
     csv = tables.comparison_csv(g, ["layers"])
-    assert csv.val_acc_pct.iloc[0] == pytest.approx(95.0) and list(csv.tied_with_best) == [True, True, False]
+    assert csv.val_acc_pct.iloc[0] == pytest.approx(95.0) and list(csv.decision) == ["best", "undecided", "worse"]
 
 
 def test_equal_budget_views_on_constructed_metrics():

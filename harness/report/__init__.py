@@ -1,7 +1,9 @@
 """Reports of sweep folders, from their CSV files alone.
 
 Floors, imports only downward: :mod:`.stats` (pure statistics over arrays),
-:mod:`.tables` (variants, intervals, ties, verdict, budgets, Pareto front),
+:mod:`.decisions` (each variant classed against the best: TOST, paired or
+Welch, P(A > B)), :mod:`.tables` (variants, intervals, classes, budgets,
+Pareto front), :mod:`.verdict` (the verdict's sentences),
 :mod:`.plots`, :mod:`.render` (Markdown and HTML) and :mod:`.pooling` (the
 runs of several sweeps, for a comparison) and :mod:`.document` (the report of a
 folder, and :func:`compare` of several).

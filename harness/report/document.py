@@ -12,7 +12,7 @@ import pandas as pd
 from .. import layout, store, sweep_status
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
-from . import halving as halvingmod, pooling, stats, tables, tuned as tunedmod
+from . import decisions, halving as halvingmod, pooling, stats, tables, tuned as tunedmod, verdict as verdictmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -67,10 +67,12 @@ def _seeds_note(row):
     return f" ({': '.join(parts)})" if parts else ""
 
 
-def _tied_cell(row):
-    if row.tied_with_best is None:
+def _decision_cell(row):
+    if row.decision == "untested":
         return f"untested ({row.runs} seeds, {row.diverged} diverged)" if row.diverged else "untested (1 seed)"
-    return "yes" if row.tied_with_best else "no"
+    if row.decision == "best":
+        return "best"
+    return f"{row.decision}, {100 * row['diff']:+.2f} [{100 * row.diff_lo:+.2f}, {100 * row.diff_hi:+.2f}]"
 
 
 def _variants_table(g):
@@ -79,7 +81,7 @@ def _variants_table(g):
         "n": g.runs,
         "validation acc [95% CI]": [(pct(r.val_acc, r.val_lo, r.val_hi) if r.seeds > 1 else pct(r.val_acc))
                                     + _seeds_note(r) for _, r in g.iterrows()],
-        "tied with best": [_tied_cell(r) for _, r in g.iterrows()],
+        "vs best: class, points [95% CI]": [_decision_cell(r) for _, r in g.iterrows()],
         "p vs best (Holm)": ["" if math.isnan(p) else f"{p:.3g}" for p in g.p_vs_best],
         **({"test acc (held out)": [pct(m, lo, hi) for m, lo, hi in zip(g.test_acc, g.test_lo, g.test_hi)]}
            if "test_acc" in g else {}),
@@ -98,6 +100,17 @@ def report_target(folder):
         return float((layout.settings(folder) or {}).get("report", {}).get("target", DEFAULT_TARGET))
     except (TypeError, ValueError):
         return DEFAULT_TARGET
+
+
+def report_margin(folder):
+    """``[report] margin`` (points) of the sweep's grid file, or the default.
+    A bad value in a hand-edited sweep.toml is refused (ConfigError)."""
+    path = Path(folder) / "sweep.toml"
+    try:
+        report = tomllib.loads(path.read_text()).get("report", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return decisions.DEFAULT_MARGIN
+    return decisions.check_margin(report.get("margin", decisions.DEFAULT_MARGIN), f"{path} [report]")
 
 
 PARTIAL_RELOAD_SECONDS = 60
@@ -229,12 +242,12 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None):
     g = tables.grouped(summary)
     keys = tables.variant_keys(summary[in_comparison(summary.status)])
     if not g.empty:
-        g = tables.time_spread(tables.with_ties(g), metrics)
+        g = tables.time_spread(tables.with_ties(g, report_margin(folder)), metrics)
         if g.clipped.any():
             blocks.append(("p", "An interval that passes 0% or 100% (a wide one, from few seeds or much spread) "
                                 "is clipped to [0, 100] for display; the mean and the tests are unchanged."))
     blocks.append(("h2", "Verdict"))
-    blocks += [("p", line) for line in tables.verdict(g)]
+    blocks += [("p", line) for line in verdictmod.verdict(g)]
     levels = halvingmod.rung_list(folder, full)
     if tuned is not None:
         blocks += tunedmod.blocks(tuned, tune, full, halved=bool(levels))

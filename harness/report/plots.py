@@ -106,7 +106,7 @@ def _scatter_variants(ax, g, x, y, xerr=None, yerr=None):
 def plot_acc_vs_time(g, path):
     """Accuracy against median time per iteration: x error bars span the
     middle half of the iterations' times, y error bars the 95% interval;
-    the Pareto front is dashed and variants tied with the best are ringed."""
+    the Pareto front is dashed and variants equivalent to the best are ringed."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -119,12 +119,12 @@ def plot_acc_vs_time(g, path):
             ax, g, "s_per_iter", "acc",
             xerr=lambda r: [[r.s_per_iter - r.s_lo], [r.s_hi - r.s_per_iter]],
             yerr=lambda r: [[np.nan_to_num(100 * (r.val_acc - r.val_lo))], [np.nan_to_num(100 * (r.val_hi - r.val_acc))]])
-        tied = g[g.tied_with_best == True]  # noqa: E712
+        tied = g[g.decision == "equivalent"]
         ax.scatter(tied.s_per_iter, tied.acc, s=200, facecolors="none", edgecolors="crimson", linewidths=1.3, zorder=3)
         front = pareto(g)
         ax.step(front.s_per_iter, front.acc, where="post", color="black", linestyle="--", linewidth=1, zorder=2)
         handles += [Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
-                           markeredgecolor="crimson", label="tied with best"),
+                           markeredgecolor="crimson", label="equivalent to best"),
                     Line2D([], [], color="black", linestyle="--", label="Pareto front")]
         ax.set_xscale("log")
         cap_percent(ax, [(row.s_per_iter, row.acc, row.label) for _, row in g.iterrows()])

@@ -18,9 +18,9 @@ from .. import manifest, store
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..status import RunStatus, in_comparison, mask
-from . import stats
+from . import decisions, stats
 
-ALPHA = 0.05
+ALPHA = decisions.ALPHA
 NEAR_POINTS = 0.5      # "within 0.5 points of the best"
 DEFAULT_TARGET = 0.97  # validation accuracy the equal-budget view asks for, unless [report] target says
 # Settings that tell variants apart when they vary: every RunConfig field
@@ -226,7 +226,9 @@ def grouped(summary):
     mean validation accuracy: ``runs`` (seeds), ``seeds`` (those with an
     accuracy), mean and 95% t interval of validation (and test) accuracy,
     clipped to [0, 1] (``clipped`` says where), and the costs. ``accs``
-    holds each variant's per-seed validation accuracies (for the tests of ties)."""
+    holds each variant's per-seed validation accuracies, ``seed_ids`` their
+    seeds and ``minibatched`` whether its runs drew minibatches (None: not
+    recorded), for the tests against the best (:mod:`.decisions`)."""
     ok = summary[in_comparison(summary.status)].copy()
     keys = variant_keys(ok)
     ok[keys] = ok[keys].astype(str).where(ok[keys].notna(), "")  # groupable, NaN-free keys
@@ -238,6 +240,9 @@ def grouped(summary):
         row = dict(zip(keys, values))
         row.update(runs=len(runs), seeds=n, val_acc=mean, val_lo=lo, val_hi=hi, val_sd=runs.final_val_acc.std(),
                    accs=runs.final_val_acc.dropna().to_numpy(float),
+                   seed_ids=list(runs.seed[runs.final_val_acc.notna()]) if "seed" in runs else [],
+                   minibatched=(None if not {"batch_size", "n_train"} <= set(runs.columns) else
+                                bool(((runs.batch_size.fillna(0) > 0) & (runs.batch_size < runs.n_train)).all())),
                    train_acc=runs.final_train_acc.mean(), depth=runs.depth.iloc[0], width=runs.width.iloc[0],
                    n_params=runs.n_params.iloc[0], flops_per_iter=runs.flops_per_iter.iloc[0],
                    s_per_iter=runs.median_iter_seconds.median(),
@@ -256,18 +261,30 @@ def grouped(summary):
     return out.sort_values("val_acc", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def with_ties(g):
-    """``g`` with ``p_vs_best`` (Welch's test of each variant's validation
-    accuracy against the best variant's, Holm-adjusted over the table) and
-    ``tied_with_best`` (True, False, or None where a side has one seed)."""
+def with_ties(g, margin=decisions.DEFAULT_MARGIN):
+    """``g`` with each variant classed against the best (:mod:`.decisions`):
+    ``decision`` (worse, equivalent, undecided, better; "untested" where a
+    side has fewer than two seeds), ``diff`` (its mean minus the best's, a
+    fraction) and its 95% interval ``diff_lo``, ``diff_hi``, ``p_vs_best`` (the test of no
+    difference, Holm-adjusted over the table) and ``p_equiv`` (TOST within
+    ± ``margin`` points, Holm-adjusted). Paired over seeds where the design
+    is; ``g.attrs["analysis"]`` says which and why, ``g.attrs["margin"]``
+    the margin in points."""
     g = g.copy()
     if g.empty:
         return g
-    best = g.accs.iloc[0]
-    raw = [math.nan] + [stats.welch(best, accs)[2] for accs in g.accs.iloc[1:]]
-    adjusted = stats.holm(raw)
-    g["p_vs_best"] = adjusted
-    g["tied_with_best"] = [True] + [None if math.isnan(p) else bool(p >= ALPHA) for p in adjusted[1:]]
+    varying = set(g.columns) & set(VARIANT_SETTINGS) | ({"layers"} if g.layers.nunique() > 1 else set())
+    known = g.minibatched.notna().all()
+    paired, why = decisions.design(list(g.seed_ids), bool(g.minibatched.all()) if known else None, varying)
+    # paired: each variant's accuracies in one seed order (accs and seed_ids are in the same row order)
+    values = [a[np.argsort(s, kind="stable")] for a, s in zip(g.accs, g.seed_ids)] if paired else list(g.accs)
+    found = decisions.classify_family(values[0], values[1:], margin / 100, ALPHA, paired)
+    g["decision"] = ["best"] + [f[0] or "untested" for f in found]
+    for col, get in (("diff", "diff"), ("diff_lo", "low"), ("diff_hi", "high")):
+        g[col] = [0.0] + [getattr(f[1], get) for f in found]
+    g["p_vs_best"] = [math.nan] + [f[2] for f in found]
+    g["p_equiv"] = [math.nan] + [f[3] for f in found]
+    g.attrs.update(paired=paired, analysis=why, margin=margin)
     return g
 
 
@@ -281,8 +298,11 @@ def comparison_csv(g, keys):
     frame["val_acc_pct"] = 100 * g.val_acc
     frame["ci_low_pct"] = 100 * g.val_lo
     frame["ci_high_pct"] = 100 * g.val_hi
+    frame["diff_pct"] = 100 * g["diff"]
+    frame["diff_low_pct"] = 100 * g.diff_lo
+    frame["diff_high_pct"] = 100 * g.diff_hi
     frame["p_vs_best"] = g.p_vs_best
-    frame["tied_with_best"] = g.tied_with_best
+    frame["decision"] = g.decision
     return frame
 
 
@@ -296,113 +316,6 @@ def pct(mean, lo=None, hi=None):
     if lo is not None and not math.isnan(lo):
         text += f" [{100 * lo:.2f}, {100 * hi:.2f}]"
     return text
-
-
-def verdict(g):
-    """Plain sentences deciding the comparison, from ``with_ties(grouped(...))``:
-    the best; the cheapest variant within NEAR_POINTS of it (the headline
-    answer); the variants tied with it, those tied only because seeds scatter
-    apart; and how far #1 is from #2."""
-    if g.empty:
-        return ["No finished runs to compare yet."]
-    best = g.iloc[0]
-    over = (f"mean and 95% interval over {best.seeds} seeds" if best.seeds > 1
-            else "1 seed: no interval")
-    lines = [f"**Best:** {best.label}, {pct(best.val_acc, best.val_lo, best.val_hi)} validation accuracy ({over})."]
-    if len(g) == 1:
-        return lines
-    if best.seeds < 2:
-        lines.append("With one seed per variant there are no intervals and no test of ties: "
-                     "add seeds to tell the variants apart.")
-    lines.append(_cheapest_near(g))
-    lines += _ties(g)
-    second = _second(g)
-    return lines + ([second] if second else [])
-
-
-def _tie_word(row):
-    if row.tied_with_best is None:
-        return "not tested against the best (too few seeds)"
-    word = "tied with the best" if row.tied_with_best else "told apart from the best"
-    return f"{word}, p = {row.p_vs_best:.2g}"
-
-
-def _cheapest_near(g):
-    """The headline: the cheapest variant (by time per iteration) whose mean
-    is within NEAR_POINTS of the best's."""
-    best = g.iloc[0]
-    near = g[g.val_acc >= best.val_acc - NEAR_POINTS / 100].sort_values("s_per_iter", kind="stable")
-    head = f"**Cheapest within {NEAR_POINTS} points of it:**"
-    if near.index[0] == 0 or not near.s_per_iter.iloc[0] < best.s_per_iter:
-        return f"{head} the best itself; every cheaper variant is further behind."
-    row = near.iloc[0]
-    return (f"{head} {row.label}, {pct(row.val_acc, row.val_lo, row.val_hi)} at {row.s_per_iter:.3g} s per "
-            f"iteration ({best.s_per_iter / row.s_per_iter:.1f}× less time per iteration than the best; "
-            f"{_tie_word(row)}).")
-
-
-def _ties(g):
-    """The variants tied with the best: how many, the cheapest of those
-    within NEAR_POINTS (never the best itself), and apart, those further
-    behind, tied only because the seeds scatter, naming whose spread it is."""
-    best = g.iloc[0]
-    tied = g.iloc[1:][g.tied_with_best.iloc[1:] == True]  # noqa: E712 (None means untested)
-    if tied.empty:
-        none = f"No other variant is tied with it (Welch's test, Holm-adjusted, α = {ALPHA})."
-        return [none] if best.seeds >= 2 else []
-    close = tied[tied.val_acc >= best.val_acc - NEAR_POINTS / 100]
-    far = tied.drop(close.index)
-    text = (f"**Tied with it** (Welch's test, Holm-adjusted, α = {ALPHA}): {len(tied)} other "
-            f"variant{'s' if len(tied) > 1 else ''}, {len(close) or 'none'} of them within {NEAR_POINTS} points of it.")
-    by_time = close[close.s_per_iter < best.s_per_iter].sort_values("s_per_iter", kind="stable")
-    by_flops = close[close.flops_per_iter < best.flops_per_iter].sort_values("flops_per_iter", kind="stable")
-    if len(close):
-        text += (f" Of those, the cheapest by time per iteration is {by_time.iloc[0].label} "
-                 f"({by_time.iloc[0].s_per_iter:.3g} s, {pct(by_time.iloc[0].val_acc)})" if len(by_time) else
-                 " None of those takes less time per iteration than the best")
-        text += (f"; by FLOPs, {by_flops.iloc[0].label} ({_si(by_flops.iloc[0].flops_per_iter)} FLOPs per "
-                 "iteration)." if len(by_flops) else "; none takes fewer FLOPs per iteration.")
-    lines = [text]
-    if len(far):
-        lines.append(f"**Tied only because seeds scatter:** {len(far)} variant{'s' if len(far) > 1 else ''} "
-                     f"more than {NEAR_POINTS} points below the best {'are' if len(far) > 1 else 'is'} tied with "
-                     "it only because the seeds vary too much to tell them apart, not because "
-                     f"{'they do' if len(far) > 1 else 'it does'} as well: "
-                     + "; ".join(_scatter(best, row) for _, row in far.iterrows()) + ".")
-    return lines
-
-
-def _scatter(best, row):
-    """One noise-tied variant: its gap and whose spread makes the tie (the
-    side with most of the difference's variance in Welch's test)."""
-    se_best, se_row = best.val_sd / math.sqrt(best.seeds), row.val_sd / math.sqrt(row.seeds)
-    share = se_row**2 / (se_row**2 + se_best**2) if se_row**2 + se_best**2 > 0 else 0.5
-    whose = ("mostly its own seeds'" if share >= 0.75 else "mostly the best's seeds'" if share <= 0.25
-             else "both variants' seeds'")
-    return (f"{row.label}, {pct(row.val_acc, row.val_lo, row.val_hi)}, {100 * (best.val_acc - row.val_acc):.2f} "
-            f"points lower; the spread is {whose} (standard error of the mean {100 * se_row:.2f} points, "
-            f"the best's {100 * se_best:.2f})")
-
-
-def _second(g):
-    """#1 against #2 when they are tied: equal means, or the seeds each
-    that would separate them (never fewer than already failed to)."""
-    best, second = g.iloc[0], g.iloc[1]
-    if second.tied_with_best != True:  # noqa: E712 (False, or None: untested)
-        return None
-    gap = 100 * (best.val_acc - second.val_acc)
-    if round(gap, 2) == 0:
-        return (f"#1 and #2 ({second.label}) are tied, and their means are equal at the precision shown "
-                f"({pct(best.val_acc)}): nothing here tells them apart.")
-    tried = int(max(best.seeds, second.seeds))
-    n = stats.seeds_to_separate(best.val_acc - second.val_acc, best.val_sd, second.val_sd, tried=tried)
-    head = f"#1 and #2 ({second.label}) are {gap:.2f} points apart and tied; "
-    if n:
-        return head + (f"about {n} seeds each would separate them (80% power for Welch's test at α = {ALPHA}, "
-                       "at the spread seen here).")
-    were = (f"the {tried} seeds each tried here" if best.seeds == second.seeds else
-            f"{tried} seeds each ({best.seeds} and {second.seeds} were tried here)")
-    return head + f"more than {were} would be needed to separate them, and the spread seen here cannot say how many."
 
 
 def _si(x):
