@@ -153,8 +153,12 @@ def plot(g, path):
         axes[0, 0].set_visible(True)
         axes[0, 0].text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=axes[0, 0].transAxes)
     for ax, (name, rows, fit, why, audit) in zip(axes.ravel(), results):
-        x = rows.n_params.to_numpy(float)
         err = 100 * (1 - rows.val_acc.to_numpy(float))
+        rows = rows[np.isfinite(err) & (err > 0)]  # a log axis shows no error of 0 (nor a diverged variant's)
+        if rows.empty:
+            ax.text(0.5, 0.5, "no error above 0 to show", ha="center", va="center", transform=ax.transAxes)
+            continue
+        x, err = rows.n_params.to_numpy(float), 100 * (1 - rows.val_acc.to_numpy(float))
         bars = np.array([err - 100 * (1 - rows.val_hi.to_numpy(float)), 100 * (1 - rows.val_lo.to_numpy(float)) - err])
         if fit is not None:
             xs = np.geomspace(x.min() / 2, x.max() * 4, 80)

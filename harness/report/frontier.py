@@ -6,7 +6,8 @@ shape and settings, the width varying): validation error against parameters,
 a power law falling to a floor ``c``. The fit is on the seed means: a grid
 over the floor ``c`` (below the smallest error) with, at each, a straight
 line through ``log(error - c)`` against ``log params``, keeping the ``c``
-whose curve has the least squared error. Its band is a seeded bootstrap over
+whose curve has the least squared error, then refined by Levenberg-Marquardt
+steps on the squared error itself (c kept >= 0). Its band is a seeded bootstrap over
 seeds (each width's seeds drawn again with replacement, the fit redone).
 
 The fit is rejected, and no figure read from it, when the errors do not fall
@@ -29,13 +30,14 @@ BOOTSTRAP = 200
 SEED = 0
 LEVEL = 0.95
 BIG = 1e300
+LM_STEPS = 30          # Levenberg-Marquardt steps from the grid's best start
 GRID = 400             # floors tried, from 0 to just below the smallest error
 
 
 def fit_curve(cost, err):
     """``(a, b, c)`` of ``err = a * cost^-b + c`` for arrays ``cost, err``
-    (``(k,)``, k >= 3, every err > 0), by a grid over ``c`` in ``[0, min err)``
-    with a least-squares line in log space at each."""
+    (``(k,)``, k >= 3, every err > 0): the least squares, from the best of a
+    grid over ``c`` in ``[0, min err)`` with a line in log space at each."""
     return tuple(float(v) for v in fit_many(cost, np.asarray(err, float)[None, :])[0])
 
 
@@ -51,7 +53,35 @@ def fit_many(cost, errs):
     pred = np.exp(icpt[:, :, None] + slope[:, :, None] * x) + floors[:, :, None]
     best = ((errs[:, None, :] - pred) ** 2).sum(axis=2).argmin(axis=1)
     rows = np.arange(len(errs))
-    return np.column_stack([np.exp(icpt[rows, best]), -slope[rows, best], floors[rows, best]])
+    start = np.column_stack([icpt[rows, best], -slope[rows, best], floors[rows, best]])
+    theta = _levenberg_marquardt(x, errs, start)
+    return np.column_stack([np.exp(theta[:, 0]), theta[:, 1], theta[:, 2]])
+
+
+def _levenberg_marquardt(x, errs, theta, steps=LM_STEPS):
+    """Least squares in the errors' own space from the grid's start: ``theta``
+    ``(B, 3)`` as (log a, b, c), each row damped on its own; c kept >= 0."""
+    def sse(t):
+        pred = np.exp(t[:, :1] - t[:, 1:2] * x) + t[:, 2:]
+        return ((errs - pred) ** 2).sum(axis=1), errs - pred
+
+    damping = np.full(len(errs), 1e-3)
+    cost, resid = sse(theta)
+    for _ in range(steps):
+        power = np.exp(theta[:, :1] - theta[:, 1:2] * x)                              # (B, k)
+        J = np.stack([power, -power * x, np.ones_like(power)], axis=2)                 # (B, k, 3)
+        JtJ = J.transpose(0, 2, 1) @ J
+        diag = np.einsum("bii->bi", JtJ)
+        step = np.linalg.solve(JtJ + damping[:, None, None] * np.eye(3) * (diag[:, :, None] + 1e-12),
+                               (J.transpose(0, 2, 1) @ resid[:, :, None]))[:, :, 0]
+        trial = theta + step
+        trial[:, 2] = np.maximum(trial[:, 2], 0.0)
+        new_cost, new_resid = sse(trial)
+        better = new_cost < cost
+        theta = np.where(better[:, None], trial, theta)
+        cost, resid = np.where(better, new_cost, cost), np.where(better[:, None], new_resid, resid)
+        damping = np.where(better, damping / 3, damping * 4)
+    return theta
 
 
 def curve(params, cost):
