@@ -151,3 +151,16 @@ def test_latency_is_measured_once_per_architecture_and_the_file_kept(tmp_path):
 def test_seconds_per_call_is_the_median_of_its_repeats():
     ticks = iter([0.0, 0.01] + [t for i, d in enumerate((3, 1, 2, 9, 4)) for t in (100.0 * i, 100.0 * i + d)])
     assert latency.seconds_per_call(lambda: None, seconds=0.05, clock=lambda: next(ticks)) == 3.0
+
+
+def test_a_rejected_fit_reads_no_cost_off_its_curve_and_a_floor_above_the_target_is_said():
+    u_shape = lambda n: 1 - (0.02 + 0.01 * (np.log(n) - np.log(2e5)) ** 2 / 4)  # noqa: E731
+    g = pd.DataFrame(_family([16, 32, 64, 128, 256, 512, 1024], u_shape))
+    blocks = fitted.blocks(g, 0.97)
+    fits = [b for k, b in blocks if k == "table" and "fit" in b][0]
+    assert fits.fit.iloc[0].startswith("rejected: the seed means stray from the curve more than their seeds scatter")
+    assert "No family has a usable fit, so the report reads no cost off a curve." in [b for k, b in blocks if k == "p"]
+    law = frontier.fit(COST, _seeds(frontier.curve(TRUE, COST), np.random.default_rng(0)))
+    rows = pd.DataFrame(_family([16, 32, 64, 128], lambda n: 1 - frontier.curve(TRUE, n)))
+    floor = fitted.reach_rows("f", rows, law, [0.999])[0]["parameters [95% interval]"]
+    assert floor == f"not reachable: the fitted floor is {100 * (1 - law.params[2]):.2f}% accuracy"

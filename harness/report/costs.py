@@ -96,7 +96,7 @@ def table(g, target):
         "memory of params": [_bytes(v) for v in g.param_bytes],
         "FLOPs/iter": [_si(v) for v in g.flops_per_iter],
         "training FLOPs": [_si(v) for v in g.flops_total],
-        "training s": [f"{v:.3g}" for v in g.train_seconds],
+        "training s": [f"{v:,.0f}" if v >= 1000 else f"{v:.3g}" for v in g.train_seconds],
         f"s to {100 * target:g}%": ["not reached" if math.isnan(v) else f"{v:.3g}" for v in g.seconds_to_target],
         "latency batch 1 (µs/example)": [_us(v) for v in g.latency_1],
         f"latency batch {latency.LARGE_BATCH} (µs/example)": [_us(v) for v in g.latency_large],

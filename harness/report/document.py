@@ -48,7 +48,7 @@ def _article_section(summary):
 
 
 def _front_table(g):
-    return front.table(g, "s_per_iter", lambda s: f"{s:.4g} s", pct)
+    return front.table(g, "s_per_iter", lambda s: f"{s:.4g} s", pct, "time per iteration")
 
 
 def _seeds_note(row):

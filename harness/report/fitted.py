@@ -63,6 +63,10 @@ def _si(x):
     return f"{x:.3g}"
 
 
+def _secs(x):
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
+
+
 def reach_rows(name, rows, fit, targets):
     """One row per target: the parameters, training FLOPs and seconds the fit
     says it takes, with the bootstrap's interval of the parameters."""
@@ -80,7 +84,7 @@ def reach_rows(name, rows, fit, targets):
         out.append({"family": name, "to reach": f"{100 * acc:g}%",
                     "parameters [95% interval]": f"about {_si(n)} [{_si(lo)}, {_si(hi)}]{where}",
                     "training FLOPs": f"about {_si(_loglog(n, rows.n_params, rows.flops_total))}",
-                    "training s": f"about {_loglog(n, rows.n_params, rows.train_seconds):.3g}"})
+                    "training s": f"about {_secs(_loglog(n, rows.n_params, rows.train_seconds))}"})
     return out
 
 

@@ -75,7 +75,7 @@ def groups(points, steps):
     return out
 
 
-def table(points, cost, fmt, pct):
+def table(points, cost, fmt, pct, name="cost"):
     """The grouped front as a short table: per group, the costs it spans,
     its cheapest step and its most accurate one (the same when alone)."""
     steps = envelope(points, cost)
@@ -84,7 +84,7 @@ def table(points, cost, fmt, pct):
     for k, group in enumerate(grouped):
         first, last = points.loc[group[0]], points.loc[group[-1]]
         upper = points[cost][grouped[k + 1][0]] if k + 1 < len(grouped) else None
-        rows.append({"cost from": fmt(first[cost]) + (f" to {fmt(upper)}" if upper is not None else " or more"),
+        rows.append({f"{name} from": fmt(first[cost]) + (f" to {fmt(upper)}" if upper is not None else " or more"),
                      "cheapest step": f"{first.label}, {pct(first.val_acc, first.val_lo, first.val_hi)}",
                      "most accurate step": "the same" if len(group) == 1 else
                      f"{last.label}, {pct(last.val_acc, last.val_lo, last.val_hi)} at {fmt(last[cost])}",
