@@ -2,6 +2,8 @@
 
 Floors, imports only downward: :mod:`.stats` (pure statistics over arrays),
 :mod:`.tables` (variants, intervals, ties, verdict, budgets, Pareto front),
+:mod:`.costs` (every cost of a variant), :mod:`.front` (the rising front),
+:mod:`.frontier` and :mod:`.fitted` (the fitted accuracy-cost frontier),
 :mod:`.plots`, :mod:`.render` (Markdown and HTML) and :mod:`.pooling` (the
 runs of several sweeps, for a comparison) and :mod:`.document` (the report of a
 folder, and :func:`compare` of several).

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import latency
+from ..config import RunConfig
 
 # column of the variants' frame: (what the report calls it, the unit shown,
 # its scale from the column's); the fronts are drawn against these, in order.
@@ -23,7 +24,7 @@ COSTS = {
 
 def _dtype(summary, run_ids):
     runs = summary[summary.run_id.isin(run_ids)]
-    return str(runs.dtype.iloc[0]) if "dtype" in runs and len(runs) else "float64"
+    return str(runs.dtype.iloc[0]) if "dtype" in runs and len(runs) else RunConfig.dtype  # an old summary: the default
 
 
 def with_costs(g, summary, metrics, reach, folder, measure=latency.measure):
