@@ -74,15 +74,23 @@ def read(folder):
     return frame if set(COLUMNS) <= set(frame.columns) else pd.DataFrame(columns=list(COLUMNS))
 
 
-def ensure(folder, archs, measure_fn=measure):
+def _stored(folder):
+    return {(r.layers, r.dtype): (float(r.batch_1_s), float(r.batch_large_s)) for r in read(folder).itertuples()}
+
+
+def ensure(folder, archs, measure_fn=measure, sources=()):
     """The figures of every ``(layers text, dtype)`` of ``archs`` for the
-    sweep ``folder``: those stored there, and the missing ones measured now
-    and stored (the file is written only then). Returns
-    ``{(layers, dtype): (batch 1 s, large batch s per example)}``."""
-    stored = read(folder)
-    known = {(r.layers, r.dtype): (float(r.batch_1_s), float(r.batch_large_s)) for r in stored.itertuples()}
+    sweep ``folder``: those stored there, then those stored in ``sources``
+    (the sweeps a comparison reads: their figures, not new ones), and the
+    rest measured now; the file is written only when it gained any.
+    Returns ``{(layers, dtype): (batch 1 s, large batch s per example)}``."""
+    known = _stored(folder)
     missing = sorted({a for a in archs if a not in known})
-    for layers, dtype in missing:
+    for source in sources:
+        found = _stored(source)
+        for a in [a for a in missing if a in found and a not in known]:
+            known[a] = found[a]
+    for layers, dtype in [a for a in missing if a not in known]:
         known[(layers, dtype)] = measure_fn([int(n) for n in layers.split("-")], dtype)
     if missing:
         rows = [{"layers": k[0], "dtype": k[1], "batch_1_s": v[0], "batch_large_s": v[1], "large_batch": LARGE_BATCH}

@@ -164,3 +164,16 @@ def test_a_rejected_fit_reads_no_cost_off_its_curve_and_a_floor_above_the_target
     rows = pd.DataFrame(_family([16, 32, 64, 128], lambda n: 1 - frontier.curve(TRUE, n)))
     floor = fitted.reach_rows("f", rows, law, [0.999])[0]["parameters [95% interval]"]
     assert floor == f"not reachable: the fitted floor is {100 * (1 - law.params[2]):.2f}% accuracy"
+
+
+def test_a_comparison_takes_the_latency_its_sweeps_stored(tmp_path):
+    one, two, out = tmp_path / "one", tmp_path / "two", tmp_path / "cmp"
+    for folder in (one, two, out):
+        folder.mkdir()
+    latency.ensure(one, [("16-8-10", "float32")], lambda layers, dtype: (1e-5, 1e-6))
+    latency.ensure(two, [("16-4-10", "float32")], lambda layers, dtype: (2e-5, 2e-6))
+    measured = []
+    got = latency.ensure(out, [("16-8-10", "float32"), ("16-4-10", "float32"), ("16-10", "float32")],
+                         lambda layers, dtype: measured.append(layers) or (3e-5, 3e-6), sources=(one, two))
+    assert measured == [[16, 10]] and got[("16-8-10", "float32")] == (1e-5, 1e-6)
+    assert got[("16-4-10", "float32")] == (2e-5, 2e-6) and len(latency.read(out)) == 3

@@ -27,13 +27,14 @@ def _dtype(summary, run_ids):
     return str(runs.dtype.iloc[0]) if "dtype" in runs and len(runs) else RunConfig.dtype  # an old summary: the default
 
 
-def with_costs(g, summary, metrics, reach, folder, measure=latency.measure):
+def with_costs(g, summary, metrics, reach, folder, measure=latency.measure, sources=()):
     """``g`` with ``dtype``, ``param_bytes``, ``iterations`` (median run),
     ``flops_total`` (FLOPs per iteration x iterations), ``train_seconds``
     (median over seeds of the training steps' seconds; evaluations
     excluded), ``seconds_to_target`` (from :func:`tables.budgets`' ``reach``)
     and ``latency_1``, ``latency_large`` (seconds per example at batch 1 and
-    at :data:`harness.latency.LARGE_BATCH`, measured once per sweep folder)."""
+    at :data:`harness.latency.LARGE_BATCH`, measured once per sweep folder;
+    a comparison takes those its ``sources`` folders stored)."""
     g = g.copy()
     if g.empty:
         return g
@@ -53,7 +54,7 @@ def with_costs(g, summary, metrics, reach, folder, measure=latency.measure):
     to_target = dict(zip(reach.variant, reach["training seconds"])) if reach is not None else {}
     g["seconds_to_target"] = [to_target.get(label, math.nan) for label in g.label]
     archs = list(dict.fromkeys(zip(g.layers.astype(str), g.dtype)))
-    figures = latency.ensure(folder, archs, measure)
+    figures = latency.ensure(folder, archs, measure, sources)
     g["latency_1"] = [figures[(str(a), d)][0] for a, d in zip(g.layers, g.dtype)]
     g["latency_large"] = [figures[(str(a), d)][1] for a, d in zip(g.layers, g.dtype)]
     return g

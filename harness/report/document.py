@@ -208,7 +208,7 @@ def _unfinished_blocks(blocks, summary):
                             "(see Halving); they enter no comparison."))
 
 
-def build(folder, summary=None, metrics=None, title=None, run_dir=None):
+def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=()):
     """The report's content: ``(blocks, frames)`` where blocks are
     ``(kind, payload)`` pairs both renderers share and frames hold what the
     plots and comparison.csv need."""
@@ -241,7 +241,7 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None):
     reach, at, secs = tables.budgets(g, metrics, target) if not g.empty else (None, None, [])
     if reach is not None:
         _budget_blocks(blocks, reach, at, target, secs)
-        g = costs.with_costs(g, summary, metrics, reach, folder)
+        g = costs.with_costs(g, summary, metrics, reach, folder, sources=sources)
         blocks += costs.blocks(g, target)
         blocks.append(("h2", "Best variant for each time budget"))
         blocks.append(("p", "The Pareto front, a staircase that only rises: each step is the most accurate variant "
@@ -347,7 +347,8 @@ def compare(folders, out=None, allow_different_data=False, say=None):
         name, _, rid = run_id.rpartition("/")
         return where[name] / "runs" / rid
 
-    blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir)
+    blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir,
+                          sources=folders)
     differ = pooling.settings_that_differ(summary, names)
     note = ("Sweeps compared: " + ", ".join(names) + ". The sweep is a setting of every variant. "
             + (f"{dropped} run{'s' if dropped > 1 else ''} appear{'' if dropped > 1 else 's'} in more than one "
