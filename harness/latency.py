@@ -12,6 +12,7 @@ architecture it lacks is measured.
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import time
 from pathlib import Path
@@ -82,7 +83,8 @@ def ensure(folder, archs, measure_fn=measure, sources=()):
     """The figures of every ``(layers text, dtype)`` of ``archs`` for the
     sweep ``folder``: those stored there, then those stored in ``sources``
     (the sweeps a comparison reads: their figures, not new ones), and the
-    rest measured now; the file is written only when it gained any.
+    rest measured now (with ``measure_fn`` None, left NaN); the file is
+    written only when it gained any.
     Returns ``{(layers, dtype): (batch 1 s, large batch s per example)}``."""
     known = _stored(folder)
     missing = sorted({a for a in archs if a not in known})
@@ -90,6 +92,8 @@ def ensure(folder, archs, measure_fn=measure, sources=()):
         found = _stored(source)
         for a in [a for a in missing if a in found and a not in known]:
             known[a] = found[a]
+    if measure_fn is None:  # a sweep still running: its workers would slow the measurement, and it would stick
+        return {a: known.get(a, (math.nan, math.nan)) for a in archs}
     for layers, dtype in [a for a in missing if a not in known]:
         known[(layers, dtype)] = measure_fn([int(n) for n in layers.split("-")], dtype)
     if missing:

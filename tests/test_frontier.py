@@ -177,3 +177,11 @@ def test_a_comparison_takes_the_latency_its_sweeps_stored(tmp_path):
                          lambda layers, dtype: measured.append(layers) or (3e-5, 3e-6), sources=(one, two))
     assert measured == [[16, 10]] and got[("16-8-10", "float32")] == (1e-5, 1e-6)
     assert got[("16-4-10", "float32")] == (2e-5, 2e-6) and len(latency.read(out)) == 3
+
+
+def test_a_running_sweep_measures_no_latency_and_stores_none(tmp_path):
+    got = latency.ensure(tmp_path, [("16-8-10", "float32")], None)
+    assert all(math.isnan(v) for v in got[("16-8-10", "float32")]) and not (tmp_path / latency.FILE).exists()
+    from harness.report import costs
+
+    assert costs._us(math.nan) == "at the end" and costs._us(4.2e-5) == "42"

@@ -87,7 +87,7 @@ def _si(x):
 
 
 def _us(s):
-    return f"{1e6 * s:.3g}"
+    return "at the end" if math.isnan(s) else f"{1e6 * s:.3g}"
 
 
 def table(g, target):
@@ -114,6 +114,7 @@ def blocks(g, target):
                   f"seeds) and to first reach {100 * target:g}% validation accuracy (the median over the seeds "
                   "that did); and inference latency per example, the forward pass on one thread at batch 1 and "
                   f"at batch {latency.LARGE_BATCH}, the median of {latency.REPEATS} repeats, measured once on "
-                  f"the machine that first wrote this report and kept in {latency.FILE} beside it. Each cost "
+                  f"the machine that first wrote this report and kept in {latency.FILE} beside it (not while "
+                  "the sweep runs: its workers would slow it; \"at the end\" waits for the final report). Each cost "
                   "alone misleads: the fronts below set accuracy against each of them."),
             ("table", table(g, target))]

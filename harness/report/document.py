@@ -241,7 +241,8 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=
     reach, at, secs = tables.budgets(g, metrics, target) if not g.empty else (None, None, [])
     if reach is not None:
         _budget_blocks(blocks, reach, at, target, secs)
-        g = costs.with_costs(g, summary, metrics, reach, folder, sources=sources)
+        g = costs.with_costs(g, summary, metrics, reach, folder, sources=sources,
+                             measure=None if store.sweep_running(folder) else costs.latency.measure)
         blocks += costs.blocks(g, target)
         blocks.append(("h2", "Best variant for each time budget"))
         blocks.append(("p", "The Pareto front, a staircase that only rises: each step is the most accurate variant "
