@@ -9,7 +9,9 @@ taken in the same run. Measured:
    round-robin, so the machine's drifts hit them alike;
 2. minibatch Adam to 97.5% test accuracy, training time only, against PyTorch;
    and a lone minibatch run (batch 128): its epoch against PyTorch's with
-   the same threads, and its step against the step's GEMMs alone;
+   the same threads, and its step against the step's GEMMs alone; and
+   inference latency per example (what reports store) against its GEMMs
+   alone, on one thread, at batch 1 and at a large batch;
 3. sweep throughput: 8 small runs with ``jobs = 1`` against ``jobs = 2``, full
    batch and in minibatches, and the peak memory of a ``jobs = 2`` worker;
 4. a mixed sweep (one big run, four small) and ``experiments/article.toml``
@@ -476,6 +478,34 @@ def adam_section(src, threads, add):
         add("adam", "ours / PyTorch", ours_s / torch_s, "x", "target <= 1.0")
 
 
+LATENCY_NETS = ((784, 32, 10), (784, 256, 128, 64, 10), (784, 1024, 1024, 10))
+
+
+def latency_section(add, nets=LATENCY_NETS):
+    """2c. Inference latency per example (:mod:`harness.latency`, as reports
+    store it) against its GEMMs alone (``np.matmul`` of the same shapes) on
+    one thread, at batch 1 and at a large batch: the ratio says how much the
+    forward pass costs beyond its arithmetic."""
+    from . import latency
+
+    for layers in nets:
+        name = "-".join(map(str, layers))
+        one, large = latency.measure(list(layers))
+        for batch, per_example in ((1, one), (latency.LARGE_BATCH, large)):
+            rng = np.random.default_rng(0)
+            X = {n: rng.random((batch, n), dtype=np.float32) for n in layers}
+            W = [rng.random((a, b), dtype=np.float32) for a, b in zip(layers[:-1], layers[1:])]
+
+            def gemms():
+                for w in W:
+                    X[w.shape[0]] @ w
+            with threadpool_limits(1, user_api="blas"):
+                ref = latency.seconds_per_call(gemms) / batch
+            add("latency", f"{name} batch {batch}: inference per example", per_example * 1e6, "µs")
+            add("latency", f"{name} batch {batch}: inference / GEMMs alone", per_example / ref, "x",
+                "target <= 3.0" if batch > 1 else "")
+
+
 def _one_vs_two(grid_text):
     with tempfile.TemporaryDirectory() as tmp:
         one, _ = sweep_seconds(grid_text, 1, tmp)
@@ -558,6 +588,8 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=print, race_only=
             adam_section(src, threads, add)
         say(f"2b. a lone minibatch run (Adam, batch 128, float32, 60,000 rows) with {threads} threads")
         minibatch_section(src, threads, repeats, add)
+        say("2c. inference latency per example on one thread, against its GEMMs alone")
+        latency_section(add)
         if not cases_only:
             sweep_sections(quick, add, say)
     if not cases_only:

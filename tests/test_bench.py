@@ -56,3 +56,13 @@ def test_plot_rows_keep_same_named_ratios_of_different_sections_apart(tmp_path):
     assert list(ratios.target.fillna(-1)) == [1.2, 1.0, 1.0, -1]
     bench._plot(frame, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latency_section_sets_inference_against_its_gemms_at_both_batches():
+    from harness import latency
+
+    rows = []
+    bench.latency_section(lambda *row: rows.append(row), nets=((16, 8, 10),))
+    assert [r[1] for r in rows] == [f"16-8-10 batch {b}: {what}" for b in (1, latency.LARGE_BATCH)
+                                    for what in ("inference per example", "inference / GEMMs alone")]
+    assert all(r[2] > 0 for r in rows) and [r[3] for r in rows] == ["µs", "x"] * 2  # values only, never timed

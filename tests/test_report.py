@@ -28,7 +28,14 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     assert "## Runs that did not finish as done\n\nNone." in md  # every run here is done
     comparison = pd.read_csv(root / "comparison.csv")
     assert list(comparison.columns) == ["variant", "layers", "iterations", "n", "val_acc_pct", "ci_low_pct",
-                                        "ci_high_pct", "diff_pct", "diff_low_pct", "diff_high_pct", "p_vs_best", "decision"]
+                                        "ci_high_pct", "diff_pct", "diff_low_pct", "diff_high_pct", "p_vs_best", "decision",
+                                        "params", "param_bytes",
+                                        "flops_per_iter", "train_flops", "train_seconds", "seconds_to_target",
+                                        "latency_batch1_s", "latency_batch1024_s"]
+    assert (comparison.param_bytes == 4 * comparison.params).all()  # float32
+    assert (comparison.train_flops == comparison.flops_per_iter * comparison.iterations).all()  # all ran to the end
+    assert (comparison.latency_batch1_s > 0).all() and (root / "latency.csv").is_file()
+    stored = (root / "latency.csv").read_bytes()
     assert len(comparison) == summary.groupby(["layers", "iterations"]).ngroups and (comparison.n == 2).all()
     assert comparison.val_acc_pct.between(0, 100).all() and (comparison.ci_low_pct <= comparison.val_acc_pct).all()
     assert "[[include]]" in md  # the settings, verbatim
@@ -45,6 +52,7 @@ def test_sweep_writes_every_plot_and_both_reports(tmp_path, tiny_csv):
     assert main(["report", str(root)]) == 0
     check_pngs(root)
     assert (root / "report.md").read_text() == md
+    assert (root / "latency.csv").read_bytes() == stored  # measured once, not again for the same sweep
 
 
 @pytest.mark.slow

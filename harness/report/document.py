@@ -12,7 +12,7 @@ import pandas as pd
 from .. import layout, store, sweep_status
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
-from . import decisions, halving as halvingmod, pooling, stats, tables, tuned as tunedmod, verdict as verdictmod
+from . import costs, decisions, fitted, front, halving as halvingmod, pooling, stats, tables, tuned as tunedmod, verdict as verdictmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -47,15 +47,7 @@ def _article_section(summary):
 
 
 def _front_table(g):
-    front = tables.pareto(g).reset_index(drop=True)
-    rows = []
-    for i, row in front.iterrows():
-        upper = front.s_per_iter.iloc[i + 1] if i + 1 < len(front) else None
-        budget = f"{row.s_per_iter:.4g} s" + (f" to {upper:.4g} s" if upper is not None else " or more")
-        rows.append({"time per iteration": budget, "best variant": row.label,
-                     "spread of its time": f"{row.s_lo:.3g}-{row.s_hi:.3g} s",
-                     "validation acc": pct(row.val_acc, row.val_lo, row.val_hi)})
-    return pd.DataFrame(rows)
+    return front.table(g, "s_per_iter", lambda s: f"{s:.4g} s", pct, "time per iteration")
 
 
 def _seeds_note(row):
@@ -227,7 +219,7 @@ def _unfinished_blocks(blocks, summary):
                             "(see Halving); they enter no comparison."))
 
 
-def build(folder, summary=None, metrics=None, title=None, run_dir=None):
+def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=()):
     """The report's content: ``(blocks, frames)`` where blocks are
     ``(kind, payload)`` pairs both renderers share and frames hold what the
     plots and comparison.csv need."""
@@ -260,12 +252,18 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None):
     reach, at, secs = tables.budgets(g, metrics, target) if not g.empty else (None, None, [])
     if reach is not None:
         _budget_blocks(blocks, reach, at, target, secs)
+        g = costs.with_costs(g, summary, metrics, reach, folder, sources=sources,
+                             measure=None if store.sweep_running(folder) else costs.latency.measure)
+        blocks += costs.blocks(g, target)
         blocks.append(("h2", "Best variant for each time budget"))
-        blocks.append(("p", "The Pareto front: each variant below is the most accurate one that costs at most "
-                            "its time per iteration. A variant is beaten only by one at least as accurate whose "
-                            "time per iteration is clearly lower: the middle half of its iterations' times lies "
-                            "wholly below this one's. A difference within that spread is not a win."))
+        blocks.append(("p", "The Pareto front, a staircase that only rises: each step is the most accurate variant "
+                            "at this time per iteration or less. Steps within noise of each other (one's mean "
+                            "inside the other's 95% interval) are grouped into one row, from its cheapest step to "
+                            "its most accurate. In the plots, variants off the front but within noise of it (their "
+                            "interval reaches it, or their time's middle half reaches below a step's) are ringed, "
+                            "not drawn as steps. The plot of fronts sets accuracy against each cost."))
         blocks.append(("table", _front_table(g)))
+        blocks += fitted.blocks(g, target)
     _unfinished_blocks(blocks, full)
     blocks.append(("h2", "Plots"))
     for key, plot_title in PLOTS.items():
@@ -296,7 +294,7 @@ def _write(folder, blocks, frames):
         tunedmod.plot_slices(*frames["tuned"], folder / "plots" / f"{tunedmod.SLICES}.png")
     g = frames["g"]
     if not g.empty:
-        csv = tables.comparison_csv(g, frames["keys"]).to_csv(index=False)
+        csv = tables.comparison_csv(g, frames["keys"]).assign(**costs.csv_columns(g)).to_csv(index=False)
         store.atomic_write_text(folder / "comparison.csv", csv)
     # Both or neither: a full disk must not leave a new report.md beside an old report.html.
     store.atomic_write_together({folder / "report.md": render_md(blocks),
@@ -361,7 +359,8 @@ def compare(folders, out=None, allow_different_data=False, say=None):
         name, _, rid = run_id.rpartition("/")
         return where[name] / "runs" / rid
 
-    blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir)
+    blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir,
+                          sources=folders)
     differ = pooling.settings_that_differ(summary, names)
     note = ("Sweeps compared: " + ", ".join(names) + ". The sweep is a setting of every variant. "
             + (f"{dropped} run{'s' if dropped > 1 else ''} appear{'' if dropped > 1 else 's'} in more than one "

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from ..status import in_comparison
+from . import fitted, front as frontmod
 from .style import (DASHES, MARKERS, assign, cap_percent, depth_colours, legend, log_ticks, panel_legend,
                     save as _save, setup, si, styles, width_colours)
-from .tables import pareto, pct, per_run_progress
+from .tables import pct, per_run_progress
 
 PLOTS = {
     "acc_vs_depth": "Validation accuracy against depth",
@@ -24,6 +25,8 @@ PLOTS = {
     "learning_curves": "Learning curves, one panel per first hidden width",
     "budget": "Validation accuracy against training time (equal budgets), one panel per first hidden width",
     "confusion": "Confusion matrix of a run of the best variant (validation data)",
+    frontmod.PLOT: frontmod.TITLE,
+    fitted.PLOT: fitted.TITLE,
 }
 PANELS_PER_ROW = 3
 
@@ -121,11 +124,12 @@ def plot_acc_vs_time(g, path):
             yerr=lambda r: [[np.nan_to_num(100 * (r.val_acc - r.val_lo))], [np.nan_to_num(100 * (r.val_hi - r.val_acc))]])
         tied = g[g.decision == "equivalent"]
         ax.scatter(tied.s_per_iter, tied.acc, s=200, facecolors="none", edgecolors="crimson", linewidths=1.3, zorder=3)
-        front = pareto(g)
-        ax.step(front.s_per_iter, front.acc, where="post", color="black", linestyle="--", linewidth=1, zorder=2)
+        frontmod.draw(ax, g, "s_per_iter", lo="s_lo", hi="s_hi")
         handles += [Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
                            markeredgecolor="crimson", label="equivalent to best"),
-                    Line2D([], [], color="black", linestyle="--", label="Pareto front")]
+                    Line2D([], [], color="black", linestyle="--", label="Pareto front (never falls)"),
+                    Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
+                           markeredgecolor="grey", label="within noise of the front")]
         ax.set_xscale("log")
         cap_percent(ax, [(row.s_per_iter, row.acc, row.label) for _, row in g.iterrows()])
         log_ticks(ax.xaxis)
@@ -374,6 +378,8 @@ def plot_all(g, summary, metrics, run_dir, plots_dir, target, secs):
         (plot_budget, (g, metrics, target, secs, out["budget"])),
         (plot_acc_vs, (g, "depth", out["acc_vs_depth"])),
         (plot_acc_vs, (g, "width", out["acc_vs_width"])),
+        (frontmod.plot, (g, out[frontmod.PLOT])),
+        (fitted.plot, (g, out[fitted.PLOT])),
     ])
     return out
 
