@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import store, watch
+from .. import pack, store, watch
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
 from . import halving as halvingmod, pooling, stats, tables, tuned as tunedmod
@@ -216,6 +216,11 @@ def _unfinished_blocks(blocks, summary):
                             "(see Halving); they enter no comparison."))
 
 
+PACKED_NOTE = (pack.PACKED_NOTE_START + ": it keeps each run's evaluation rows, not every iteration's. "
+               "Times per iteration, their spread and the training-loss curves come from the evaluated "
+               "iterations alone, and the confusion matrix is not drawn from a packed sweep.")
+
+
 def build(folder, summary=None, metrics=None, title=None, run_dir=None):
     """The report's content: ``(blocks, frames)`` where blocks are
     ``(kind, payload)`` pairs both renderers share and frames hold what the
@@ -257,6 +262,8 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None):
         blocks.append(("table", _front_table(g)))
     _unfinished_blocks(blocks, full)
     blocks.append(("h2", "Plots"))
+    if full.attrs.get("packed"):
+        blocks.append(("p", PACKED_NOTE))
     for key, plot_title in PLOTS.items():
         blocks.append(("image", (plot_title, f"plots/{key}.png")))
     env = tables.environment(configs)
