@@ -272,3 +272,25 @@ def test_one_select_over_resamples_numbered_apart_is_select_on_each():
     for b, f in enumerate(frames):
         alone = tune.select(f)
         assert list(together.trial[together.point // 3 == b]) == list(alone.trial)
+
+
+def test_the_report_sentences_on_constructed_cases():
+    from harness.replay import output
+
+    ok = measure.aa_check([[0.5] * 6] * 3)  # seeds without spread: no split differs (p = 1)
+    text = output.aa_blocks(ok)[1][1]
+    assert "in 0 of 60 splits: 0.0%" in text and "about the α it promises, or less" in text
+    bad = measure.aa_check([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]] * 20)  # bimodal: 2 of 20 splits are {0,0,0} | {1,1,1}
+    text = output.aa_blocks(bad)[1][1]
+    assert "more often than the α it promises" in text
+    assert "no A/A check could be made" in output.aa_blocks(measure.aa_check([[0.1, 0.2, 0.3]]))[1][1]
+    rec = _by_hand([[0.9, 0.91], [0.8, 0.81], [0.7, 0.71]], tied=[True, True, False], winner=0)
+    rows = [measure.strategy_row(s, simulate.replay(s, rec, 50), rec)
+            for s in (simulate.Setting("grid", 1), simulate.Setting("halving", 1, 3, 100))]
+    best = measure.recommend(rows, 0.95)
+    assert best["strategy"] == "halving"  # both always right; halving is cheaper
+    md = dict((k, v) for k, v in output.blocks(rec, rows, best, 0.95, ok, 50, 0) if k == "p" and "cheapest" in v)
+    assert "**halving eta 3, min 100, 1 seed**" in md["p"]
+    text = " ".join(v for k, v in output.blocks(rec, rows, None, 0.95, ok, 50, 0) if k == "p")
+    assert "No setting replayed reaches P(winner in tie set) ≥ 95.0%." in text
+    assert "The tie set holds 2 of the 3 variants" in text

@@ -61,7 +61,8 @@ def blocks(recorded, rows, best, target, aa, resamples, seed):
                  "configuration, the setting's number of its recorded seeds; the strategy's own decision code "
                  "then picks a winner. Nothing is trained."),
            ("p", f"**Truth** (the full sweep, as its report says): the best is {recorded.units[recorded.winner]}; "
-                 f"tied with it (Welch's test, Holm-adjusted, α = 0.05): {count(len(tied), 'other variant')}"
+                 f"tied with it (Welch's test, Holm-adjusted, α = 0.05): {count(len(tied), 'other variant')} of "
+                 f"{len(recorded.units) - 1}"
                  + (f" ({shown})." if tied else ".")),
            ("h2", "Recommendation")]
     if best is None:
@@ -69,6 +70,9 @@ def blocks(recorded, rows, best, target, aa, resamples, seed):
     else:
         out.append(("p", f"The cheapest setting with P(winner in tie set) ≥ {_pct(target)}: **{name(best)}**, "
                          f"{_p(best, 'p_tied')}, at {_pct(best['flops_share'])} of the full sweep's training FLOPs."))
+    if recorded.tied.sum() > len(recorded.units) / 4:
+        out.append(("p", f"The tie set holds {recorded.tied.sum()} of the {len(recorded.units)} variants, so landing "
+                         "in it is easy here: read the regret beside it."))
     out += [("h2", "Settings"),
             ("p", "P: share of resamples, with a 95% Wilson interval. Regret: points of mean validation accuracy "
                   "(over all recorded seeds) below the best configuration's. FLOPs share: training FLOPs of the "
@@ -93,8 +97,9 @@ def aa_blocks(aa):
     verdict = ("about the α it promises, or less" if aa["lo"] <= aa["alpha"] + 1e-12 else
                "more often than the α it promises: its \"better\" is not to be trusted at face value")
     spread = (f"per variant from {_pct(min(aa['per_group']))} to {_pct(max(aa['per_group']))}")
-    return head + [("p", f"Each of {count(aa['groups'], 'variant')} with 4 or more seeds had its seeds split at "
-                         f"random into two halves ({aa['tests']:,} splits in all; every possible split of a variant with few seeds); the report's test (Welch, "
+    return head + [("p", f"Each of {count(aa['groups'], 'variant')} with 4 or more seeds had its seeds split into "
+                         "two halves in every possible way (200 random ways when there are more), "
+                         f"{aa['tests']:,} splits in all; the report's test (Welch, "
                          f"α = {aa['alpha']:g}) called the two halves different in {aa['different']:,} of "
                          f"{aa['tests']:,} splits: {_pct(aa['rate'])} [{_pct(aa['lo'])}, {_pct(aa['hi'])}] "
                          f"({spread}), {verdict}. Splits of one variant share its seeds, so the interval, which "
