@@ -334,6 +334,33 @@ def cmd_bench(args):
     return 0
 
 
+def _add_pack(sub):
+    p = sub.add_parser("pack", help="a compact copy of a sweep folder: its summary and every run's evaluations",
+                       description="Write the sweep files (summary.csv, sweep.toml, tuned.csv, with their "
+                                   "checksums) and every run's evaluation rows in one gzip file, "
+                                   "evaluations.csv.gz; report, verify and replay read the packed folder.")
+    p.add_argument("folder", metavar="results/NAME", help="a finished sweep's results folder")
+    p.add_argument("--out", metavar="DIR", help="where to write the packed folder (default: NAME-packed beside it)")
+    p.set_defaults(func=cmd_pack)
+
+
+def cmd_pack(args):
+    from pathlib import Path
+
+    from .pack import pack
+
+    folder = Path(args.folder)
+    out, size = pack(folder, args.out or folder.with_name(folder.name + "-packed"), say=print)
+    print(f"packed: {out} ({size / 1e6:.2f} MB compressed)")
+    return 0
+
+
+def _add_replay(sub):
+    from .replay.cli import add_parser
+
+    add_parser(sub)
+
+
 def build_parser():
     p = _Parser(prog="harness", description="Compare MLP architectures trained by a NumPy core.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -345,6 +372,8 @@ def build_parser():
     _add_compare(sub)
     _add_status(sub)
     _add_verify(sub)
+    _add_pack(sub)
+    _add_replay(sub)
     _add_bench(sub)
     return p
 

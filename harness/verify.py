@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import layout, manifest
+from . import layout, manifest, pack
 from .errors import ConfigError
 from .status import finished
 
@@ -16,6 +16,10 @@ def verify_folder(folder, seal=False):
     """``(problems, lines)``: how many files fail their checks, and the
     lines to show (one per problem, then a count)."""
     folder = Path(folder)
+    if pack.is_packed(folder):
+        verified, problems = pack.verify(folder)
+        return len(problems), [f"damaged: {p}" for p in problems] + [
+            f"{folder}: packed, {verified} verified, {len(problems)} damaged"]
     if not layout.runs_dir(folder).is_dir():
         raise ConfigError(f"{folder}: no runs/ here; is this a sweep's results folder (results/<name>)?")
     lines, counts = [], {"verified": 0, "sealed now": 0, "without a manifest": 0}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import layout, store, sweep_status
+from .. import layout, pack, store, sweep_status
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
 from . import costs, decisions, fitted, front, halving as halvingmod, pooling, stats, tables, tuned as tunedmod, verdict as verdictmod
@@ -219,6 +219,11 @@ def _unfinished_blocks(blocks, summary):
                             "(see Halving); they enter no comparison."))
 
 
+PACKED_NOTE = (pack.PACKED_NOTE_START + ": it keeps each run's evaluation rows, not every iteration's. "
+               "Times per iteration, their spread and the training-loss curves come from the evaluated "
+               "iterations alone, and the confusion matrix is not drawn from a packed sweep.")
+
+
 def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=()):
     """The report's content: ``(blocks, frames)`` where blocks are
     ``(kind, payload)`` pairs both renderers share and frames hold what the
@@ -266,6 +271,8 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=
         blocks += fitted.blocks(g, target)
     _unfinished_blocks(blocks, full)
     blocks.append(("h2", "Plots"))
+    if full.attrs.get("packed"):
+        blocks.append(("p", PACKED_NOTE))
     for key, plot_title in PLOTS.items():
         blocks.append(("image", (plot_title, f"plots/{key}.png")))
     env = tables.environment(configs)

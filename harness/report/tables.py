@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import manifest, store
+from .. import manifest, pack, store
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..status import RunStatus, in_comparison, mask
@@ -49,6 +49,8 @@ def load(folder):
         raise ConfigError(f"{folder}: no summary.csv here; is this a sweep's results folder (results/<name>)?")
     data, sealed = manifest.check_file(path)
     summary = _parse_summary(path, data)
+    if pack.is_packed(folder):
+        return _load_packed(folder, summary, sealed)
     keep, frames, left_out, unsealed = [], [], [], (0 if sealed else 1) + _check_sweep_files(folder, sealed)
     for run_id in summary.run_id:
         contents = {}
@@ -71,6 +73,16 @@ def load(folder):
     columns = list(store.METRIC_COLUMNS) + ["run_id"]
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return summary, metrics, folder
+
+
+def _load_packed(folder: Path, summary, sealed):
+    """:func:`load` for a packed sweep (see :mod:`harness.pack`): its
+    evaluation rows are the metrics; every run is kept (the pack holds only
+    sound ones, and its file is checked against its sidecar)."""
+    unsealed = (0 if sealed else 1) + _check_sweep_files(folder, sealed)
+    metrics = pack.read_evaluations(folder)
+    summary.attrs.update(left_out=[], unsealed=unsealed, packed=True)
+    return summary, metrics[metrics.run_id.isin(summary.run_id)].reset_index(drop=True), folder
 
 
 def _check_sweep_files(folder: Path, sealed):
@@ -135,6 +147,9 @@ def _metrics(path: Path, data: bytes | None):
 
 def run_configs(folder, summary):
     """``{run_id: config.json}`` for the runs of ``summary`` that have one."""
+    if pack.is_packed(folder):
+        records = pack.read_records(folder)
+        return {r: records[r]["config"] for r in summary.run_id if r in records}
     out = {}
     for run_id in summary.run_id:
         path = Path(folder) / "runs" / run_id / "config.json"
@@ -333,7 +348,8 @@ def per_run_progress(metrics):
     if metrics.empty:
         return pd.DataFrame(columns=["run_id", "iteration", "val_acc", "train_seconds"])
     m = metrics.sort_values(["run_id", "iteration"]).copy()
-    m["train_seconds"] = m.groupby("run_id").iter_seconds.cumsum()
+    if "train_seconds" not in m:  # a packed sweep's rows carry it, summed over all iterations
+        m["train_seconds"] = m.groupby("run_id").iter_seconds.cumsum()
     return m[m.val_acc.notna()][["run_id", "iteration", "val_acc", "train_seconds"]]
 
 
