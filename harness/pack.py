@@ -33,6 +33,7 @@ EVALUATIONS = "evaluations.csv.gz"
 RECORDS = "runs.json.gz"
 SWEEP_FILES = ("summary.csv", "sweep.toml", "tuned.csv")
 PACKED_FILES = (EVALUATIONS, RECORDS)
+MEASURED = ("latency.csv",)  # harness.latency.FILE: measured once, kept so a packed report reuses it
 PACKED_NOTE_START = "This sweep is packed (harness pack)"
 COLUMNS = ("run_id",) + tuple(store.METRIC_COLUMNS) + ("train_seconds",)
 
@@ -111,7 +112,7 @@ def pack(folder, out, say=None):
              RECORDS: gzip_bytes(json.dumps(records, sort_keys=True, indent=0).encode())}
     store.writable_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in SWEEP_FILES:  # as the sweep wrote them, sidecars too
+    for name in SWEEP_FILES + MEASURED:  # as the sweep wrote them, sidecars too
         for path in (folder / name, manifest.sidecar(folder / name)):
             if path.is_file() and (not (out / path.name).is_file() or
                                    (out / path.name).read_bytes() != path.read_bytes()):

@@ -3,6 +3,7 @@ that report, verify and replay read."""
 import os
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,10 +65,15 @@ def test_a_packed_sweep_reports_as_its_original_except_times_per_iteration(halve
     assert list(rows.iteration) == list(m.iteration[m.val_acc.notna()])
     assert list(rows.val_acc) == list(m.val_acc.dropna())
     assert list(rows.train_seconds) == list(m.iter_seconds.cumsum()[m.val_acc.notna()])
+    assert main(["report", str(original)]) == 0  # measures the latencies once, into latency.csv
+    assert main(["pack", str(original), "--out", str(packed)]) == 0  # which packing keeps
+    assert (packed / "latency.csv").read_bytes() == (original / "latency.csv").read_bytes()
     assert main(["report", str(packed)]) == 0
-    assert main(["report", str(original)]) == 0
     # the statistics and everything drawn from evaluations are the same files
-    assert (packed / "comparison.csv").read_bytes() == (original / "comparison.csv").read_bytes()
+    a, b = pd.read_csv(packed / "comparison.csv"), pd.read_csv(original / "comparison.csv")
+    timed = ["train_seconds", "seconds_to_target"]  # summed over the evaluated iterations' times only
+    pd.testing.assert_frame_equal(a.drop(columns=timed), b.drop(columns=timed), check_exact=True)
+    assert np.allclose(a[timed], b[timed], rtol=0.05, atol=1e-3, equal_nan=True)
     for plot in ("halving.png", "budget.png", "acc_vs_width.png"):
         assert (packed / "plots" / plot).read_bytes() == (original / "plots" / plot).read_bytes(), plot
     md, md0 = (packed / "report.md").read_text(), (original / "report.md").read_text()
@@ -117,3 +123,9 @@ def test_gzip_output_has_no_time_stamp():
     a = pack.gzip_bytes(b"x" * 100)
     assert a[4:8] == b"\0\0\0\0"  # MTIME field
     assert pack.gzip_bytes(b"x" * 100) == a
+
+
+def test_the_packed_name_of_latency_is_the_latency_modules():
+    from harness import latency, pack
+
+    assert pack.MEASURED == (latency.FILE,)

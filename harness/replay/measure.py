@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..report import stats
+from ..report import decisions, stats
 from . import simulate
 
 ALPHA = 0.05
@@ -106,12 +106,13 @@ def recommend(rows, target):
 
 # --- the A/A check ------------------------------------------------------------------
 
-def differs(a, b, alpha=ALPHA):
-    """The report's verdict on two samples: True when its test calls them
-    different. Today Welch's two-sided test at ``alpha``; the one place to
-    switch to another rule."""
-    p = stats.welch(a, b)[2]
-    return bool(not math.isnan(p) and p < alpha)
+def differs(a, b, alpha=ALPHA, margin=decisions.DEFAULT_MARGIN / 100):
+    """The report's verdict on two samples (fractions): True when its
+    classes call ``b`` worse or better than ``a`` (:func:`decisions.classify`,
+    Welch's test, TOST within ``margin``); equivalent and undecided are not
+    different. The one place to switch to another rule."""
+    decision = decisions.classify(np.asarray(a, float), np.asarray(b, float), margin, alpha, paired=False)[0]
+    return decision in ("worse", "better")
 
 
 def _halves(n, splits, rng):

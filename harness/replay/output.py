@@ -61,7 +61,7 @@ def blocks(recorded, rows, best, target, aa, resamples, seed):
                  "configuration, the setting's number of its recorded seeds; the strategy's own decision code "
                  "then picks a winner. Nothing is trained."),
            ("p", f"**Truth** (the full sweep, as its report says): the best is {recorded.units[recorded.winner]}; "
-                 f"tied with it (Welch's test, Holm-adjusted, α = 0.05): {count(len(tied), 'other variant')} of "
+                 f"in its tie set (not shown worse by the report's classes, Holm-adjusted, α = 0.05): {count(len(tied), 'other variant')} of "
                  f"{len(recorded.units) - 1}"
                  + (f" ({shown})." if tied else ".")),
            ("h2", "Recommendation")]

@@ -156,7 +156,7 @@ def _with_truth(folder, summary, search, keys, order, seeds, iterations, curves,
     tied, best = np.zeros(len(units), bool), np.zeros(len(units), bool)
     winner = unit_of_run[g.run_ids.iloc[0][0]]
     for row in g.itertuples():
-        tied[unit_of_run[row.run_ids[0]]] = bool(row.tied_with_best)
+        tied[unit_of_run[row.run_ids[0]]] = row.decision != "worse"  # the tie set: all not shown worse
         best[unit_of_run[row.run_ids[0]]] = row.val_acc == g.val_acc.iloc[0]
     truth_mean = curves[:, :, -1].mean(axis=1)
     return Recorded(folder, tuple(order), tuple(seeds), iterations, curves, flops, unit, units, truth_mean, tied,

@@ -27,6 +27,16 @@ def _dtype(summary, run_ids):
     return str(runs.dtype.iloc[0]) if "dtype" in runs and len(runs) else RunConfig.dtype  # an old summary: the default
 
 
+def _training_seconds(metrics):
+    """Each run's training seconds: its iterations' times summed, or, in a
+    packed sweep (evaluation rows only), the running sum it kept."""
+    if metrics.empty:
+        return pd.Series(dtype=float)
+    if "train_seconds" in metrics:
+        return metrics.groupby("run_id").train_seconds.max()
+    return metrics.groupby("run_id").iter_seconds.sum()
+
+
 def with_costs(g, summary, metrics, reach, folder, measure=latency.measure, sources=()):
     """``g`` with ``dtype``, ``param_bytes``, ``iterations`` (median run),
     ``flops_total`` (FLOPs per iteration x iterations), ``train_seconds``
@@ -41,7 +51,7 @@ def with_costs(g, summary, metrics, reach, folder, measure=latency.measure, sour
     g["dtype"] = [_dtype(summary, ids) for ids in g.run_ids]
     g["param_bytes"] = [n * np.dtype(d).itemsize for n, d in zip(g.n_params, g.dtype)]
     its, secs = [], []
-    steps = metrics.groupby("run_id").iter_seconds.sum() if not metrics.empty else pd.Series(dtype=float)
+    steps = _training_seconds(metrics)
     for ids in g.run_ids:
         runs = summary[summary.run_id.isin(ids)]
         done = runs.iterations_run if "iterations_run" in runs else runs.iterations

@@ -97,12 +97,9 @@ def report_target(folder):
 def report_margin(folder):
     """``[report] margin`` (points) of the sweep's grid file, or the default.
     A bad value in a hand-edited sweep.toml is refused (ConfigError)."""
-    path = Path(folder) / "sweep.toml"
-    try:
-        report = tomllib.loads(path.read_text()).get("report", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return decisions.DEFAULT_MARGIN
-    return decisions.check_margin(report.get("margin", decisions.DEFAULT_MARGIN), f"{path} [report]")
+    report = (layout.settings(folder) or {}).get("report", {})
+    where = f"{Path(folder) / layout.SETTINGS} [report]"
+    return decisions.check_margin(report.get("margin", decisions.DEFAULT_MARGIN), where)
 
 
 PARTIAL_RELOAD_SECONDS = 60

@@ -236,6 +236,14 @@ def _bounded(lo, hi):
     return max(lo, 0.0), min(hi, 1.0), bool(lo < 0.0 or hi > 1.0)
 
 
+def _minibatched(runs):
+    """Whether every run trained on minibatches (labels may hold settings as text)."""
+    import pandas as pd
+
+    batch = pd.to_numeric(runs.batch_size, errors="coerce").fillna(0)
+    return bool(((batch > 0) & (batch < pd.to_numeric(runs.n_train, errors="coerce"))).all())
+
+
 def grouped(summary):
     """Runs in a comparison grouped over seeds, one row per variant, ranked by
     mean validation accuracy: ``runs`` (seeds), ``seeds`` (those with an
@@ -257,7 +265,7 @@ def grouped(summary):
                    accs=runs.final_val_acc.dropna().to_numpy(float),
                    seed_ids=list(runs.seed[runs.final_val_acc.notna()]) if "seed" in runs else [],
                    minibatched=(None if not {"batch_size", "n_train"} <= set(runs.columns) else
-                                bool(((runs.batch_size.fillna(0) > 0) & (runs.batch_size < runs.n_train)).all())),
+                                _minibatched(runs)),
                    train_acc=runs.final_train_acc.mean(), depth=runs.depth.iloc[0], width=runs.width.iloc[0],
                    n_params=runs.n_params.iloc[0], flops_per_iter=runs.flops_per_iter.iloc[0],
                    s_per_iter=runs.median_iter_seconds.median(),
