@@ -99,8 +99,8 @@ def aa_blocks(aa):
     spread = (f"per variant from {_pct(min(aa['per_group']))} to {_pct(max(aa['per_group']))}")
     return head + [("p", f"Each of {count(aa['groups'], 'variant')} with 4 or more seeds had its seeds split into "
                          "two halves in every possible way (200 random ways when there are more), "
-                         f"{aa['tests']:,} splits in all; the report's test (Welch, "
-                         f"α = {aa['alpha']:g}) called the two halves different in {aa['different']:,} of "
+                         f"{aa['tests']:,} splits in all; the report's classes (Welch's test and TOST within a "
+                         f"0.2-point margin, α = {aa['alpha']:g}) called one half worse or better than the other in {aa['different']:,} of "
                          f"{aa['tests']:,} splits: {_pct(aa['rate'])} [{_pct(aa['lo'])}, {_pct(aa['hi'])}] "
                          f"({spread}), {verdict}. Splits of one variant share its seeds, so the interval, which "
                          "treats them as independent, is too narrow.")]
