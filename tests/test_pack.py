@@ -10,40 +10,17 @@ import pytest
 from harness import pack
 from harness.cli import main
 
-HALVING = """
-[sweep]
-name = "halves"
-jobs = 2
-seeds = [0, 1]
-strategy = "halving"
-eta = 3
-min_iterations = 10
-
-[data]
-path = "{data}"
-validation = 0.25
-
-[train]
-iterations = 90
-eval_every = 10
-optimizer = "adam"
-batch_size = 32
-
-[grid]
-layers = [[16, 10], [16, 8, 10], [16, 16, 10]]
-lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
-"""
 
 
 @pytest.fixture(scope="module")
 def halves(tmp_path_factory):
-    from tests.conftest import make_digits, write_csv
+    from tests.helpers import HALVING, make_digits, write_csv
 
     root = tmp_path_factory.mktemp("pack")
     X, y = make_digits(240)
     write_csv(root / "tiny.csv", X, y)
     grid = root / "h.toml"
-    grid.write_text(HALVING.format(data="tiny.csv"))
+    grid.write_text(HALVING.format(data="tiny.csv", jobs=2))
     assert main(["sweep", str(grid), "--out", str(root / "out"), "--quiet"]) == 0
     return root / "out" / "halves"
 

@@ -154,41 +154,18 @@ def test_tune_replay_finds_a_trial_that_always_wins():
     assert row["p_best"] == 1.0 and row["p_tied"] == 1.0 and row["p_winner_changes"] == 0.0
 
 
-HALVING = """
-[sweep]
-name = "halves"
-jobs = 2
-seeds = [0, 1]
-strategy = "halving"
-eta = 3
-min_iterations = 10
-
-[data]
-path = "{data}"
-validation = 0.25
-
-[train]
-iterations = 90
-eval_every = 10
-optimizer = "adam"
-batch_size = 32
-
-[grid]
-layers = [[16, 10], [16, 8, 10], [16, 16, 10]]
-lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
-"""
 
 
 @pytest.fixture(scope="module")
 def two_sweeps(tmp_path_factory):
     """A real halving sweep and the full grid of the same configurations."""
-    from tests.conftest import make_digits, write_csv
+    from tests.helpers import HALVING, make_digits, write_csv
 
     root = tmp_path_factory.mktemp("replay")
     X, y = make_digits(240)
     write_csv(root / "tiny.csv", X, y)
-    (root / "h.toml").write_text(HALVING.format(data="tiny.csv"))
-    (root / "g.toml").write_text(HALVING.format(data="tiny.csv").replace('strategy = "halving"\n', "")
+    (root / "h.toml").write_text(HALVING.format(data="tiny.csv", jobs=2))
+    (root / "g.toml").write_text(HALVING.format(data="tiny.csv", jobs=2).replace('strategy = "halving"\n', "")
                                  .replace('name = "halves"', 'name = "full"'))
     for grid in ("h", "g"):
         assert main(["sweep", str(root / f"{grid}.toml"), "--out", str(root / "out"), "--quiet"]) == 0
