@@ -26,14 +26,14 @@ import json
 import shutil
 from pathlib import Path
 
-from . import manifest, store
+from . import latency, layout, manifest, store
 from .errors import ConfigError
 
 EVALUATIONS = "evaluations.csv.gz"
 RECORDS = "runs.json.gz"
-SWEEP_FILES = ("summary.csv", "sweep.toml", "tuned.csv")
+SWEEP_FILES = (layout.SUMMARY, layout.SETTINGS, layout.TUNED)
 PACKED_FILES = (EVALUATIONS, RECORDS)
-MEASURED = ("latency.csv",)  # harness.latency.FILE: measured once, kept so a packed report reuses it
+MEASURED = (latency.FILE,)  # measured once; kept so a packed report reuses it
 PACKED_NOTE_START = "This sweep is packed (harness pack)"
 COLUMNS = ("run_id",) + tuple(store.METRIC_COLUMNS) + ("train_seconds",)
 
@@ -84,7 +84,7 @@ def pack(folder, out, say=None):
     folder, out = Path(folder), Path(out)
     if is_packed(folder):
         raise ConfigError(f"{folder}: already packed")
-    summary_path = folder / "summary.csv"
+    summary_path = folder / layout.SUMMARY
     if not summary_path.is_file() or not (folder / "runs").is_dir():
         raise ConfigError(f"{folder}: no summary.csv and runs/ here; is this a sweep's results folder?")
     data, _ = manifest.check_file(summary_path)
@@ -174,7 +174,7 @@ def verify(folder):
     folder = Path(folder)
     problems, verified = [], 0
     for name in SWEEP_FILES + PACKED_FILES:
-        if (folder / name).is_file() or name in ("summary.csv",) + PACKED_FILES:
+        if (folder / name).is_file() or name in (layout.SUMMARY,) + PACKED_FILES:
             try:
                 manifest.check_file(folder / name)
                 verified += 1
@@ -182,7 +182,7 @@ def verify(folder):
                 problems.append(str(e))
     if problems:
         return verified, problems
-    summary = pd.read_csv(folder / "summary.csv", dtype={"run_id": str})
+    summary = pd.read_csv(folder / layout.SUMMARY, dtype={"run_id": str})
     evals = read_evaluations(folder)
     last = evals.groupby("run_id").last()
     records = read_records(folder)

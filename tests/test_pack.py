@@ -101,8 +101,3 @@ def test_gzip_output_has_no_time_stamp():
     assert a[4:8] == b"\0\0\0\0"  # MTIME field
     assert pack.gzip_bytes(b"x" * 100) == a
 
-
-def test_the_packed_name_of_latency_is_the_latency_modules():
-    from harness import latency, pack
-
-    assert pack.MEASURED == (latency.FILE,)

@@ -8,13 +8,13 @@ point (with ``[tune]`` its trials are candidates for one answer), or the
 configuration itself."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .. import layout
 from ..errors import ConfigError
 from ..report import tables
 from ..report import tuned as tunedmod
@@ -53,10 +53,10 @@ class Recorded:
 
 
 def _sweep_table(folder: Path):
-    try:
-        return tomllib.loads((folder / "sweep.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{folder / 'sweep.toml'}: unreadable ({e}); replay needs the grid as run") from None
+    table = layout.settings(folder)
+    if table is None:
+        raise ConfigError(f"{folder / layout.SETTINGS}: missing or unreadable; replay needs the grid as run")
+    return table
 
 
 def _search_runs(summary, folder: Path, tuned: bool):
