@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import data as datamod, mlp, store
+from . import blas, data as datamod, mlp, store
 from .parallel import Threads
 from .optim import make_optimizer
 
@@ -84,26 +84,26 @@ def ours_step(layers, X, y, dtype, pool):
 # transposed product's output is Fortran-ordered and feeds the next one, so
 # products do not flip independently (measured: under Haswell, float64's
 # products flipped one at a time were each ~1.35x slower; all three, not).
-FLIPS = (*mlp.PRODUCTS, "all")
+FLIPS = (*blas.PRODUCTS, "all")
 
 
 def flipped(dtype, product):
     """This kernel's layout table with ``product`` of ``dtype`` (or "all"
     of them) in its other layout."""
-    table = {d: dict(t) for d, t in mlp.layouts().items()}
-    for k in mlp.PRODUCTS if product == "all" else (product,):
+    table = {d: dict(t) for d, t in blas.layouts().items()}
+    for k in blas.PRODUCTS if product == "all" else (product,):
         table[dtype][k] = not table[dtype][k]
     return table
 
 
 def with_layouts(table, fn):
-    """``fn`` run under the layout ``table`` (:func:`harness.mlp.set_layouts`), then the kernel's again."""
+    """``fn`` run under the layout ``table`` (:func:`harness.blas.set_layouts`), then the kernel's again."""
     def run():
-        mlp.set_layouts(table)
+        blas.set_layouts(table)
         try:
             return fn()
         finally:
-            mlp.set_layouts(None)
+            blas.set_layouts(None)
     return run
 
 
@@ -116,11 +116,11 @@ def layout_contestants(make, dtype):
 def layout_verdicts(section, name, dtype, t, add, ours="ours"):
     """One row per product: the table's layout against the other, timed in
     the same round-robin (``t[ours]`` against ``t["flip <product>"]``)."""
-    table = mlp.layouts(dtype=dtype)
+    table = blas.layouts(dtype=dtype)
     for k in FLIPS:
         ratio = t[ours] / t[f"flip {k}"]
         chosen = ("transposed" if table[k] else "as written") if k != "all" else \
-            "/".join("T" if table[p] else "W" for p in mlp.PRODUCTS)
+            "/".join("T" if table[p] else "W" for p in blas.PRODUCTS)
         verdict = (f"the table's choice is slower here by {100 * (ratio - 1):.0f}%" if ratio > 1
                    else f"the table's choice is faster by {100 * (1 / ratio - 1):.0f}%" if ratio < 1
                    else "the two layouts took the same time")
@@ -200,7 +200,7 @@ def ours_to_target(split, threads, target, max_epochs, eval_every=100):
     """Training seconds (evaluation excluded) of minibatch Adam on
     784-256-128-64-10 until test accuracy reaches ``target``; None if never."""
     from .config import RunConfig
-    from .train import train_steps
+    from .loop import train_steps
 
     cfg = RunConfig(layers=(784, 256, 128, 64, 10), optimizer="adam", lr=1e-3, batch_size=128, dtype="float32",
                     eval_every=eval_every, epochs=max_epochs)
@@ -275,7 +275,7 @@ def ours_epoch(layers, split, pool):
     trains on, epoch after epoch, and returns the epoch's training seconds
     (the steps only, evaluation excluded)."""
     from .config import RunConfig
-    from .train import train_steps
+    from .loop import train_steps
 
     cfg = RunConfig(layers=tuple(layers), optimizer="adam", lr=1e-3, batch_size=128, dtype="float32",
                     eval_every=10**9, epochs=1000)
@@ -545,7 +545,7 @@ def machine():
     it chose (results are bit-identical only within one kernel)."""
     from threadpoolctl import threadpool_info
 
-    from .train import cpu_model
+    from .blas import cpu_model
 
     blas = next((lib for lib in threadpool_info() if lib.get("user_api") == "blas"), {})
     kernel = f", kernel {blas['architecture']}" if blas.get("architecture") else ""
@@ -556,10 +556,10 @@ def machine():
 def kernel_note():
     """One line when this process's OpenBLAS kernel is not in the layout
     table (it then computes with the default kernel's layouts), else None."""
-    kernel = mlp.blas_kernel()
-    if kernel in mlp.LAYOUTS:
+    kernel = blas.blas_kernel()
+    if kernel in blas.LAYOUTS:
         return None
-    return (f"note: the layout table does not know the OpenBLAS kernel {kernel}: it uses {mlp.DEFAULT_KERNEL}'s "
+    return (f"note: the layout table does not know the OpenBLAS kernel {kernel}: it uses {blas.DEFAULT_KERNEL}'s "
             "layouts, and the rows below say where the other layout is faster")
 
 

@@ -171,7 +171,7 @@ def _probe_step(layers, m, dtype, threads, seconds=PROBE_SECONDS):
     from .config import RunConfig
     from .data import Split
     from .parallel import Threads
-    from .train import train_steps
+    from .loop import train_steps
 
     rng = np.random.default_rng(0)
     n = m if m > 2048 else 4096
@@ -329,7 +329,7 @@ def cache_dir() -> Path:
 def blas_identity():
     """The BLAS numpy uses: library, version and CPU kernel (not where its
     file lives: every virtual environment's copy of one build runs alike)."""
-    from .train import numpy_blas
+    from .blas import numpy_blas
 
     lib = numpy_blas()
     return None if lib is None else {k: lib.get(k) for k in ("internal_api", "version", "architecture")}
@@ -338,7 +338,7 @@ def blas_identity():
 def machine_identity():
     """What sets a calibration's figures: the processor and its cores, numpy
     and the BLAS. A change in any of them makes the cached model stale."""
-    from .train import cpu_model
+    from .blas import cpu_model
 
     return {"version": CACHE_VERSION, "cpu": cpu_model(), "cores": os.cpu_count(), "numpy": np.__version__,
             "blas": blas_identity()}

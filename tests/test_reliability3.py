@@ -22,7 +22,8 @@ from harness.errors import ConfigError
 from harness.grid import load_sweep
 from harness.progress import Lines
 from harness.sweep import summary_row
-from harness.train import numpy_blas, run
+from harness.blas import numpy_blas
+from harness.train import run
 from harness.words import count
 
 from helpers import make_digits, write_csv
@@ -62,7 +63,7 @@ def _tree(folder: Path):
 # --- 1. BLAS kernels --------------------------------------------------------------
 
 def _kernel(env=None):
-    out = subprocess.run([sys.executable, "-c", "from harness.train import blas_info; "
+    out = subprocess.run([sys.executable, "-c", "from harness.blas import blas_info; "
                           "print(blas_info()['blas_kernel'])"], capture_output=True, text=True, env=env, cwd=ROOT)
     return out.stdout.strip()
 
@@ -206,11 +207,11 @@ def test_the_cache_key_is_what_sets_the_speed_not_where_the_venv_is(monkeypatch)
     here = cost.cache_path()
     # the same OpenBLAS build in another virtual environment, on another host name
     moved = {**numpy_blas(), "filepath": "/elsewhere/.venv/lib/libopenblas.so"}
-    monkeypatch.setattr("harness.train.threadpool_info", lambda: [moved])
+    monkeypatch.setattr("harness.blas.threadpool_info", lambda: [moved])
     monkeypatch.setattr("socket.gethostname", lambda: "another-host")
     assert cost.machine_identity() == identity and cost.cache_path() == here
     # another kernel is another calibration
-    monkeypatch.setattr("harness.train.threadpool_info", lambda: [{**moved, "architecture": "another-kernel"}])
+    monkeypatch.setattr("harness.blas.threadpool_info", lambda: [{**moved, "architecture": "another-kernel"}])
     assert cost.cache_path() != here
 
 
