@@ -42,7 +42,7 @@ def unusable(out: Path, run_id, training: Training, saved=None):
     missing = set(want) - set(arrays)
     it = meta.get("iteration")
     if missing:
-        return f"it lacks {sorted(missing)[0]}"
+        return f"it lacks {min(missing)}"
     if not isinstance(it, int) or not 0 < it <= training.total:
         return f"its iteration {it!r} is not one of this run's"
     return None

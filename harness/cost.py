@@ -170,8 +170,8 @@ def _probe_step(layers, m, dtype, threads, seconds=PROBE_SECONDS):
 
     from .config import RunConfig
     from .data import Split
-    from .parallel import Threads
     from .loop import train_steps
+    from .parallel import Threads
 
     rng = np.random.default_rng(0)
     n = m if m > 2048 else 4096

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from . import data as datamod, mlp
+from . import data as datamod
+from . import mlp
 from .config import RunConfig
 from .optim import lr_at, make_optimizer
 from .status import RunStatus
-
 
 # A loss this many times the first one counts as diverged. The fused softmax
 # keeps the loss finite even when a far-too-high lr blows the logits up, so

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from harness import blas, mlp, store
+from harness.checkpoint import ANY_KERNEL
 from harness.cli import main
 from harness.grid import load_sweep
 from harness.kernelbench import KERNEL_ROW, side_by_side
-from harness.checkpoint import ANY_KERNEL
 from harness.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
