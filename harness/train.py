@@ -21,7 +21,7 @@ from .errors import HarnessError, LinkRefused
 from .loop import RunTimeout, Training, confusion, summarize, total_iterations
 from .parallel import Threads
 from .signals import INTERRUPTED_BY
-from .status import RunStatus
+from .status import RunStatus, is_paused, paused_record
 
 
 def prepare(cfg: RunConfig, source=None):
@@ -64,8 +64,9 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     holding one continues from it to exactly the numbers an uninterrupted
     run reaches (its metrics rows after the checkpoint are dropped first).
     With ``stop_at``, training pauses at that iteration: the state is saved,
-    no status is written, and the record returned has ``status`` None and
-    ``paused_at``; running it again continues it.
+    no status is written, and the record returned is paused
+    (:func:`harness.status.paused_record`, with ``paused_at``); running it
+    again continues it.
     """
     out = Path(out_dir)
     if out.is_symlink():
@@ -77,7 +78,7 @@ def run(cfg: RunConfig, out_dir, source=None, threads=None, on_row=None, threads
     try:
         with threadpool_limits(1, user_api="blas"), contextlib.closing(pool):
             status = _train(cfg, out, source, threads, pool, rows, state, on_row, record, checkpoint_seconds, stop_at)
-        if status["status"] is None:
+        if is_paused(status):
             return status  # paused at stop_at
     except RunTimeout as e:
         _close(state)
@@ -110,7 +111,7 @@ def _close(state):
 
 def _train(cfg, out: Path, source, threads, pool, rows, state, on_row, record, checkpoint_seconds, stop_at):
     """:func:`run`'s setup and loop; fills ``rows`` as it goes, so a failure
-    keeps what was measured. Returns the status (``None`` when paused)."""
+    keeps what was measured. Returns the status (a paused record when paused)."""
     source, split = prepare(cfg, source)
     run_id = state["run_id"] = cfg.run_id(source.fingerprint)
     training = Training(mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype), cfg, split, pool)
@@ -130,7 +131,7 @@ def _train(cfg, out: Path, source, threads, pool, rows, state, on_row, record, c
     if training.paused:
         writer.close()
         saver.save(rows[-1])
-        return {"run_id": run_id, "status": None, "paused_at": training.it}
+        return paused_record(run_id, training.it)
     writer.finish()
     return _finished(training.params, cfg, split, source, out, pool, rows)
 
