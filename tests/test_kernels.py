@@ -171,10 +171,10 @@ def test_kernels_side_by_side_names_the_kernel_each_process_ran():
 
 
 def test_the_bench_times_each_product_in_its_other_layout_and_says_where_the_table_loses():
-    from harness import bench
+    from harness import bench_layouts
 
     seen = []
-    made = bench.layout_contestants(lambda: lambda: seen.append(blas.layouts_record("float32")), "float32")
+    made = bench_layouts.layout_contestants(lambda: lambda: seen.append(blas.layouts_record("float32")), "float32")
     for name, fn in made.items():
         fn()
     table = blas.layouts_record("float32")
@@ -186,7 +186,7 @@ def test_the_bench_times_each_product_in_its_other_layout_and_says_where_the_tab
     assert blas.layouts_record("float32") == table  # and the kernel's table back afterwards
     rows = []
     t = {"ours": 1.2, "flip forward": 1.0, "flip dW": 1.5, "flip dA": 1.2, "flip all": 2.4}
-    bench.layout_verdicts("step", "net", "float32", t, lambda *row: rows.append(row))
+    bench_layouts.layout_verdicts("step", "net", "float32", t, lambda *row: rows.append(row))
     by = {row[1].split(": ")[1].split()[0]: row for row in rows}
     assert by["forward"][2] == pytest.approx(1.2) and "slower here by 20%" in by["forward"][4]
     assert by["dW"][2] == pytest.approx(0.8) and "faster by 25%" in by["dW"][4]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import layout
 from ..errors import ConfigError
-from ..report import tables
+from ..report import reading, tables
 from ..report import tuned as tunedmod
 from ..status import Role, RunStatus, in_comparison
 
@@ -85,7 +85,7 @@ def _config_keys(search, tuned):
 def load(folder, min_seeds=2) -> Recorded:
     """Read a finished full-grid sweep folder (packed or not). Raises
     ConfigError, naming the folder, for anything replay cannot use."""
-    summary, metrics, folder = tables.load(folder)
+    summary, metrics, folder = reading.load(folder)
     folder = Path(folder)
     table = _sweep_table(folder)
     strategy = table.get("sweep", {}).get("strategy", "grid")
