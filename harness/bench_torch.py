@@ -3,6 +3,7 @@ target accuracy and a minibatch epoch, as callables timed beside ours.
 Each gives None when torch is not installed."""
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ def torch_step(layers, X, y, dtype, threads):
     torch.set_num_threads(threads)
     tdtype = getattr(torch, dtype)
     mods = []
-    for a, b in zip(layers[:-1], layers[1:]):
+    for a, b in itertools.pairwise(layers):
         mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*mods[:-1]).to(tdtype)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -57,7 +58,7 @@ def _torch_adam_steps(layers, split, threads):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     mods = []
-    for a, b in zip(layers[:-1], layers[1:]):
+    for a, b in itertools.pairwise(layers):
         mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*mods[:-1])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

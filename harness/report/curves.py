@@ -6,7 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .style import DASHES, assign, depth_colours, empty, line, log_ticks, panel_legend, save as _save, styles
+from .style import (
+    DASHES,
+    assign,
+    depth_colours,
+    empty,
+    line,
+    log_ticks,
+    panel_legend,
+    styles,
+)
+from .style import save as _save
 from .tables import per_run_progress
 
 LEARNING_CURVES = "Learning curves, one panel per first hidden width"
@@ -38,7 +48,12 @@ def _logit_percent(ax, values):
     stay apart; linear when some value is 0 or 100% (a logit cannot show it)."""
     import warnings
 
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+    from matplotlib.ticker import (
+        FixedLocator,
+        FuncFormatter,
+        NullFormatter,
+        NullLocator,
+    )
 
     values = np.asarray(values, float)
     values = values[~np.isnan(values)]
