@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import store
+from . import layout, store
 
 # Eight small full-batch runs: with jobs = 1 each run already spreads its row
 # chunks over every core, so a second worker has less to win.
@@ -79,7 +79,7 @@ def sweep_seconds(grid_text, jobs, root):
     seconds = time.perf_counter() - t
     if code != 0:
         raise RuntimeError(f"benchmark sweep failed (exit {code})")
-    peaks = [store.read_status(d)["peak_rss_mb"] for d in (out / sweep.name / "runs").iterdir()]
+    peaks = [store.read_status(d)["peak_rss_mb"] for d in layout.runs_dir(out / sweep.name).iterdir()]
     return seconds, max(peaks)
 
 

@@ -30,6 +30,7 @@ class RunStatus(str, Enum):
         return self is RunStatus.FAILED
 
     def is_paused(self) -> bool:
+        """Never: a status is what a run that ended writes."""
         return False
 
 

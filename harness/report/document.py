@@ -123,7 +123,8 @@ def _run_states(folder, summary):
             states.setdefault(r["run_id"], r["state"])
     counts = pd.Series(list(states.values()), dtype=object).value_counts()
     counts = {s: int(counts[s]) for s in sorted(counts.index, key=lambda s: STATES.index(s) if s in STATES else 99)}
-    on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
+    runs_dir = layout.runs_dir(folder)
+    on_disk = {p.name for p in runs_dir.iterdir() if p.is_dir()} if runs_dir.is_dir() else set()
     left_out = {r for r, _ in summary.attrs.get("left_out", [])}
     return counts, len(on_disk - set(states) - planned - left_out)
 
@@ -258,7 +259,7 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=
     _closing_blocks(blocks, full, configs, folder)
     return blocks, {"loaded": full,  # as read, with what was left out, for the caller's lines
                     "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
-                    "run_dir": run_dir or (lambda run_id: folder / "runs" / run_id),
+                    "run_dir": run_dir or (lambda run_id: layout.run_dir(folder, run_id)),
                     "tuned": (full, tuned, tune) if tuned is not None else None,
                     "halving": (full, metrics, levels) if levels else None}
 
@@ -295,7 +296,7 @@ def _closing_blocks(blocks, full, configs, folder):
     if env:
         blocks.append(("h2", "Environment"))
         blocks.append(("table", pd.DataFrame({"": list(env), "value": [str(v) for v in env.values()]})))
-    toml = folder / "sweep.toml"
+    toml = folder / layout.SETTINGS
     if toml.is_file():
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
@@ -375,7 +376,7 @@ def compare(folders, out=None, allow_different_data=False, say=None):
 
     def run_dir(run_id):
         name, _, rid = run_id.rpartition("/")
-        return where[name] / "runs" / rid
+        return layout.run_dir(where[name], rid)
 
     blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir,
                           sources=folders)

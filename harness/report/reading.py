@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import manifest, pack, store
+from .. import layout, manifest, pack, store
 from ..errors import ConfigError
 from ..status import in_comparison
 
@@ -27,7 +27,7 @@ def load(folder):
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such results folder")
     store.refuse_links(folder)  # another folder's runs, shown as this sweep's
-    path = folder / "summary.csv"
+    path = folder / layout.SUMMARY
     if not path.is_file():
         raise ConfigError(f"{folder}: no summary.csv here; is this a sweep's results folder (results/<name>)?")
     data, sealed = manifest.check_file(path)
@@ -37,7 +37,7 @@ def load(folder):
     keep, frames, left_out, unsealed = [], [], [], (0 if sealed else 1) + _check_sweep_files(folder, sealed)
     for run_id in summary.run_id:
         contents = {}
-        verdict = manifest.check(folder / "runs" / run_id, contents)
+        verdict = manifest.check(layout.run_dir(folder, run_id), contents)
         problem = verdict.problem or (sealed and verdict.record is None and "status.json is missing")
         if problem:
             left_out.append((run_id, problem))
@@ -45,7 +45,7 @@ def load(folder):
             continue
         keep.append(True)
         unsealed += verdict.record is not None and not verdict.sealed
-        m = _metrics(folder / "runs" / run_id / "metrics.csv", contents.get("metrics.csv"))
+        m = _metrics(layout.run_dir(folder, run_id) / "metrics.csv", contents.get("metrics.csv"))
         if m is not None:
             m["run_id"] = run_id
             frames.append(m)
@@ -73,15 +73,15 @@ def _check_sweep_files(folder: Path, sealed):
     report reads too; returns how many were read without a checksum. Beside
     a checked summary, a missing ``sweep.toml`` is damage, not an old sweep."""
     unsealed = 0
-    for name in ("sweep.toml", "tuned.csv"):
+    for name in (layout.SETTINGS, layout.TUNED):
         path = folder / name
         if not path.exists():
-            if sealed and name == "sweep.toml":
+            if sealed and name == layout.SETTINGS:
                 raise ConfigError(f"{path}: missing; run the sweep again to rewrite it")
             continue
         data, ok = manifest.check_file(path)
         unsealed += not ok
-        if name == "sweep.toml":
+        if name == layout.SETTINGS:
             try:
                 tomllib.loads(data.decode())
             except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
@@ -135,7 +135,7 @@ def run_configs(folder, summary):
         return {r: records[r]["config"] for r in summary.run_id if r in records}
     out = {}
     for run_id in summary.run_id:
-        path = Path(folder) / "runs" / run_id / "config.json"
+        path = layout.run_dir(folder, run_id) / "config.json"
         try:
             conf = json.loads(path.read_text())
         except (OSError, ValueError):
