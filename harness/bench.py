@@ -21,10 +21,8 @@ taken in the same run. Measured:
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import re
 import statistics
 import tempfile
 import time
@@ -34,9 +32,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import data as datamod, mlp, store
-from .parallel import Threads
+from . import blas, mlp, store
+from . import data as datamod
+from .bench_layouts import layout_contestants, layout_verdicts
+from .bench_sweeps import sweep_sections
+from .bench_torch import torch_epoch, torch_step, torch_to_target
 from .optim import make_optimizer
+from .parallel import Threads
+from .words import silent
 
 NETS = ([784, 10, 10], [784, 256, 128, 64, 10])
 
@@ -80,53 +83,6 @@ def ours_step(layers, X, y, dtype, pool):
     return step
 
 
-# Each product alone in its other layout, and all of them at once: a
-# transposed product's output is Fortran-ordered and feeds the next one, so
-# products do not flip independently (measured: under Haswell, float64's
-# products flipped one at a time were each ~1.35x slower; all three, not).
-FLIPS = (*mlp.PRODUCTS, "all")
-
-
-def flipped(dtype, product):
-    """This kernel's layout table with ``product`` of ``dtype`` (or "all"
-    of them) in its other layout."""
-    table = {d: dict(t) for d, t in mlp.layouts().items()}
-    for k in mlp.PRODUCTS if product == "all" else (product,):
-        table[dtype][k] = not table[dtype][k]
-    return table
-
-
-def with_layouts(table, fn):
-    """``fn`` run under the layout ``table`` (:func:`harness.mlp.set_layouts`), then the kernel's again."""
-    def run():
-        mlp.set_layouts(table)
-        try:
-            return fn()
-        finally:
-            mlp.set_layouts(None)
-    return run
-
-
-def layout_contestants(make, dtype):
-    """``{"flip <product>": fn}``: ``make()`` (a fresh callable) under the
-    table with each product of ``dtype``, and all, in the other layout."""
-    return {f"flip {k}": with_layouts(flipped(dtype, k), make()) for k in FLIPS}
-
-
-def layout_verdicts(section, name, dtype, t, add, ours="ours"):
-    """One row per product: the table's layout against the other, timed in
-    the same round-robin (``t[ours]`` against ``t["flip <product>"]``)."""
-    table = mlp.layouts(dtype=dtype)
-    for k in FLIPS:
-        ratio = t[ours] / t[f"flip {k}"]
-        chosen = ("transposed" if table[k] else "as written") if k != "all" else \
-            "/".join("T" if table[p] else "W" for p in mlp.PRODUCTS)
-        verdict = (f"the table's choice is slower here by {100 * (ratio - 1):.0f}%" if ratio > 1
-                   else f"the table's choice is faster by {100 * (1 / ratio - 1):.0f}%" if ratio < 1
-                   else "the two layouts took the same time")
-        add(section, f"{name} {dtype}: {k} {chosen} (table) / other layout", ratio, "x", f"({verdict})")
-
-
 def gemms_alone(layers, m, dtype):
     """Just the step's matrix products with np.matmul, as callables, in each
     layout: examples as rows (ours), and as columns (the article's).
@@ -157,50 +113,13 @@ def gemms_alone(layers, m, dtype):
     return {"rows": rows, "columns": columns}
 
 
-def torch_step(layers, X, y, dtype, threads):
-    """The same step in PyTorch (nn.Linear + ReLU, CrossEntropyLoss, SGD) and
-    PyTorch's own GEMMs alone (torch.matmul, examples as rows), as callables:
-    ``{"step": fn, "gemms": fn}``; None when torch is not installed."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(threads)
-    tdtype = getattr(torch, dtype)
-    mods = []
-    for a, b in zip(layers[:-1], layers[1:]):
-        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*mods[:-1]).to(tdtype)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    Xt, yt = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(y.astype(np.int64))
-    weights = [m.weight.detach().T.contiguous() for m in mods[::2]]
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(Xt), yt).backward()
-        opt.step()
-
-    def gemms():
-        outs, A = [], Xt
-        for W in weights:
-            A = A @ W
-            outs.append(A)
-        for i, W in enumerate(weights):
-            (Xt if i == 0 else outs[i - 1]).T @ outs[i]
-            if i > 0:
-                outs[i] @ W.T
-
-    return {"step": step, "gemms": gemms}
-
-
 # --- 2. minibatch Adam to a target accuracy ------------------------------------
 
 def ours_to_target(split, threads, target, max_epochs, eval_every=100):
     """Training seconds (evaluation excluded) of minibatch Adam on
     784-256-128-64-10 until test accuracy reaches ``target``; None if never."""
     from .config import RunConfig
-    from .train import train_steps
+    from .loop import train_steps
 
     cfg = RunConfig(layers=(784, 256, 128, 64, 10), optimizer="adam", lr=1e-3, batch_size=128, dtype="float32",
                     eval_every=eval_every, epochs=max_epochs)
@@ -214,57 +133,6 @@ def ours_to_target(split, threads, target, max_epochs, eval_every=100):
     return None, None
 
 
-def _torch_adam_steps(layers, split, threads):
-    """PyTorch training ``layers`` (nn.Linear + ReLU, CrossEntropyLoss, Adam
-    at lr 1e-3) in batches of 128, a fresh shuffle per epoch: ``(model,
-    steps)``, steps an endless generator of each step's training seconds
-    that trains ``model`` as it goes. None when torch is not installed."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    mods = []
-    for a, b in zip(layers[:-1], layers[1:]):
-        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*mods[:-1])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    X, y = torch.from_numpy(split.X_train), torch.from_numpy(split.y_train.astype(np.int64))
-    gen = np.random.default_rng(1)
-
-    def steps():
-        while True:
-            order = torch.from_numpy(gen.permutation(len(X)))
-            for start in range(0, len(X), 128):
-                t = time.perf_counter()
-                idx = order[start:start + 128]
-                opt.zero_grad(set_to_none=True)
-                loss_fn(model(X[idx]), y[idx]).backward()
-                opt.step()
-                yield time.perf_counter() - t
-    return model, steps()
-
-
-def torch_to_target(split, threads, target, max_epochs, eval_every=100):
-    trainer = _torch_adam_steps((784, 256, 128, 64, 10), split, threads)
-    if trainer is None:
-        return None, None
-    import torch
-
-    model, steps = trainer
-    Xv, yv = torch.from_numpy(split.X_val), torch.from_numpy(split.y_val.astype(np.int64))
-    spent = 0.0
-    for it in range(1, max_epochs * -(-len(split.y_train) // 128) + 1):
-        spent += next(steps)
-        if it % eval_every == 0:
-            with torch.no_grad():
-                if (model(Xv).argmax(1) == yv).float().mean().item() >= target:
-                    return spent, it
-    return None, None
-
-
 # --- 2b. a lone minibatch run ----------------------------------------------------
 
 MINIBATCH_NETS = ((784, 256, 128, 64, 10), (784, 64, 10))
@@ -275,7 +143,7 @@ def ours_epoch(layers, split, pool):
     trains on, epoch after epoch, and returns the epoch's training seconds
     (the steps only, evaluation excluded)."""
     from .config import RunConfig
-    from .train import train_steps
+    from .loop import train_steps
 
     cfg = RunConfig(layers=tuple(layers), optimizer="adam", lr=1e-3, batch_size=128, dtype="float32",
                     eval_every=10**9, epochs=1000)
@@ -287,17 +155,6 @@ def ours_epoch(layers, split, pool):
         with threadpool_limits(1, user_api="blas"):  # here only: PyTorch's BLAS keeps its threads
             return sum(next(steps)["iter_seconds"] for _ in range(per_epoch))
     return epoch
-
-
-def torch_epoch(layers, split, threads):
-    """The same epoch in PyTorch, as a callable returning its training
-    seconds; None when torch is not installed."""
-    trainer = _torch_adam_steps(layers, split, threads)
-    if trainer is None:
-        return None
-    _, steps = trainer
-    per_epoch = -(-len(split.y_train) // 128)
-    return lambda: sum(next(steps) for _ in range(per_epoch))
 
 
 def _interleaved_results(timed, repeats, settle=0.2):
@@ -358,79 +215,6 @@ def minibatch_section(src, threads, repeats, add):
             f"({threads} BLAS threads)")
         add("minibatch", f"{name} step: ours / GEMMs", t["ours"] / t[layout], "x", "target <= 1.3")
         layout_verdicts("minibatch", f"{name} step", "float32", t, add)
-
-
-# --- 3. sweep throughput --------------------------------------------------------
-
-# Eight small full-batch runs: with jobs = 1 each run already spreads its row
-# chunks over every core, so a second worker has less to win.
-SMALL_GRID = """
-[sweep]
-name = "throughput"
-seeds = [0, 1, 2, 3, 4, 5, 6, 7]
-[data]
-dataset = "mnist"
-train_size = 10000
-[train]
-layers = [784, 64, 10]
-iterations = {iterations}
-eval_every = 50
-"""
-
-# The same eight runs in minibatches of 128 on all 60,000 rows, as long as
-# experiments/grid.toml's runs (2000 iterations): one chunk per step, so a
-# run cannot use a second core on its own and only a second worker can. Also
-# where a worker's memory on full MNIST is read.
-SMALL_MINIBATCH_GRID = (SMALL_GRID.replace("train_size = 10000", "train_size = 0")
-                        .replace("eval_every = 50", "eval_every = 50\nbatch_size = 128\noptimizer = \"adam\"\nlr = 0.001"))
-
-# One big run and four small ones: the big one is scheduled first, and takes
-# over the idle core once the small ones are done.
-MIXED_GRID = """
-[sweep]
-name = "mixed"
-[data]
-dataset = "mnist"
-train_size = 10000
-[train]
-iterations = {iterations}
-eval_every = 50
-[grid]
-layers = [[784, 256, 128, 64, 10], [784, 16, 10], [784, 24, 10], [784, 32, 10], [784, 48, 10]]
-"""
-
-
-def article_grid(quick):
-    """The text of experiments/article.toml (None if this is not a source
-    checkout); with ``quick``, a tenth of its iterations."""
-    for path in (Path("experiments/article.toml"), Path(__file__).resolve().parents[1] / "experiments/article.toml"):
-        if path.is_file():
-            text = path.read_text()
-            if quick:
-                text = re.sub(r"(?m)^iterations = (\d+)", lambda m: f"iterations = {int(m[1]) // 10}", text)
-            return text
-    return None
-
-
-def sweep_seconds(grid_text, jobs, root):
-    """Wall seconds of the sweep ``grid_text`` with ``jobs`` workers (runs
-    only, no report), and the largest peak RSS (MB) of the processes that
-    trained its runs."""
-    from .grid import load_sweep
-    from .sweep import run_sweep
-
-    grid = Path(root) / f"grid-{jobs}.toml"
-    grid.write_text(grid_text)
-    sweep = load_sweep(grid, jobs=jobs)
-    out = Path(root) / f"out{jobs}"
-    t = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = run_sweep(sweep, out, report=False)
-    seconds = time.perf_counter() - t
-    if code != 0:
-        raise RuntimeError(f"benchmark sweep failed (exit {code})")
-    peaks = [store.read_status(d)["peak_rss_mb"] for d in (out / sweep.name / "runs").iterdir()]
-    return seconds, max(peaks)
 
 
 # --- the whole benchmark ------------------------------------------------------
@@ -506,46 +290,12 @@ def latency_section(add, nets=LATENCY_NETS):
                 "target <= 3.0" if batch > 1 else "")
 
 
-def _one_vs_two(grid_text):
-    with tempfile.TemporaryDirectory() as tmp:
-        one, _ = sweep_seconds(grid_text, 1, tmp)
-        two, peak = sweep_seconds(grid_text, 2, tmp)
-    return one, two, peak
-
-
-def sweep_sections(quick, add, say):
-    """3 and 4. Sweeps with jobs = 1 against jobs = 2."""
-    iterations = 30 if quick else 150
-    for label, template, its in (("full batch, 10,000 rows", SMALL_GRID, iterations),
-                                 ("minibatch 128, Adam, 60,000 rows", SMALL_MINIBATCH_GRID, 400 if quick else 2000)):
-        say(f"3. sweep throughput: 8 runs of 784-64-10, {label}")
-        one, two, peak = _one_vs_two(template.format(iterations=its))
-        add("sweep", f"{label}: jobs = 1: wall seconds", one, "s")
-        add("sweep", f"{label}: jobs = 2: wall seconds", two, "s")
-        add("sweep", f"{label}: jobs = 2 / jobs = 1", two / one, "x", "target <= 0.6")
-        add("sweep", f"{label}: peak memory of a worker process", peak, "MB", "target <= 1024")
-    mixed = [("mixed", "784-256-128-64-10 and four small networks, full batch, 10,000 rows",
-              MIXED_GRID.format(iterations=iterations))]
-    article = article_grid(quick)
-    if article is None:
-        say("  (experiments/article.toml not found: run the bench from a source checkout to time it)")
-    else:
-        mixed.append(("article", "experiments/article.toml" + (" at a tenth of its iterations" if quick else ""),
-                      article))
-    for section, label, grid_text in mixed:
-        say(f"4. {label}")
-        one, two, _ = _one_vs_two(grid_text)
-        add(section, "one after another (jobs = 1, all cores each): wall seconds", one, "s")
-        add(section, "jobs = 2, longest first: wall seconds", two, "s")
-        add(section, "jobs = 2 / one after another", two / one, "x", "target <= 1.0")
-
-
 def machine():
     """One line: the processor, its cores, numpy and its BLAS with the kernel
     it chose (results are bit-identical only within one kernel)."""
     from threadpoolctl import threadpool_info
 
-    from .train import cpu_model
+    from .blas import cpu_model
 
     blas = next((lib for lib in threadpool_info() if lib.get("user_api") == "blas"), {})
     kernel = f", kernel {blas['architecture']}" if blas.get("architecture") else ""
@@ -556,14 +306,14 @@ def machine():
 def kernel_note():
     """One line when this process's OpenBLAS kernel is not in the layout
     table (it then computes with the default kernel's layouts), else None."""
-    kernel = mlp.blas_kernel()
-    if kernel in mlp.LAYOUTS:
+    kernel = blas.blas_kernel()
+    if kernel in blas.LAYOUTS:
         return None
-    return (f"note: the layout table does not know the OpenBLAS kernel {kernel}: it uses {mlp.DEFAULT_KERNEL}'s "
+    return (f"note: the layout table does not know the OpenBLAS kernel {kernel}: it uses {blas.DEFAULT_KERNEL}'s "
             "layouts, and the rows below say where the other layout is faster")
 
 
-def run_bench(out="results/bench", repeats=7, quick=False, say=print, race_only=False, cases_only=False):
+def run_bench(out="results/bench", repeats=7, quick=False, say=silent, race_only=False, cases_only=False):
     """Every section (or only the sweep race; or with ``cases_only`` only
     the step and lone-minibatch cases), into ``out``/bench.csv and bench.png."""
     threads = os.cpu_count() or 1

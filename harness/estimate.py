@@ -14,7 +14,7 @@ from .backend import jobs
 from .config import RunConfig
 from .errors import ConfigError
 from .grid import Sweep
-from .train import total_iterations
+from .loop import total_iterations
 from .words import count, duration
 
 

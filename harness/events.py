@@ -11,6 +11,11 @@ class Events:
     def note(self, text):
         """A line for the user: where results go, what is kept or redone."""
 
+    def warning(self, text):
+        """A line the user must see even when notes are not shown: a run
+        that failed, an error that kept the report from being written, how
+        to resume an interrupted sweep."""
+
     def started(self, estimate, todo, meta=None):
         """Training begins: ``todo`` is ``[(run_id, cfg), ...]``; ``meta``
         maps a tuned sweep's run ids to their point, trial and role."""

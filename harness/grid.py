@@ -15,11 +15,21 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from . import data as datamod, tune as tunemod
+from . import data as datamod
+from . import tune as tunemod
+from .axes import (
+    ARCH_AXES,
+    SHAPE_ALIASES,
+    architectures,
+    axis,
+    int_axis,
+    once,
+    parse_duration,
+)
+from .backend import REGISTRY as REGISTRY_OF_BACKENDS
 from .config import DATA_KEYS, RunConfig, check_exclusive, check_fits, coerce
 from .errors import ConfigError, DataError
 from .status import Role
-from .backend import REGISTRY as REGISTRY_OF_BACKENDS
 from .strategy import REGISTRY
 
 SECTIONS = ("sweep", "data", "train", "grid", "include", "report", "tune")
@@ -50,12 +60,7 @@ class Schedule:
     strategy: str = "grid"
     eta: int = 3
     min_iterations: int | None = None
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 BACKENDS = tuple(REGISTRY_OF_BACKENDS)
-SHAPES = ("constant", "tapered")  # tapered: width, width/2, width/4, ...
-# The shape's old name, still accepted: it clashed with strategy = "halving".
-SHAPE_ALIASES = {"halving": "tapered"}
-ARCH_AXES = ("depth", "width", "shape")
 TRAIN_KEYS = tuple(f.name for f in fields(RunConfig) if f.name not in DATA_KEYS and f.name != "seed")
 
 
@@ -114,69 +119,6 @@ def _check_keys(table, allowed, where):
             raise _unknown(key, allowed, where)
 
 
-def _axis(values, key, where):
-    if not isinstance(values, list):
-        raise ConfigError(f"{where} {key}: an axis must be a list of values, got {values!r}")
-    if not values:
-        raise ConfigError(f"{where} {key}: empty axis; give at least one value")
-    return values
-
-
-def _once(values, key, where):
-    """An axis lists each value once: a repeat would silently make the same
-    runs again (and be listed once), so it is refused, naming the key."""
-    seen = []
-    for v in values:
-        if v in seen:
-            shown = "-".join(map(str, v)) if isinstance(v, tuple) else repr(v)
-            raise ConfigError(f"{where} {key}: {shown} is listed twice; identical runs are trained once, "
-                              "so list each value once")
-        seen.append(v)
-    return values
-
-
-def _int_axis(values, key, where, minimum=1):
-    for v in values:
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise ConfigError(f"{where} {key}: values must be integers, got {v!r}")
-        if v < minimum:
-            raise ConfigError(f"{where} {key}: {v} must be at least {minimum}")
-    return values
-
-
-def _architectures(grid, n_in, n_out, where):
-    """Layer lists from explicit ``layers`` and from depth x width x shape."""
-    archs = []
-    if "layers" in grid:
-        values = _axis(grid["layers"], "layers", where)
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            flat = ", ".join(map(str, values))
-            raise ConfigError(f"{where} layers: an axis is a list of layer lists; for this one architecture "
-                              f"write layers = [[{flat}]] (or layers = [{flat}] in [train])")
-        for layers in values:
-            archs.append(coerce("layers", layers, f"{where} layers"))
-        _once(archs, "layers", where)
-    gen = [k for k in ARCH_AXES if k in grid]
-    if gen:
-        if "depth" not in grid or "width" not in grid:
-            missing = "width" if "depth" in grid else "depth"
-            raise ConfigError(f"{where}: {', '.join(gen)} given without {missing}; "
-                              "generated architectures need both depth and width")
-        depths = _once(_int_axis(_axis(grid["depth"], "depth", where), "depth", where), "depth", where)
-        widths = _once(_int_axis(_axis(grid["width"], "width", where), "width", where), "width", where)
-        shapes = _once(_axis(grid.get("shape", ["constant"]), "shape", where), "shape", where)
-        for s in shapes:
-            if s not in SHAPES and s not in SHAPE_ALIASES:
-                raise ConfigError(f"{where} shape: {s!r} is not one of {', '.join(SHAPES)}")
-        shapes = [SHAPE_ALIASES.get(s, s) for s in shapes]
-        for depth, width, shape in itertools.product(depths, widths, shapes):
-            hidden = [width // 2**i if shape == "tapered" else width for i in range(depth)]
-            if min(hidden) < 1:
-                raise ConfigError(f"{where}: width {width} halved {depth - 1} times leaves no units")
-            archs.append((n_in, *hidden, n_out))
-    return list(dict.fromkeys(archs))  # keep order, drop repeats
-
-
 def _check_report(report, where):
     """``[report] target``: the validation accuracy of the equal-budget view, a
     fraction; ``margin``: the equivalence margin in points (report.decisions)."""
@@ -200,19 +142,6 @@ def _load_toml(path: Path):
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-
-
-def parse_duration(value, where):
-    """Seconds from ``"45m"``, ``"2h"``, ``"90s"`` or ``"1.5h"`` (units: s, m, h)."""
-    text = str(value).strip() if isinstance(value, str) else ""
-    unit = DURATION_UNITS.get(text[-1:]) if text else None
-    try:
-        seconds = float(text[:-1]) * unit if unit else None
-    except ValueError:
-        seconds = None
-    if seconds is None or not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(f"{where}: {value!r} is not a duration; write it like \"45m\", \"2h\" or \"90s\"")
-    return seconds
 
 
 def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
@@ -333,7 +262,7 @@ def _sweep_settings(sweep, path, jobs, scheduler, budget):
     if not isinstance(jobs, int) or isinstance(jobs, bool) or (jobs < 1 and jobs != -1):
         raise ConfigError(f"{where}: must be a positive integer or -1 (all cores), got {jobs!r}")
     seeds = sweep.get("seeds", [0])
-    _once(_int_axis(_axis(seeds, "seeds", f"{path} [sweep]"), "seeds", f"{path} [sweep]", minimum=0),
+    once(int_axis(axis(seeds, "seeds", f"{path} [sweep]"), "seeds", f"{path} [sweep]", minimum=0),
           "seeds", f"{path} [sweep]")
     backend = sweep.get("backend", "loky")
     if backend not in BACKENDS:
@@ -374,12 +303,12 @@ def _combos(doc, grid, train, source, path):
     """The settings of each run but its seed: the product of the [grid] axes,
     then the [[include]] tables. With no axes at all, the [train] defaults
     form one run unless the file lists only [[include]] runs."""
-    archs = _architectures(grid, source.n_features, source.n_classes, f"{path} [grid]")
+    archs = architectures(grid, source.n_features, source.n_classes, f"{path} [grid]")
     axes = {"layers": archs} if archs else {}
     for key, values in grid.items():
         if key in ARCH_AXES or key == "layers":
             continue
-        axes[key] = _once([coerce(key, v, f"{path} [grid] {key}") for v in _axis(values, key, f"{path} [grid]")],
+        axes[key] = once([coerce(key, v, f"{path} [grid] {key}") for v in axis(values, key, f"{path} [grid]")],
                           key, f"{path} [grid]")
     includes = doc.get("include", [])
     if not isinstance(includes, list) or not all(isinstance(t, dict) for t in includes):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import store
+from .words import silent
 
 KERNEL_ROW = "OpenBLAS kernel it ran"
 
@@ -44,7 +45,7 @@ def side_by_side(frames):
     return table
 
 
-def run_kernels(kernels, out="results/bench", repeats=7, quick=False, say=print):
+def run_kernels(kernels, out="results/bench", repeats=7, quick=False, say=silent):
     """Each kernel's cases in its own process, into ``out``/kernel-<name>/,
     and the side-by-side table into ``out``/kernels.csv. Returns that table."""
     out = Path(out)

@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .config import RunConfig
 from .errors import ConfigError
 from .status import RunStatus
@@ -125,7 +126,7 @@ def check(folder, contents: dict | None = None) -> Verdict:
     seen = contents if contents is not None else {}
     if sealed:
         problem = _manifest_problem(folder, record, manifest, seen)
-    named = folder.parent.name == "runs"  # a sweep's run folder is named by its run id (train --out is free)
+    named = folder.parent.name == layout.RUNS  # a sweep's run folder is named by its run id (train --out is free)
     if problem is None and named and record.get("run_id", folder.name) != folder.name:
         problem = f"status.json is run {record.get('run_id')}'s, not this folder's"
     # The folder's name is the hash of config.json's settings. A manifest holds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blas import matmul
 from .parallel import Packed, elementwise, pmap
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
@@ -166,93 +167,15 @@ def _chunks(m, layers):
     return [slice(s, min(s + rows, m)) for s in range(0, m, rows)]
 
 
-# Which way round each product goes to BLAS: as written (``A @ B``) or
-# transposed (``(B.T @ A.T).T``, examples as columns). Same product, no copies;
-# only OpenBLAS's code path, its speed and the last bits differ, so the choice
-# is keyed on what a run records (config.json's ``blas_kernel`` and
-# ``blas_layouts``): the OpenBLAS kernel, the dtype and the product (forward
-# A @ W, weight gradient A.T @ dZ, gradient passed back dZ @ W.T). SkylakeX's
-# entries are those every committed result was trained with. Haswell's
-# float32 goes transposed: on an AVX2-only EPYC (issue 30) that took the
-# 784-256-128-64-10 step from 1,498 to 563 ms and an epoch from 2.8 to 2.25 s.
-# A dtype's three products go the same way (a transposed output is
-# Fortran-ordered and feeds the next product: one flipped alone was slower
-# than all). Measurements, and why no shape is in the key: docs/performance.md.
-PRODUCTS = ("forward", "dW", "dA")
-_ALL_PLAIN = dict.fromkeys(PRODUCTS, False)
-_ALL_TRANSPOSED = dict.fromkeys(PRODUCTS, True)
-LAYOUTS = {
-    "SkylakeX": {"float64": _ALL_TRANSPOSED, "float32": _ALL_PLAIN},
-    "Haswell": {"float64": _ALL_TRANSPOSED, "float32": _ALL_TRANSPOSED},
-}
-# A kernel the table does not know gets SkylakeX's layouts (the bench says so).
-DEFAULT_KERNEL = "SkylakeX"
-
-_TRANSPOSED = None  # {np.dtype: {product: bool}} for this process's kernel, set on first use
-
-
-def blas_kernel():
-    """The OpenBLAS kernel numpy's BLAS runs in this process (threadpoolctl's
-    ``architecture``), or None when unknown. Fixed for the life of a process."""
-    from .train import numpy_blas  # train imports this module
-
-    return (numpy_blas() or {}).get("architecture")
-
-
-def layouts(kernel=None, dtype=None):
-    """The table's layouts for ``kernel`` (default: this process's), as
-    ``{dtype: {product: transposed}}``, or one dtype's ``{product: transposed}``.
-    A kernel not in the table gets ``DEFAULT_KERNEL``'s."""
-    kernel = blas_kernel() if kernel is None else kernel
-    table = LAYOUTS.get(kernel, LAYOUTS[DEFAULT_KERNEL])  # copied: the entries share their dicts
-    return {d: dict(t) for d, t in table.items()} if dtype is None else dict(table[str(dtype)])
-
-
-def layouts_record(dtype):
-    """What config.json records: ``{product: "transposed" | "as written"}``
-    for ``dtype`` as this process computes it."""
-    table = _active()
-    return {k: "transposed" if table[np.dtype(dtype)][k] else "as written" for k in PRODUCTS}
-
-
-def _active():
-    global _TRANSPOSED
-    if _TRANSPOSED is None:
-        _TRANSPOSED = {np.dtype(d): dict(t) for d, t in layouts().items()}
-    return _TRANSPOSED
-
-
-def set_layouts(table):
-    """Use ``table`` (``{dtype name: {product: transposed}}``; None: back to
-    the kernel's) in this process from now on. For the bench, which times
-    the other layouts; a run never calls it."""
-    global _TRANSPOSED
-    _TRANSPOSED = None if table is None else {np.dtype(d): dict(t) for d, t in table.items()}
-
-
-def _matmul(A, B, kind, out=None):
-    """``A @ B`` (into ``out`` if given), handed to BLAS the way the layout
-    table says for this kernel. (Keyed by the dtype itself: ``dtype.name``
-    costs microseconds, a dozen times a chunk, all holding the GIL.)"""
-    table = _TRANSPOSED if _TRANSPOSED is not None else _active()
-    if table.get(A.dtype, _ALL_PLAIN)[kind]:
-        product = (B.T @ A.T).T
-        if out is None:
-            return product
-        out[...] = product
-        return out
-    return np.matmul(A, B, out=out)
-
-
 def _logits_rows(params, X, activation):
     act, _ = _activation(activation)
     A = X
     for W, b in params[:-1]:
-        Z = _matmul(A, W, "forward")
+        Z = matmul(A, W, "forward")
         Z += b
         A = act(Z)
     W, b = params[-1]
-    Z = _matmul(A, W, "forward")
+    Z = matmul(A, W, "forward")
     Z += b
     return Z
 
@@ -320,7 +243,7 @@ def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
     inputs, acts, masks = [X], [], []
     A = X
     for W, b in params[:-1]:
-        Z = _matmul(A, W, "forward")
+        Z = matmul(A, W, "forward")
         Z += b
         A = act(Z)
         acts.append(A)
@@ -331,17 +254,17 @@ def _chunk_forward_backward(params, X, y, activation, m, dropout=0.0, key=None):
             A = A * mask
         inputs.append(A)
     W, b = params[-1]
-    Z = _matmul(A, W, "forward")
+    Z = matmul(A, W, "forward")
     Z += b
     loss, P, dZ = softmax_cross_entropy(Z, y, m)
     grads = Packed.like(params)
     for layer in range(len(params) - 1, -1, -1):
         W, b = params[layer]
         dW, db = grads[layer]
-        _matmul(inputs[layer].T, dZ, "dW", out=dW)
+        matmul(inputs[layer].T, dZ, "dW", out=dW)
         np.add.reduce(dZ, axis=0, out=db)
         if layer > 0:
-            dA = _matmul(dZ, W.T, "dA")
+            dA = matmul(dZ, W.T, "dA")
             if dropout:
                 dA *= masks[layer - 1]
             dA *= act_grad(acts[layer - 1])

@@ -85,13 +85,13 @@ def pack(folder, out, say=None):
     if is_packed(folder):
         raise ConfigError(f"{folder}: already packed")
     summary_path = folder / layout.SUMMARY
-    if not summary_path.is_file() or not (folder / "runs").is_dir():
+    if not summary_path.is_file() or not layout.runs_dir(folder).is_dir():
         raise ConfigError(f"{folder}: no summary.csv and runs/ here; is this a sweep's results folder?")
     data, _ = manifest.check_file(summary_path)
     run_ids = pd.read_csv(io.BytesIO(data), dtype=str).run_id.tolist()
     rows, records = [], {}
     for run_id in run_ids:
-        run_dir = folder / "runs" / run_id
+        run_dir = layout.run_dir(folder, run_id)
         contents = {}
         verdict = manifest.check(run_dir, contents)
         problem = verdict.problem or (verdict.record is None and "no status.json (unfinished)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import backend as backends
-from . import cost, layout, manifest, mlp, store
+from . import calibration, cost, layout, manifest, mlp, store
 from . import strategy as strategies
 from .backend import dask_workers, jobs, threads_per_run  # noqa: F401 (importable from here too)
 from .estimate import (  # noqa: F401
@@ -98,7 +98,7 @@ class Plan:
     def model(self) -> cost.Model:
         """The machine's cost model, loaded (or measured) on first use only."""
         if self._model is None:
-            self._model = cost.machine_model(say=self.say)
+            self._model = calibration.machine_model(say=self.say)
         return self._model
 
     def workers(self, n_tasks) -> int:

@@ -16,8 +16,15 @@ from .status import Role, RunStatus, in_comparison, parse
 from .words import count, duration
 
 
-class Printed(Events):
-    """Notes on stderr and the outcome's table on stdout, no progress."""
+class Quiet(Events):
+    """Warnings alone, on stderr (``--quiet``)."""
+
+    def warning(self, text):
+        print(text, file=sys.stderr)
+
+
+class Printed(Quiet):
+    """Notes and warnings on stderr and the outcome's table on stdout, no progress."""
 
     def note(self, text):
         print(text, file=sys.stderr)
@@ -162,8 +169,8 @@ class Lines(Tracker):
 
 
 def for_terminal(quiet: bool):
-    """The events the CLI gives a sweep: silent with ``quiet`` (the outcome
-    still printed), a bar on a terminal, lines otherwise."""
+    """The events the CLI gives a sweep: warnings alone with ``quiet``, a
+    bar on a terminal, lines otherwise."""
     if quiet:
-        return Events()
+        return Quiet()
     return Bar() if sys.stderr.isatty() else Lines()

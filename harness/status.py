@@ -29,6 +29,10 @@ class RunStatus(str, Enum):
         """The sweep lists it at the end and exits 1."""
         return self is RunStatus.FAILED
 
+    def is_paused(self) -> bool:
+        """Never: a status is what a run that ended writes."""
+        return False
+
 
 NAMES = tuple(s.value for s in RunStatus)
 
@@ -41,6 +45,16 @@ class RunState(str, Enum):
     CUT_SHORT = "cut short"        # started, no sweep running, no checkpoint: a resume starts it over
     WAITING = "waiting"            # not started yet
     DAMAGED = "damaged"            # its record fails its manifest: not believed, a resume redoes it
+    PAUSED = "paused"              # a run's returned record only: saved at its stop_at (a halving rung), never on disk
+
+    def is_finished(self) -> bool:
+        """None of these is: a resumed sweep trains it (on, or again)."""
+        return False
+
+    def is_paused(self) -> bool:
+        """Stopped at its ``stop_at`` with more to train: the executor tells
+        the strategy, which continues it later from its checkpoint."""
+        return self is RunState.PAUSED
 
 
 class Role(str, Enum):
@@ -49,10 +63,21 @@ class Role(str, Enum):
     CONFIRM = "confirm"  # the selected trial trained again on new seeds
 
 
+def state_of(record) -> RunStatus | RunState:
+    """What a run's returned record says it is: a status, or paused."""
+    value = record["status"]
+    return RunState.PAUSED if value == RunState.PAUSED else parse(value)
+
+
+def paused_record(run_id, iteration) -> dict:
+    """The record a run returns when it pauses at ``iteration``."""
+    return {"run_id": run_id, "status": RunState.PAUSED.value, "paused_at": iteration}
+
+
 def is_paused(record) -> bool:
     """A run's returned record says it paused at ``paused_at`` (a halving
     rung) rather than ended: it has no status yet, and continues later."""
-    return record.get("status") is None and "paused_at" in record
+    return state_of(record).is_paused()
 
 
 # every name a run can be counted under, in the order reports list them

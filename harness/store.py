@@ -27,7 +27,7 @@ from .status import parse as parse_status
 
 METRIC_COLUMNS = ("iteration", "train_loss", "train_acc", "val_acc", "iter_seconds", "elapsed_seconds")
 STATUS = "status.json"
-from .layout import LOCK, PLAN  # noqa: E402,F401 (the sweep folder's names: see harness.layout)
+from .layout import LOCK, PLAN, runs_dir  # noqa: E402,F401 (the sweep folder's names: see harness.layout)
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -272,7 +272,7 @@ def sweep_temp_files(folder) -> int:
     lock, once no earlier writer lives. Returns how many were removed."""
     folder = Path(folder)
     removed = 0
-    runs = folder / "runs"
+    runs = runs_dir(folder)
     places = [folder, folder / "plots"] + ([p for p in runs.iterdir() if not p.is_symlink()] if runs.is_dir() else [])
     for place in places:
         if not place.is_dir() or place.is_symlink():

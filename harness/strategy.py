@@ -210,7 +210,7 @@ def stop_run(run_dir: Path, rung, iteration):
     """End a paused run that was not promoted: status ``stopped``, its
     metrics kept, its checkpoint dropped. Written by the sweep, since no
     process trains that run any more."""
-    from .train import summarize
+    from .loop import summarize
 
     if store.read_status(run_dir) is not None:
         return  # already decided (a resumed sweep), or it ended by itself

@@ -11,7 +11,6 @@ each run folder is written by the one worker that trains it.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from pathlib import Path
@@ -76,32 +75,32 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
                 events.note(f"trained in {duration(time.monotonic() - started)} "
                             f"(estimated {duration(est.wall)})")
         except KeyboardInterrupt:
-            return _interrupted(sweep, out, resume_command)
+            return _interrupted(sweep, out, resume_command, events.warning)
         if imports is not None:
             imports.join()
         summary = write_summary(sweep, out)
     events.outcome(summary, out)
     for status in failed:
         error = layout.run_dir(out, status["run_id"]) / "error.txt"
-        print(f"failed: {status['run_id']}: {status['reason']}"
-              + (f" (traceback in {error})" if error.exists() else ""), file=sys.stderr)
+        events.warning(f"failed: {status['run_id']}: {status['reason']}"
+                       + (f" (traceback in {error})" if error.exists() else ""))
     code = 1 if failed else 0
     if report and not summary.empty:
-        code = max(code, _final_report(out, events.note))
+        code = max(code, _final_report(out, events))
     return code
 
 
-def _interrupted(sweep: Sweep, out: Path, resume_command):
+def _interrupted(sweep: Sweep, out: Path, resume_command, warn):
     """After Ctrl-C or SIGTERM: the summary of what finished, how to resume,
     and the exit status (130, or 143 for SIGTERM)."""
     with signals.ignoring_sigterm():  # a second one must not cut this short
         try:
             write_summary(sweep, out)
         except HarnessError as e:
-            print(f"harness: error: {e}", file=sys.stderr)
+            warn(f"harness: error: {e}")
         again = resume_command or f"python -m harness sweep {sweep.path}"
         by = " (SIGTERM)" if signals.terminated() else ""
-        print(f"interrupted{by}: finished runs are kept; resume with: {again}", file=sys.stderr)
+        warn(f"interrupted{by}: finished runs are kept; resume with: {again}")
     return signals.exit_status()
 
 
@@ -144,23 +143,23 @@ def _clear(out: Path, todo, force):
             store.remove_run_folder(folder)
 
 
-def _final_report(out: Path, say):
+def _final_report(out: Path, events: Events):
     """Write the report; returns the exit status that says whether it was
     written: 0, 2 (one line) for a full disk, 1 for another failure."""
     t = time.monotonic()  # with its imports: the plotting stack is part of the report's cost
     from .report import write_report
 
     try:
-        path = write_report(out, say=say)
-        say(f"report: {path} (written in {duration(time.monotonic() - t)}; not in the training estimate)")
+        path = write_report(out, say=events.note)
+        events.note(f"report: {path} (written in {duration(time.monotonic() - t)}; not in the training estimate)")
         return 0
     except HarnessError as e:  # a full disk, a link: the report is all or nothing, and nothing was written
-        print(f"harness: error: {e}; the runs and summary.csv are kept (the report is not): "
-              f"python -m harness report {out}", file=sys.stderr)
+        events.warning(f"harness: error: {e}; the runs and summary.csv are kept (the report is not): "
+                       f"python -m harness report {out}")
         return 2
     except Exception as e:  # the runs are safe on disk; a broken report must not hide them
-        print(f"warning: the report could not be written ({type(e).__name__}: {e}); "
-              f"retry with: python -m harness --debug report {out}", file=sys.stderr)
+        events.warning(f"warning: the report could not be written ({type(e).__name__}: {e}); "
+                       f"retry with: python -m harness --debug report {out}")
         return 1
 
 

@@ -36,7 +36,7 @@ def verify_folder(folder, seal=False):
             counts["verified"] += 1
         if problem:
             lines.append(f"damaged: {run_dir}: {problem}")
-    for name in ("summary.csv", "sweep.toml", "tuned.csv"):
+    for name in (layout.SUMMARY, layout.SETTINGS, layout.TUNED):
         if (folder / name).is_file():
             problem = _sweep_file(folder, name, seal, counts)
             if problem:
@@ -57,7 +57,7 @@ def _sweep_file(folder: Path, name, seal, counts):
     if sealed:
         counts["verified"] += 1
         return None
-    problem = _summary_disagrees(folder, data) if name == "summary.csv" else None
+    problem = _summary_disagrees(folder, data) if name == layout.SUMMARY else None
     if problem is None and seal:
         from .store import atomic_write_text
 

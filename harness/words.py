@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 
+def silent(_text) -> None:
+    """Says nothing: the ``say`` of a library function whose caller gave none
+    (only the command line prints)."""
+
+
 def count(n, noun, plural=None) -> str:
     """``"1 worker"``, ``"2 workers"``, ``"0 runs"``; ``plural`` for nouns
     that do not just take an "s" (``count(1, "process", "processes")``).

@@ -15,7 +15,7 @@ from .config import RunConfig
 from .errors import HarnessError
 from .ownership import watch_owner, writing
 from .signals import INTERRUPTED_BY
-from .status import RunStatus
+from .status import RunStatus, paused_record
 from .train import prepare, run as train_run
 
 
@@ -103,7 +103,7 @@ def _child_outcome(code, run_dir, owner):
         return status
     saved = store.checkpoint_meta(run_dir) if code == 0 else None
     if saved is not None:  # paused at its stop_at, as asked
-        return {"run_id": Path(run_dir).name, "status": None, "paused_at": saved["iteration"]}
+        return paused_record(Path(run_dir).name, saved["iteration"])
     if owner is not None and not owner.alive():
         os._exit(3)  # the child was stopped because the sweep died: record nothing
     if code == 130:  # interrupted before its run could mark itself

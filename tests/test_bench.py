@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from harness import bench, mlp
+from harness import bench, bench_sweeps, mlp
 
 
 def test_step_and_gemm_callables_do_the_step_s_work():
@@ -34,7 +34,7 @@ def test_interleaved_medians_time_each_callable_in_turn():
 
 
 def test_article_grid_is_found_and_shortened_for_quick_runs():
-    full, quick = bench.article_grid(False), bench.article_grid(True)
+    full, quick = bench_sweeps.article_grid(False), bench_sweeps.article_grid(True)
     assert "iterations = 1000" in full and "iterations = 500" in full
     assert "iterations = 100" in quick and "iterations = 50" in quick
 

@@ -12,6 +12,7 @@ from harness import store
 from harness.cli import main
 from harness.config import RunConfig
 from harness.data import load_source
+from harness.status import RunState, is_paused
 from harness.train import run
 
 from helpers import make_digits, write_csv
@@ -45,12 +46,12 @@ def test_a_run_paused_and_continued_matches_one_that_never_stopped(tmp_path, set
     cfg = RunConfig(layers=(16, 12, 10), iterations=60, eval_every=5, validation=0.25, path="d.csv", **settings)
     straight = run(cfg, tmp_path / "straight", source=source, threads=1)
     first = run(cfg, tmp_path / "paused", source=source, threads=2, stop_at=23)
-    assert first["status"] is None and first["paused_at"] == 23
+    assert first["status"] == RunState.PAUSED and first["paused_at"] == 23
     assert not (tmp_path / "paused" / "status.json").exists()
     assert (tmp_path / "paused" / store.CHECKPOINT).exists()
     for stop_at, threads in ((41, 1), (None, 2)):  # early stopping may end it before 41
         last = run(cfg, tmp_path / "paused", source=source, threads=threads, stop_at=stop_at)
-        if last["status"] is not None:
+        if not is_paused(last):
             break
         assert last["paused_at"] == 41
     assert last["status"] == straight["status"] and last["iterations_run"] == straight["iterations_run"]

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import cost, plan as planmod, store
+from harness import calibration, cost, plan as planmod, store
 from harness.cli import main
 from harness.config import RunConfig
-from harness.grid import load_sweep, parse_duration
+from harness.axes import parse_duration
+from harness.grid import load_sweep
 from harness.errors import ConfigError
 from harness.progress import Lines
 
@@ -70,10 +71,10 @@ def test_nonnegative_fit_recovers_known_coefficients_and_drops_negative_ones():
     rng = np.random.default_rng(0)
     A = rng.random((12, 3)) + 0.1
     true = np.array([2.0, 0.0, 0.5])
-    assert cost._nonnegative_fit(A, A @ true) == pytest.approx(true, abs=1e-9)
+    assert calibration._nonnegative_fit(A, A @ true) == pytest.approx(true, abs=1e-9)
     # times that the second feature could only explain with a negative coefficient
     t = A @ np.array([1.0, 0.0, 1.0]) - 0.05 * A[:, 1]
-    fit = cost._nonnegative_fit(A, np.maximum(t, 1e-3))
+    fit = calibration._nonnegative_fit(A, np.maximum(t, 1e-3))
     assert (fit >= 0).all() and fit[1] == 0.0
 
 
@@ -91,25 +92,25 @@ def test_features_count_the_busiest_thread():
 def test_the_calibration_is_cached_and_redone_when_the_blas_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     calls = []
-    monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or fake_model())
-    first = cost.machine_model()
-    assert cost.machine_model().coef == first.coef and len(calls) == 1
-    mine = cost.cache_path()
+    monkeypatch.setattr(calibration, "calibrate", lambda: calls.append(1) or fake_model())
+    first = calibration.machine_model()
+    assert calibration.machine_model().coef == first.coef and len(calls) == 1
+    mine = calibration.cache_path()
     saved = json.loads(mine.read_text())
     assert saved["identity"]["numpy"] == np.__version__
     # a different BLAS (faked): measured again, into a file of its own
-    monkeypatch.setattr(cost, "blas_identity", lambda: {"internal_api": "mkl", "version": "2099.0"})
-    cost.machine_model()
-    assert len(calls) == 2 and cost.cache_path() != mine and json.loads(mine.read_text()) == saved
-    cost.machine_model()
+    monkeypatch.setattr(calibration, "blas_identity", lambda: {"internal_api": "mkl", "version": "2099.0"})
+    calibration.machine_model()
+    assert len(calls) == 2 and calibration.cache_path() != mine and json.loads(mine.read_text()) == saved
+    calibration.machine_model()
     assert len(calls) == 2
-    cost.cache_path().write_text("{ half a file")
-    cost.machine_model()
+    calibration.cache_path().write_text("{ half a file")
+    calibration.machine_model()
     assert len(calls) == 3
 
 
 def test_a_real_calibration_prices_bigger_runs_higher(machine_cache):
-    model = cost.machine_model()  # this session's calibration, measured once
+    model = calibration.machine_model()  # this session's calibration, measured once
     for table in model.coef.values():
         assert all(c >= 0 for coefs in table.values() for c in coefs)
     rows = cost.Rows(54000, 6000, 10000)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import cost, plan as planmod, store
+from harness import calibration, plan as planmod, store
 from harness.cli import build_parser, main
 from harness.grid import load_sweep
 
@@ -63,7 +63,7 @@ def commands():
 @pytest.fixture
 def fake_calibration(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cost, "calibrate", fake_model)
+    monkeypatch.setattr(calibration, "calibrate", fake_model)
 
 
 def test_the_docs_have_examples_to_run():

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import mlp, store
+from harness import blas, mlp, store
+from harness.checkpoint import ANY_KERNEL
 from harness.cli import main
 from harness.grid import load_sweep
 from harness.kernelbench import KERNEL_ROW, side_by_side
-from harness.train import ANY_KERNEL, run
+from harness.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # back Fortran-ordered), for every dtype and product.
 PROBE = """
 import json, numpy as np
-from harness import mlp
+from harness import blas, mlp
 A = {d: np.ones((6, 5), d) for d in mlp.DTYPES}
 B = {d: np.ones((5, 4), d) for d in mlp.DTYPES}
-used = {d: {k: bool(mlp._matmul(A[d], B[d], k).flags.f_contiguous) for k in mlp.PRODUCTS} for d in mlp.DTYPES}
-print(json.dumps({"kernel": mlp.blas_kernel(), "used": used,
-                  "record": {d: mlp.layouts_record(d) for d in mlp.DTYPES}}))
+used = {d: {k: bool(blas.matmul(A[d], B[d], k).flags.f_contiguous) for k in blas.PRODUCTS} for d in mlp.DTYPES}
+print(json.dumps({"kernel": blas.blas_kernel(), "used": used,
+                  "record": {d: blas.layouts_record(d) for d in mlp.DTYPES}}))
 """
 
 
@@ -44,11 +45,11 @@ def _probe(coretype=None):
 def test_the_skylakex_layouts_are_those_the_committed_results_were_trained_with():
     # every run in results/ was trained under SkylakeX with these: changing
     # them would change the committed numbers in their last bits
-    assert mlp.LAYOUTS["SkylakeX"] == {"float64": dict.fromkeys(mlp.PRODUCTS, True),
-                                       "float32": dict.fromkeys(mlp.PRODUCTS, False)}
-    assert mlp.DEFAULT_KERNEL in mlp.LAYOUTS
-    for table in mlp.LAYOUTS.values():
-        assert set(table) == set(mlp.DTYPES) and all(set(t) == set(mlp.PRODUCTS) for t in table.values())
+    assert blas.LAYOUTS["SkylakeX"] == {"float64": dict.fromkeys(blas.PRODUCTS, True),
+                                       "float32": dict.fromkeys(blas.PRODUCTS, False)}
+    assert blas.DEFAULT_KERNEL in blas.LAYOUTS
+    for table in blas.LAYOUTS.values():
+        assert set(table) == set(mlp.DTYPES) and all(set(t) == set(blas.PRODUCTS) for t in table.values())
 
 
 @pytest.mark.parametrize("coretype", [None, "Haswell", "SandyBridge"])
@@ -57,32 +58,32 @@ def test_the_layouts_follow_the_kernel_in_the_table(coretype):
     kernel = got["kernel"]
     if coretype and kernel.lower() != coretype.lower():
         pytest.skip(f"OpenBLAS here cannot run the {coretype} kernel")
-    want = mlp.LAYOUTS.get(kernel, mlp.LAYOUTS[mlp.DEFAULT_KERNEL])
+    want = blas.LAYOUTS.get(kernel, blas.LAYOUTS[blas.DEFAULT_KERNEL])
     assert got["used"] == want
     for d in mlp.DTYPES:
-        assert got["record"][d] == {k: "transposed" if want[d][k] else "as written" for k in mlp.PRODUCTS}
+        assert got["record"][d] == {k: "transposed" if want[d][k] else "as written" for k in blas.PRODUCTS}
 
 
 def test_an_unknown_kernel_gets_the_default_layouts_and_a_note_in_the_bench(monkeypatch):
     from harness import bench
 
-    assert mlp.layouts("NoSuchKernel") == mlp.LAYOUTS[mlp.DEFAULT_KERNEL]
-    monkeypatch.setattr(mlp, "blas_kernel", lambda: "NoSuchKernel")
+    assert blas.layouts("NoSuchKernel") == blas.LAYOUTS[blas.DEFAULT_KERNEL]
+    monkeypatch.setattr(blas, "blas_kernel", lambda: "NoSuchKernel")
     note = bench.kernel_note()
-    assert "NoSuchKernel" in note and mlp.DEFAULT_KERNEL in note and "\n" not in note
-    monkeypatch.setattr(mlp, "blas_kernel", lambda: "SkylakeX")
+    assert "NoSuchKernel" in note and blas.DEFAULT_KERNEL in note and "\n" not in note
+    monkeypatch.setattr(blas, "blas_kernel", lambda: "SkylakeX")
     assert bench.kernel_note() is None
 
 
 def test_set_layouts_is_followed_and_undone():
     A, B = np.ones((6, 5), np.float32), np.ones((5, 4), np.float32)
-    kernel_way = mlp.layouts(dtype="float32")["forward"]
+    kernel_way = blas.layouts(dtype="float32")["forward"]
     try:
-        mlp.set_layouts({d: dict.fromkeys(mlp.PRODUCTS, not kernel_way) for d in mlp.DTYPES})
-        assert mlp._matmul(A, B, "forward").flags.f_contiguous is (not kernel_way)
+        blas.set_layouts({d: dict.fromkeys(blas.PRODUCTS, not kernel_way) for d in mlp.DTYPES})
+        assert blas.matmul(A, B, "forward").flags.f_contiguous is (not kernel_way)
     finally:
-        mlp.set_layouts(None)
-    assert mlp._matmul(A, B, "forward").flags.f_contiguous is kernel_way
+        blas.set_layouts(None)
+    assert blas.matmul(A, B, "forward").flags.f_contiguous is kernel_way
 
 
 ONE_RUN = """
@@ -114,17 +115,17 @@ def _tree(folder):
 def test_config_json_and_the_checkpoint_record_the_kernel_and_layouts(tmp_path, tiny_csv):
     _, folder = _paused_sweep(tmp_path, tiny_csv)
     conf = json.loads((folder / "config.json").read_text())
-    assert conf["blas_kernel"] == mlp.blas_kernel()
-    assert conf["blas_layouts"] == mlp.layouts_record(conf["dtype"])
-    assert set(conf["blas_layouts"]) == set(mlp.PRODUCTS)
-    assert store.load_checkpoint(folder)[1]["blas_kernel"] == mlp.blas_kernel()
+    assert conf["blas_kernel"] == blas.blas_kernel()
+    assert conf["blas_layouts"] == blas.layouts_record(conf["dtype"])
+    assert set(conf["blas_layouts"]) == set(blas.PRODUCTS)
+    assert store.load_checkpoint(folder)[1]["blas_kernel"] == blas.blas_kernel()
 
 
 def test_a_resumed_sweep_refuses_a_checkpoint_of_another_kernel_unless_told(tmp_path, tiny_csv, monkeypatch, capsys):
     grid, folder = _paused_sweep(tmp_path, tiny_csv)
     before = _tree(tmp_path / "out")
-    then = mlp.blas_kernel()
-    monkeypatch.setattr(mlp, "blas_kernel", lambda: "OtherKernel")
+    then = blas.blas_kernel()
+    monkeypatch.setattr(blas, "blas_kernel", lambda: "OtherKernel")
     monkeypatch.delenv(ANY_KERNEL, raising=False)
     assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -170,22 +171,22 @@ def test_kernels_side_by_side_names_the_kernel_each_process_ran():
 
 
 def test_the_bench_times_each_product_in_its_other_layout_and_says_where_the_table_loses():
-    from harness import bench
+    from harness import bench_layouts
 
     seen = []
-    made = bench.layout_contestants(lambda: lambda: seen.append(mlp.layouts_record("float32")), "float32")
+    made = bench_layouts.layout_contestants(lambda: lambda: seen.append(blas.layouts_record("float32")), "float32")
     for name, fn in made.items():
         fn()
-    table = mlp.layouts_record("float32")
+    table = blas.layouts_record("float32")
     other = {"as written": "transposed", "transposed": "as written"}
-    assert [name for name in made] == [f"flip {k}" for k in (*mlp.PRODUCTS, "all")]
-    for k, got in zip(mlp.PRODUCTS, seen):  # exactly one product flipped, each in turn
+    assert [name for name in made] == [f"flip {k}" for k in (*blas.PRODUCTS, "all")]
+    for k, got in zip(blas.PRODUCTS, seen):  # exactly one product flipped, each in turn
         assert got == {**table, k: other[table[k]]}
     assert seen[-1] == {k: other[v] for k, v in table.items()}  # then all of them
-    assert mlp.layouts_record("float32") == table  # and the kernel's table back afterwards
+    assert blas.layouts_record("float32") == table  # and the kernel's table back afterwards
     rows = []
     t = {"ours": 1.2, "flip forward": 1.0, "flip dW": 1.5, "flip dA": 1.2, "flip all": 2.4}
-    bench.layout_verdicts("step", "net", "float32", t, lambda *row: rows.append(row))
+    bench_layouts.layout_verdicts("step", "net", "float32", t, lambda *row: rows.append(row))
     by = {row[1].split(": ")[1].split()[0]: row for row in rows}
     assert by["forward"][2] == pytest.approx(1.2) and "slower here by 20%" in by["forward"][4]
     assert by["dW"][2] == pytest.approx(0.8) and "faster by 25%" in by["dW"][4]
@@ -200,9 +201,9 @@ def test_run_kernels_runs_one_fresh_process_per_kernel_and_reads_them_back(tmp_p
     assert env["OPENBLAS_CORETYPE"] == "Haswell" and argv[1:5] == ["-m", "harness", "bench", "--cases-only"]
     assert argv[argv.index("--out") + 1] == str(tmp_path / "k") and "--quick" in argv
     # a stand-in child: reports the kernel OpenBLAS really gave it, as the bench's machine row does
-    child = ("import sys, pathlib, pandas as pd; from harness import mlp; out = pathlib.Path(sys.argv[1]); "
+    child = ("import sys, pathlib, pandas as pd; from harness import blas; out = pathlib.Path(sys.argv[1]); "
              "out.mkdir(parents=True); print('child says hello'); pd.DataFrame(["
-             "{'section': 'machine', 'item': 'x, kernel ' + mlp.blas_kernel(), 'value': None, 'unit': '', 'note': ''},"
+             "{'section': 'machine', 'item': 'x, kernel ' + blas.blas_kernel(), 'value': None, 'unit': '', 'note': ''},"
              "{'section': 'step', 'item': 'ours', 'value': 1.5, 'unit': 's', 'note': ''}]).to_csv(out / 'bench.csv')")
     monkeypatch.setattr(kernelbench, "kernel_command", lambda kernel, out, repeats, quick: (
         [sys.executable, "-c", child, str(out)], {**os.environ, "OPENBLAS_CORETYPE": kernel}))

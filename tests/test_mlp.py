@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import mlp
+from harness import blas, mlp
 from harness.optim import OPTIMIZERS, make_optimizer
 
 from helpers import problem
@@ -267,7 +267,7 @@ def test_chunked_pass_equals_one_big_pass(monkeypatch):
 
 @pytest.mark.parametrize("dtype", mlp.DTYPES)
 def test_transposed_blas_hand_off_equals_the_plain_products(monkeypatch, dtype):
-    # _matmul may hand a product to BLAS as (B.T @ A.T).T for speed; every
+    # blas.matmul may hand a product to BLAS as (B.T @ A.T).T for speed; every
     # combination must give the plain A @ B results within float tolerance.
     layers = [40, 24, 16, 10]
     params = mlp.init_params(layers, seed=1, dtype=dtype)
@@ -276,13 +276,13 @@ def test_transposed_blas_hand_off_equals_the_plain_products(monkeypatch, dtype):
     outcomes = []
     for flipped in (False, True):
         table = {np.dtype(d): dict.fromkeys(("forward", "dW", "dA"), flipped) for d in mlp.DTYPES}
-        monkeypatch.setattr(mlp, "_TRANSPOSED", table)
+        monkeypatch.setattr(blas, "_TRANSPOSED", table)
         A, B = X[:, :24], params[1][0]
-        assert (mlp._matmul(A, B, "forward").flags.f_contiguous) is flipped
-        np.testing.assert_allclose(mlp._matmul(A, B, "forward"), A @ B, rtol=rtol, atol=_gemm_atol(A, B))
+        assert (blas.matmul(A, B, "forward").flags.f_contiguous) is flipped
+        np.testing.assert_allclose(blas.matmul(A, B, "forward"), A @ B, rtol=rtol, atol=_gemm_atol(A, B))
         out = np.empty((len(A), B.shape[1]), A.dtype)  # into a C-ordered array: the same numbers
-        assert mlp._matmul(A, B, "forward", out=out) is out
-        np.testing.assert_array_equal(out, mlp._matmul(A, B, "forward"))
+        assert blas.matmul(A, B, "forward", out=out) is out
+        np.testing.assert_array_equal(out, blas.matmul(A, B, "forward"))
         outcomes.append((mlp.forward_backward(params, X, y, dropout=0.3), mlp.logits(params, X)))
     ((l1, g1, p1), z1), ((l2, g2, p2), z2) = outcomes
     assert l1 == pytest.approx(l2, rel=rtol)

@@ -6,7 +6,7 @@ from threadpoolctl import threadpool_limits
 from harness import mlp, optim, parallel
 from harness.config import RunConfig
 from harness.data import Split
-from harness.train import train_steps
+from harness.loop import train_steps
 
 
 def _problem(layers, m, seed=0, dtype="float32"):

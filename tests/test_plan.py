@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from harness import backend, cost, estimate, plan as planmod, sweep as sweepmod
+from harness import backend, calibration, estimate, plan as planmod, sweep as sweepmod
 from harness.grid import load_sweep
 from harness.sweep import run_sweep
 
@@ -51,7 +51,7 @@ def counted(monkeypatch):
             return real(*args, **kwargs)
         return wrapper
     monkeypatch.setattr(backend, "dask_workers", count("dask", lambda address: 2))
-    monkeypatch.setattr(cost, "machine_model", count("calibration", cost.machine_model))
+    monkeypatch.setattr(calibration, "machine_model", count("calibration", calibration.machine_model))
     monkeypatch.setattr(planmod, "measured_runs", count("scan", estimate.measured_runs))
     return calls
 

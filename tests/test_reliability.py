@@ -10,7 +10,7 @@ import pytest
 from harness import store
 from harness.cli import main
 from harness.report import grouped, write_report
-from harness.status import NAMES, RunStatus, in_comparison, mask
+from harness.status import NAMES, RunState, RunStatus, in_comparison, is_paused, mask, paused_record, state_of
 from harness.sweep import locked
 
 from helpers import make_digits, write_csv
@@ -42,6 +42,18 @@ def test_the_status_vocabulary_answers_every_question():
     assert [s.value for s in RunStatus if s.is_finished()] == ["done", "diverged", "stopped"]
     assert [s.value for s in RunStatus if s.in_comparison()] == ["done", "diverged"]
     assert [s.value for s in RunStatus if s.is_failure()] == ["failed"]
+    assert [s.value for s in (*RunStatus, *RunState) if s.is_paused()] == ["paused"]
+    assert not any(s.is_finished() for s in RunState)
+
+
+def test_a_paused_record_is_told_apart_from_every_status():
+    record = paused_record("r1", 40)
+    assert is_paused(record) and state_of(record) is RunState.PAUSED and record["paused_at"] == 40
+    assert "paused" not in NAMES  # never a status.json's: a paused run's folder has none
+    for s in RunStatus:
+        assert not is_paused({"run_id": "r1", "status": s.value}) and state_of({"status": s.value}) is s
+    with pytest.raises(ValueError, match="unknown run status"):
+        state_of({"status": None})  # the old channel is gone
     assert list(in_comparison(["done", "interrupted", "failed", "stopped", "diverged"])) == \
         [True, False, False, False, True]
     with pytest.raises(ValueError, match="unknown run status 'finished'"):

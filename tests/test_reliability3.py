@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import cost, data as datamod, plan as planmod, store
+from harness import calibration, data as datamod, plan as planmod, store
 from harness.cli import main
 from harness.config import HELP
 from harness.errors import ConfigError
 from harness.grid import load_sweep
 from harness.progress import Lines
 from harness.sweep import summary_row
-from harness.train import numpy_blas, run
+from harness.blas import numpy_blas
+from harness.train import run
 from harness.words import count
 
 from helpers import make_digits, write_csv
@@ -62,7 +63,7 @@ def _tree(folder: Path):
 # --- 1. BLAS kernels --------------------------------------------------------------
 
 def _kernel(env=None):
-    out = subprocess.run([sys.executable, "-c", "from harness.train import blas_info; "
+    out = subprocess.run([sys.executable, "-c", "from harness.blas import blas_info; "
                           "print(blas_info()['blas_kernel'])"], capture_output=True, text=True, env=env, cwd=ROOT)
     return out.stdout.strip()
 
@@ -136,7 +137,7 @@ def test_a_checkpointed_run_is_priced_from_its_checkpoint(tmp_path, tiny_csv, ca
     assert main(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "out"), "--force"]) == 0
     assert "continues" not in capsys.readouterr().out  # --force starts it over
     # with this machine's model, as the dry run and the sweep price it
-    real = cost.machine_model()
+    real = calibration.machine_model()
     continued = planmod.sweep_estimate(sweep, out, todo, real, 1, planmod.checkpointed(out, todo))
     forced = planmod.sweep_estimate(sweep, out, todo, real, 1, planmod.checkpointed(out, todo, force=True))
     assert continued.iterations[run_id] == 1000 and forced.iterations[run_id] == 4000
@@ -146,29 +147,29 @@ def test_a_checkpointed_run_is_priced_from_its_checkpoint(tmp_path, tiny_csv, ca
 # --- 4 and 5. the calibration: noise and the cache ----------------------------------
 
 def test_disagreement_is_the_median_relative_gap():
-    assert cost.disagreement([1.0, 1.0, 1.0], [1.1, 2.0, 1.0]) == pytest.approx(0.1, abs=1e-12)
-    assert cost.disagreement([2.0, 1.0], [1.0, 2.0]) == pytest.approx(1.0, abs=1e-12)
+    assert calibration.disagreement([1.0, 1.0, 1.0], [1.1, 2.0, 1.0]) == pytest.approx(0.1, abs=1e-12)
+    assert calibration.disagreement([2.0, 1.0], [1.0, 2.0]) == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.slow
 def test_a_calibration_whose_repeat_disagrees_is_noisy(monkeypatch):
     # The load starts after the fits: the step probes timed again at the end take twice as long.
-    n_fits = 2 * len({1, os.cpu_count() or 1}) * len(cost.STEP_PROBES)
+    n_fits = 2 * len({1, os.cpu_count() or 1}) * len(calibration.STEP_PROBES)
     calls = []
 
     def probe(layers, m, dtype, threads, seconds=None):
         calls.append(1)
         return 1e-9 * m * sum(layers) * (2.0 if len(calls) > n_fits else 1.0)
 
-    monkeypatch.setattr(cost, "_probe_step", probe)
-    monkeypatch.setattr(cost, "_probe_pass", lambda layers, n, dtype, threads: 1e-9 * n * sum(layers))
+    monkeypatch.setattr(calibration, "_probe_step", probe)
+    monkeypatch.setattr(calibration, "_probe_pass", lambda layers, n, dtype, threads: 1e-9 * n * sum(layers))
     for name, value in (("_update_weights", {"adam": 1.0}), ("_run_overhead", 0.01), ("_worker_start", 0.3)):
-        monkeypatch.setattr(cost, name, lambda value=value: value)
-    monkeypatch.setattr(cost, "_contention", lambda cores, probe: 1.0)
-    assert cost.calibrate().noise == pytest.approx(1.0, abs=1e-9)
+        monkeypatch.setattr(calibration, name, lambda value=value: value)
+    monkeypatch.setattr(calibration, "_contention", lambda cores, probe: 1.0)
+    assert calibration.calibrate().noise == pytest.approx(1.0, abs=1e-9)
     calls.clear()
     n_fits = 10**9  # a quiet machine
-    assert cost.calibrate().noise == pytest.approx(0.0, abs=1e-9)
+    assert calibration.calibrate().noise == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_noisy_calibration_warns_once_and_is_not_kept(tmp_path, monkeypatch):
@@ -177,52 +178,52 @@ def test_a_noisy_calibration_warns_once_and_is_not_kept(tmp_path, monkeypatch):
     noisy = fake_model()
     noisy.noise = 0.45
     calls, said = [], []
-    monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or noisy)
-    assert cost.machine_model(said.append).coef == noisy.coef
+    monkeypatch.setattr(calibration, "calibrate", lambda: calls.append(1) or noisy)
+    assert calibration.machine_model(said.append).coef == noisy.coef
     warnings = [line for line in said if line.startswith("warning:")]
     assert len(warnings) == 1 and "busy" in warnings[0] and "45%" in warnings[0] and "\n" not in warnings[0]
     assert list(tmp_path.iterdir()) == []  # not cached
-    cost.machine_model(said.append)
+    calibration.machine_model(said.append)
     assert len(calls) == 2  # measured again
     # a quiet one is kept; a higher limit keeps a noisy one
     quiet = fake_model()
-    monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or quiet)
-    cost.machine_model()
-    cost.machine_model()
-    assert len(calls) == 3 and cost.cache_path().is_file()
-    cost.cache_path().unlink()
+    monkeypatch.setattr(calibration, "calibrate", lambda: calls.append(1) or quiet)
+    calibration.machine_model()
+    calibration.machine_model()
+    assert len(calls) == 3 and calibration.cache_path().is_file()
+    calibration.cache_path().unlink()
     monkeypatch.setenv("HARNESS_CALIBRATION_NOISE", "0.5")
-    monkeypatch.setattr(cost, "calibrate", lambda: calls.append(1) or noisy)
-    cost.machine_model()
-    assert cost.cache_path().is_file()
+    monkeypatch.setattr(calibration, "calibrate", lambda: calls.append(1) or noisy)
+    calibration.machine_model()
+    assert calibration.cache_path().is_file()
 
 
 def test_the_cache_key_is_what_sets_the_speed_not_where_the_venv_is(monkeypatch):
-    identity = cost.machine_identity()
+    identity = calibration.machine_identity()
     assert set(identity) == {"version", "cpu", "cores", "numpy", "blas"}
     blas = numpy_blas()
     assert identity["blas"] == {"internal_api": blas["internal_api"], "version": blas["version"],
                                 "architecture": blas["architecture"]}
-    here = cost.cache_path()
+    here = calibration.cache_path()
     # the same OpenBLAS build in another virtual environment, on another host name
     moved = {**numpy_blas(), "filepath": "/elsewhere/.venv/lib/libopenblas.so"}
-    monkeypatch.setattr("harness.train.threadpool_info", lambda: [moved])
+    monkeypatch.setattr("harness.blas.threadpool_info", lambda: [moved])
     monkeypatch.setattr("socket.gethostname", lambda: "another-host")
-    assert cost.machine_identity() == identity and cost.cache_path() == here
+    assert calibration.machine_identity() == identity and calibration.cache_path() == here
     # another kernel is another calibration
-    monkeypatch.setattr("harness.train.threadpool_info", lambda: [{**moved, "architecture": "another-kernel"}])
-    assert cost.cache_path() != here
+    monkeypatch.setattr("harness.blas.threadpool_info", lambda: [{**moved, "architecture": "another-kernel"}])
+    assert calibration.cache_path() != here
 
 
 def _hammer(path, tag):
     for i in range(40):
-        cost._write_cache(path, {"tag": tag, "i": i, "pad": "x" * 20000})
+        calibration._write_cache(path, {"tag": tag, "i": i, "pad": "x" * 20000})
 
 
 @pytest.mark.slow
 def test_cache_writers_at_once_never_leave_half_a_file(tmp_path):
     path = tmp_path / "cost-model-test.json"
-    cost._write_cache(path, {"tag": "first"})
+    calibration._write_cache(path, {"tag": "first"})
     ctx = multiprocessing.get_context("fork")
     writers = [ctx.Process(target=_hammer, args=(path, tag)) for tag in ("a", "b", "c")]
     for w in writers:

@@ -87,12 +87,12 @@ def test_tapered_is_the_shape_and_the_old_word_still_works_with_a_note(tmp_path,
 
 
 def test_the_cli_prints_the_note(tmp_path, tiny_csv, capsys, monkeypatch):
-    from harness import cost
+    from harness import calibration
     from harness.cli import main
     from helpers import fake_model
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))  # a fake calibration, kept to this test
-    monkeypatch.setattr(cost, "calibrate", fake_model)
+    monkeypatch.setattr(calibration, "calibrate", fake_model)
 
     grid = write_grid(tmp_path, tiny_csv)
     assert main(["sweep", str(grid), "--dry-run", "--out", str(tmp_path / "o")]) == 0
@@ -201,7 +201,7 @@ def test_the_halving_plot_names_the_configurations_that_finished(tmp_path):
 def test_learning_curves_and_budgets_plot_any_accuracy_without_a_warning(tmp_path, top):
     import warnings
 
-    from harness.report import plots
+    from harness.report import curves, plots
 
     g = tables.grouped(_summary([{"layers": "16-8-10"}, {"layers": "16-8-4-10"}], seeds=(0, 1)))
     rows = [{"run_id": r, "iteration": it, "train_loss": 1.0 / it, "train_acc": 0.5, "iter_seconds": 0.01,
@@ -211,6 +211,6 @@ def test_learning_curves_and_budgets_plot_any_accuracy_without_a_warning(tmp_pat
     plots.setup()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plots.plot_learning_curves(g, metrics, tmp_path / "curves.png")
-        plots.plot_budget(g, metrics, 0.9, [0.1, 0.2], tmp_path / "budget.png")
+        curves.plot_learning_curves(g, metrics, tmp_path / "curves.png")
+        curves.plot_budget(g, metrics, 0.9, [0.1, 0.2], tmp_path / "budget.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000 and (tmp_path / "budget.png").stat().st_size > 10_000

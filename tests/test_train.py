@@ -10,7 +10,8 @@ from harness import mlp, store
 from harness.cli import main
 from harness.config import RunConfig
 from harness.errors import ConfigError
-from harness.train import prepare, run, train_steps
+from harness.loop import train_steps
+from harness.train import prepare, run
 
 
 def _cfg(path, **kw):

@@ -16,9 +16,9 @@ import pandas as pd
 
 from .. import layout
 from ..errors import ConfigError
-from ..report import tables
+from ..report import reading, tables
 from ..report import tuned as tunedmod
-from ..status import RunStatus, in_comparison
+from ..status import Role, RunStatus, in_comparison
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _sweep_table(folder: Path):
 def _search_runs(summary, folder: Path, tuned: bool):
     """The runs replay resamples: every configuration's, checked to be a
     full grid run to its full length on the same seeds (at least 2)."""
-    search = summary[summary.role == "search"] if tuned else summary
+    search = summary[summary.role == Role.SEARCH.value] if tuned else summary
     bad = search[~search.status.isin([RunStatus.DONE.value, RunStatus.DIVERGED.value])]
     if len(bad):
         raise ConfigError(f"{folder}: run {bad.run_id.iloc[0]} is {bad.status.iloc[0]}; replay needs every run "
@@ -85,7 +85,7 @@ def _config_keys(search, tuned):
 def load(folder, min_seeds=2) -> Recorded:
     """Read a finished full-grid sweep folder (packed or not). Raises
     ConfigError, naming the folder, for anything replay cannot use."""
-    summary, metrics, folder = tables.load(folder)
+    summary, metrics, folder = reading.load(folder)
     folder = Path(folder)
     table = _sweep_table(folder)
     strategy = table.get("sweep", {}).get("strategy", "grid")

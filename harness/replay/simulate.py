@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import halving, tune
 from ..errors import ConfigError
+from ..status import RunStatus
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def tune_replay(recorded, k, resamples=1000, seed=0):
     frame = pd.DataFrame({"point": b * points + np.tile(np.repeat(recorded.point, k), resamples),
                           "trial": np.tile(np.repeat(recorded.trial, k), resamples),
                           "seed": np.tile(idx.reshape(resamples, -1), 1).ravel(),
-                          "status": "done", "final_val_acc": values.ravel()})
+                          "status": RunStatus.DONE.value, "final_val_acc": values.ravel()})
     chosen = tune.select(frame)
     out = np.full(resamples * points, -1)
     out[chosen.point.to_numpy()] = chosen.trial.to_numpy()
@@ -139,7 +140,7 @@ def truth_trials(recorded):
     n_seeds = len(recorded.seeds)
     final = recorded.curves[:, :, -1]
     frame = pd.DataFrame({"point": np.repeat(recorded.point, n_seeds), "trial": np.repeat(recorded.trial, n_seeds),
-                          "seed": np.tile(np.arange(n_seeds), len(recorded.names)), "status": "done",
+                          "seed": np.tile(np.arange(n_seeds), len(recorded.names)), "status": RunStatus.DONE.value,
                           "final_val_acc": final.ravel()})
     chosen = tune.select(frame).sort_values("point")
     return chosen.trial.to_numpy()

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import layout, pack, store, sweep_status
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
-from . import costs, decisions, fitted, front, halving as halvingmod, pooling, stats, tables, tuned as tunedmod, verdict as verdictmod
+from . import costs, decisions, fitted, front, halving as halvingmod, pooling, reading, stats, tables, tuned as tunedmod, verdict as verdictmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -123,7 +123,8 @@ def _run_states(folder, summary):
             states.setdefault(r["run_id"], r["state"])
     counts = pd.Series(list(states.values()), dtype=object).value_counts()
     counts = {s: int(counts[s]) for s in sorted(counts.index, key=lambda s: STATES.index(s) if s in STATES else 99)}
-    on_disk = {p.name for p in (folder / "runs").iterdir() if p.is_dir()} if (folder / "runs").is_dir() else set()
+    runs_dir = layout.runs_dir(folder)
+    on_disk = {p.name for p in runs_dir.iterdir() if p.is_dir()} if runs_dir.is_dir() else set()
     left_out = {r for r, _ in summary.attrs.get("left_out", [])}
     return counts, len(on_disk - set(states) - planned - left_out)
 
@@ -142,7 +143,7 @@ def _head(blocks, title, folder, summary, configs):
     total = sum(counts.values())
     unfinished = sum(n for s, n in counts.items() if s not in NAMES)
     test_split = (summary.validation.astype(str) == "test").all()
-    rows = tables.row_counts(summary, configs)
+    rows = reading.row_counts(summary, configs)
     blocks.append(("p", f"{total} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
                    + (f"; this report holds the {len(summary)} recorded in summary.csv." if unfinished else ".")
                    + " Validation data: " + ("the official MNIST test split" if test_split
@@ -226,9 +227,9 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=
     ``(kind, payload)`` pairs both renderers share and frames hold what the
     plots and comparison.csv need."""
     if summary is None:
-        summary, metrics, folder = tables.load(folder)
+        summary, metrics, folder = reading.load(folder)
     folder = Path(folder)
-    configs = tables.run_configs(folder, summary) if "sweep" not in summary else {}
+    configs = reading.run_configs(folder, summary) if "sweep" not in summary else {}
     blocks = []
     _head(blocks, title or f"Sweep report: {folder.name}", folder, summary, configs)
     tuned, tune = load_tuned(folder) or (None, None)
@@ -253,38 +254,52 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=
     target = report_target(folder)
     reach, at, secs = tables.budgets(g, metrics, target) if not g.empty else (None, None, [])
     if reach is not None:
-        _budget_blocks(blocks, reach, at, target, secs)
-        g = costs.with_costs(g, summary, metrics, reach, folder, sources=sources,
-                             measure=None if store.sweep_running(folder) else costs.latency.measure)
-        blocks += costs.blocks(g, target)
-        blocks.append(("h2", "Best variant for each time budget"))
-        blocks.append(("p", "The Pareto front, a staircase that only rises: each step is the most accurate variant "
-                            "at this time per iteration or less. Steps within noise of each other (one's mean "
-                            "inside the other's 95% interval) are grouped into one row, from its cheapest step to "
-                            "its most accurate. In the plots, variants off the front but within noise of it (their "
-                            "interval reaches it, or their time's middle half reaches below a step's) are ringed, "
-                            "not drawn as steps. The plot of fronts sets accuracy against each cost."))
-        blocks.append(("table", _front_table(g)))
-        blocks += fitted.blocks(g, target)
+        g = _cost_blocks(blocks, g, summary, metrics, folder, sources, (reach, at, target, secs))
     _unfinished_blocks(blocks, full)
+    _closing_blocks(blocks, full, configs, folder)
+    return blocks, {"loaded": full,  # as read, with what was left out, for the caller's lines
+                    "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
+                    "run_dir": run_dir or (lambda run_id: layout.run_dir(folder, run_id)),
+                    "tuned": (full, tuned, tune) if tuned is not None else None,
+                    "halving": (full, metrics, levels) if levels else None}
+
+
+def _cost_blocks(blocks, g, summary, metrics, folder, sources, budgets):
+    """The equal-budget view, every cost of a variant, the Pareto front and
+    the fitted frontier; returns ``g`` with its costs. ``budgets``:
+    ``(reach, at, target, secs)`` of :func:`tables.budgets` and the target."""
+    reach, at, target, secs = budgets
+    _budget_blocks(blocks, reach, at, target, secs)
+    g = costs.with_costs(g, summary, metrics, reach, folder, sources=sources,
+                         measure=None if store.sweep_running(folder) else costs.latency.measure)
+    blocks += costs.blocks(g, target)
+    blocks.append(("h2", "Best variant for each time budget"))
+    blocks.append(("p", "The Pareto front, a staircase that only rises: each step is the most accurate variant "
+                        "at this time per iteration or less. Steps within noise of each other (one's mean "
+                        "inside the other's 95% interval) are grouped into one row, from its cheapest step to "
+                        "its most accurate. In the plots, variants off the front but within noise of it (their "
+                        "interval reaches it, or their time's middle half reaches below a step's) are ringed, "
+                        "not drawn as steps. The plot of fronts sets accuracy against each cost."))
+    blocks.append(("table", _front_table(g)))
+    blocks += fitted.blocks(g, target)
+    return g
+
+
+def _closing_blocks(blocks, full, configs, folder):
+    """The plots, the machine the runs trained on and the grid as run."""
     blocks.append(("h2", "Plots"))
     if full.attrs.get("packed"):
         blocks.append(("p", PACKED_NOTE))
     for key, plot_title in PLOTS.items():
         blocks.append(("image", (plot_title, f"plots/{key}.png")))
-    env = tables.environment(configs)
+    env = reading.environment(configs)
     if env:
         blocks.append(("h2", "Environment"))
         blocks.append(("table", pd.DataFrame({"": list(env), "value": [str(v) for v in env.values()]})))
-    toml = folder / "sweep.toml"
+    toml = folder / layout.SETTINGS
     if toml.is_file():
         blocks.append(("h2", "Settings"))
         blocks.append(("code", toml.read_text()))
-    return blocks, {"loaded": full,  # as read, with what was left out, for the caller's lines
-                    "g": g, "keys": keys, "summary": summary, "metrics": metrics, "target": target, "secs": secs,
-                    "run_dir": run_dir or (lambda run_id: folder / "runs" / run_id),
-                    "tuned": (full, tuned, tune) if tuned is not None else None,
-                    "halving": (full, metrics, levels) if levels else None}
 
 
 def _write(folder, blocks, frames):
@@ -361,7 +376,7 @@ def compare(folders, out=None, allow_different_data=False, say=None):
 
     def run_dir(run_id):
         name, _, rid = run_id.rpartition("/")
-        return where[name] / "runs" / rid
+        return layout.run_dir(where[name], rid)
 
     blocks, parts = build(out, summary, metrics, title=f"Comparison: {' vs '.join(names)}", run_dir=run_dir,
                           sources=folders)

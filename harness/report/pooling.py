@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
-from . import tables
+from . import reading, tables
 
 
 def _fingerprints(folder, summary):
-    return {c.get("data_fingerprint") for c in tables.run_configs(folder, summary).values()} - {None}
+    return {c.get("data_fingerprint") for c in reading.run_configs(folder, summary).values()} - {None}
 
 
 def default_compare_out(folders):
@@ -47,7 +47,7 @@ def load_all(folders, names, tell=None):
     summaries, metrics, prints, dropped, seen = [], [], {}, 0, set()
     left_out, unsealed = [], 0
     for folder, name in zip(folders, names):
-        s, m, _ = tables.load(folder)
+        s, m, _ = reading.load(folder)
         if tell is not None:
             tell(folder, s)
         left_out += [(f"{name}/{r}", p) for r, p in s.attrs.get("left_out", [])]

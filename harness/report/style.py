@@ -201,3 +201,16 @@ def cap_percent(ax, points):
         ax.annotate(wrap(f"{label}: {y:.2f}%, below the axis"), (x, lo), xytext=(8, 4 + 22 * i),
                     textcoords="offset points", fontsize=7.5, color="crimson", va="bottom")
     return lo
+
+
+def empty(ax, text="no finished runs"):
+    """A panel that says why it has nothing to show."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+
+
+def line(ax, x, y, colour, dashes, **kw):
+    """One curve in a variant's colour and dashes (None: solid)."""
+    line, = ax.plot(x, y, color=colour, **kw)
+    if dashes:
+        line.set_dashes(dashes)
+    return line
