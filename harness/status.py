@@ -41,6 +41,7 @@ class RunState(str, Enum):
     CUT_SHORT = "cut short"        # started, no sweep running, no checkpoint: a resume starts it over
     WAITING = "waiting"            # not started yet
     DAMAGED = "damaged"            # its record fails its manifest: not believed, a resume redoes it
+    NOT_NEEDED = "not needed"      # racing decided its variant before this seed's round: never trained
 
 
 class Role(str, Enum):

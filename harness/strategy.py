@@ -1,5 +1,6 @@
 """Strategies: how a sweep schedules its runs. One unit per strategy, one
-registry (``REGISTRY[name]``, named by ``[sweep] strategy``); the grid file's
+registry (``REGISTRY[name]``, named by ``[sweep] strategy``; racing's in
+:mod:`harness.raced`); the grid file's
 check, the plan and its estimate, ``--dry-run``, the sweep and the report
 all ask it here.
 
@@ -173,7 +174,10 @@ class Halving(Strategy):
         return promoted
 
 
-REGISTRY = {s.name: s for s in (Grid(), Halving())}
+# here, not at the top: racing's module builds on Strategy and Job above
+from .raced import Racing
+
+REGISTRY = {s.name: s for s in (Grid(), Halving(), Racing())}
 
 
 def of(name) -> Strategy:

@@ -181,7 +181,12 @@ def _confirm(job: Job, force):
     est = job.plan.price(todo, start=planmod.checkpointed(out, todo, force))
     _clear(out, todo, force)
     store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est, confirm))
-    failed = job.execute(todo, est)
+    if sweep.tune.race is not None:  # the confirmation races: its own rounds, read from the run folders
+        from .raced import confirmation_variants, race
+
+        failed = race(job, *confirmation_variants(sweep, chosen))
+    else:
+        failed = job.execute(todo, est)
     tuned_sweep.write_tuned(sweep, out)
     return failed
 

@@ -1,0 +1,105 @@
+"""Racing replayed on a recorded sweep's variants (issue 25, item 5): how
+often a race reaches the verdict of the fixed design that gives every
+variant all the recorded seeds, and the share of those runs it spends.
+
+The variants are the report's (a tuned sweep's: its grid points on their
+confirmation seeds), each on the same seeds, so the design is paired. A
+resample draws an order of the seeds (``permute``: the race sees the
+recorded seeds in another order, and the fixed design's verdict is the
+report's own) or draws the seeds with replacement (``bootstrap``: a new
+sample of seeds, raced and judged at the maximum alike). Both verdicts
+come from :mod:`harness.racing` and :mod:`harness.report.decisions`, the
+code a sweep and its report run.
+
+A verdict: the best, and the set of variants classed **worse**. The race
+agrees when its best is the fixed design's best or one the fixed design
+classes equivalent to it, and its worse set is the fixed design's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import racing
+from ..errors import ConfigError
+from ..report import decisions, tables
+from ..report import tuned as tunedmod
+from ..status import in_comparison
+
+MODES = ("permute", "bootstrap")
+
+
+@dataclass(frozen=True)
+class Variants:
+    """``names`` (variants,), ``seeds`` (seeds,) and ``values``
+    (variants, seeds): validation accuracy (fraction) on each seed."""
+    names: tuple
+    seeds: tuple
+    values: np.ndarray
+
+
+def load(folder, least=10) -> Variants:
+    """The report's variants of a finished sweep (packed or not), on the
+    seeds every one of them has; ConfigError naming the folder when fewer
+    than ``least`` seeds are shared or a variant ran one seed twice."""
+    summary, _, folder = tables.load(folder)
+    pair = tunedmod.load_tuned(folder)
+    compared = tunedmod.compared(summary, *pair) if pair is not None and "role" in summary else summary
+    g = tables.grouped(compared[in_comparison(compared.status)])
+    shared = set.intersection(*(set(map(int, s)) for s in g.seed_ids))
+    if len(shared) < least or any(len(set(s)) < len(s) for s in g.seed_ids):
+        raise ConfigError(f"{folder}: its variants share {len(shared)} distinct seeds; racing's replay needs "
+                          f"at least {least} on every variant")
+    seeds = tuple(sorted(shared))
+    values = np.array([[dict(zip(map(int, s), a))[k] for k in seeds] for s, a in zip(g.seed_ids, g.accs)])
+    return Variants(tuple(g.label.astype(str)), seeds, values)
+
+
+def fixed_verdict(values, margin, alpha=decisions.ALPHA):
+    """``(best, worse, classes)`` of the fixed design on ``values``
+    (variants, seeds), paired: the highest mean (the first of equals),
+    the indices classed worse, and every other index's class."""
+    means = values.mean(axis=1)
+    best = int(np.argmax(means))
+    others = [i for i in range(len(values)) if i != best]
+    found = decisions.classify_family(values[best], [values[i] for i in others], margin, alpha, paired=True)
+    classes = {i: f[0] for i, f in zip(others, found)}
+    return best, frozenset(i for i, c in classes.items() if c == "worse"), classes
+
+
+def race_verdict(values, race):
+    """``(best, worse, runs)`` of ``race`` run on ``values`` (variants,
+    seeds) in column order: the race's last best, the indices it stopped
+    as worse, and the runs it trained."""
+    results = {i: dict(enumerate(row)) for i, row in enumerate(values)}
+    rounds, _, need = racing.replay(results, race)
+    if need:
+        raise ValueError(f"the race needs more seeds than the {values.shape[1]} given")
+    worse = frozenset(v for r in rounds for v, c in r.classes.items() if c == "worse")
+    return rounds[-1].best, worse, len(values) * race.most - racing.saved_runs(rounds, list(results), race)
+
+
+def measure(variants: Variants, race, resamples=1000, seed=0, mode="permute"):
+    """Agreement of ``race`` with the fixed design at ``race.most`` seeds
+    over ``resamples`` draws of the seeds. Returns a dict: ``same`` (the
+    share of resamples with the same verdict), ``same_best``,
+    ``same_worse``, ``runs_share`` (mean runs over the fixed design's) and
+    ``runs_share_max`` (the most a resample used)."""
+    if race.most > len(variants.seeds) and mode == "permute":
+        raise ConfigError(f"race [{race.least}, {race.most}]: the sweep has {len(variants.seeds)} seeds")
+    rng = np.random.default_rng(seed)
+    n, full = len(variants.seeds), len(variants.names) * race.most
+    best_ok = worse_ok = both = 0
+    shares = []
+    for _ in range(resamples):
+        idx = rng.permutation(n)[:race.most] if mode == "permute" else rng.integers(0, n, race.most)
+        vals = variants.values[:, idx]
+        f_best, f_worse, f_classes = fixed_verdict(vals, race.margin / 100)  # the report's alpha
+        r_best, r_worse, runs = race_verdict(vals, race)
+        b = r_best == f_best or f_classes.get(r_best) == "equivalent"
+        w = r_worse == f_worse
+        best_ok, worse_ok, both = best_ok + b, worse_ok + w, both + (b and w)
+        shares.append(runs / full)
+    return {"same": both / resamples, "same_best": best_ok / resamples, "same_worse": worse_ok / resamples,
+            "runs_share": float(np.mean(shares)), "runs_share_max": float(np.max(shares)),
+            "resamples": resamples, "mode": mode}
