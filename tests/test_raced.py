@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import TUNED, start, wait_for, write_grid
 
 from harness import layout
 from harness.cli import main
@@ -16,8 +17,6 @@ from harness.grid import load_sweep
 from harness.report import racing as section
 from harness.sweep import run_sweep
 from harness.sweep_status import render
-
-from helpers import TUNED, start, wait_for, write_grid
 
 # Four variants: lr 0.3 (the best), its twin (momentum is unused by plain sgd, so every seed gives the same
 # numbers: equivalent, and unable to lead), lr 0.0005 (near chance: clearly worse) and lr 0.1 (a contender

@@ -19,14 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .. import racing
 from ..errors import ConfigError
 from ..report import decisions, tables
 from ..report import tuned as tunedmod
 from ..status import in_comparison
+from ..words import count
+from .measure import wilson
 
 MODES = ("permute", "bootstrap")
+TARGET, HALF = 0.95, 0.5  # issue 25's bar: the fixed design's verdict in 95% of resamples, at most half its runs
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,50 @@ def measure(variants: Variants, race, resamples=1000, seed=0, mode="permute"):
         w = r_worse == f_worse
         best_ok, worse_ok, both = best_ok + b, worse_ok + w, both + (b and w)
         shares.append(runs / full)
-    return {"same": both / resamples, "same_best": best_ok / resamples, "same_worse": worse_ok / resamples,
-            "runs_share": float(np.mean(shares)), "runs_share_max": float(np.max(shares)),
-            "resamples": resamples, "mode": mode}
+    lo, hi = wilson(both, resamples)
+    return {"race": name(race), "least": race.least, "most": race.most, "step": race.step, "alpha": race.alpha,
+            "same": both / resamples, "same_lo": lo, "same_hi": hi, "same_best": best_ok / resamples,
+            "same_worse": worse_ok / resamples, "runs_share": float(np.mean(shares)),
+            "runs_share_max": float(np.max(shares)), "resamples": resamples, "mode": mode}
+
+
+def name(race):
+    """A race in words: "race [2, 10], step 2, α 0.05"."""
+    return f"race [{race.least}, {race.most}], step {race.step}, α {race.alpha:g}"
+
+
+def meets(row, target=TARGET, share=HALF):
+    """Whether a measured race reaches the issue's bar: the fixed design's
+    verdict in ``target`` of resamples, with at most ``share`` of its runs."""
+    return row["same"] >= target and row["runs_share"] <= share
+
+
+def blocks(variants: Variants, rows, seed, target=TARGET, share=HALF):
+    """The replay document's Racing section: one row per race measured."""
+    table = pd.DataFrame([{"race": r["race"], "same verdict": f"{100 * r['same']:.1f}% [{100 * r['same_lo']:.1f}, "
+                                                             f"{100 * r['same_hi']:.1f}]",
+                           "same best (or equivalent)": f"{100 * r['same_best']:.1f}%",
+                           "same worse set": f"{100 * r['same_worse']:.1f}%",
+                           "runs, mean": f"{100 * r['runs_share']:.1f}%",
+                           "runs, most": f"{100 * r['runs_share_max']:.1f}%",
+                           "meets the bar": "yes" if meets(r, target, share) else "no"} for r in rows])
+    modes = {r["mode"] for r in rows}
+    drawn = ("a random order of the recorded seeds (the fixed design's verdict is then the report's)"
+             if modes == {"permute"} else "the recorded seeds drawn with replacement" if modes == {"bootstrap"}
+             else "the seeds, by each row's mode")
+    good = [r["race"] for r in rows if meets(r, target, share)]
+    close = max(rows, key=lambda r: (r["same"] >= target, r["same"] - r["runs_share"]))
+    ending = (f"Meeting the bar: {'; '.join(good)}." if good else
+              f"No race measured meets the bar; the closest, by same-verdict share less runs share, is "
+              f"{close['race']}: {100 * close['same']:.1f}% of verdicts at {100 * close['runs_share']:.1f}% "
+              "of the runs.")
+    text = (f"Racing replayed on the {count(len(variants.names), 'variant')} of the report, each on the "
+            f"{count(len(variants.seeds), 'seed')} all of them recorded (paired). Each of "
+            f"{rows[0]['resamples']:,} resamples (seed {seed}) draws {drawn}; the race runs on them with "
+            "harness.racing's own rules, and its verdict (its best, and the variants it stopped as worse) is set "
+            "against the fixed design's on the same seeds at the race's maximum (the report's classes, "
+            f"α = {decisions.ALPHA:g}). Same verdict: the same best or one the fixed design calls equivalent to "
+            "it, and the same set classed worse. Runs: those the race trained, as a share of the fixed "
+            f"design's. The bar: the same verdict in at least {100 * target:g}% of resamples with at most "
+            f"{100 * share:g}% of the runs. {ending}")
+    return [("h2", "Racing"), ("p", text), ("table", table)]
