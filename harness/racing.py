@@ -203,11 +203,16 @@ def replay(results, race, seeds=None, pairable=True):
     return rounds, racing, {}
 
 
-def saved_runs(rounds, variants, race):
-    """Runs a finished race saved against giving every variant the maximum:
-    ``variants * most`` minus the seeds each variant ran."""
+def seeds_spent(rounds, variants, race):
+    """``{variant: seeds it ran}`` in a finished race."""
     spent = dict.fromkeys(variants, race.least)
     for r in rounds:
         for v in r.going:
             spent[v] = r.seeds_next or spent[v]
-    return len(variants) * race.most - sum(spent.values())
+    return spent
+
+
+def saved_runs(rounds, variants, race):
+    """Runs a finished race saved against giving every variant the maximum:
+    ``variants * most`` minus the seeds each variant ran."""
+    return len(variants) * race.most - sum(seeds_spent(rounds, variants, race).values())

@@ -26,17 +26,18 @@ def test_a_constant_gap_is_worse_at_round_one_in_every_order():
     v = _variants([BASE, BASE - 0.05])
     best, worse, classes = rr.fixed_verdict(v.values, 0.002)
     assert (best, worse, classes) == (0, frozenset({1}), {1: "worse"})
-    assert rr.race_verdict(v.values, RACE) == (0, frozenset({1}), 4)
+    assert rr.race_verdict(v.values, RACE) == (0, frozenset({1}), {0: 2, 1: 2})
     found = rr.measure(v, RACE, resamples=50, seed=1)
     assert found["same"] == found["same_best"] == found["same_worse"] == 1.0
     assert found["runs_share"] == pytest.approx(4 / 20) and found["runs_share_max"] == pytest.approx(4 / 20)
+    assert found["seeds_mean"] == [2.0, 2.0]
     assert rr.meets(found)
 
 
 def test_twins_end_equivalent_at_once_and_a_contender_runs_to_the_maximum():
     # v1 = v0 exactly: equivalent at round one, and unable to lead, in any order of the seeds: 2 + 2 runs of 20
     twins = _variants([BASE, BASE.copy()])
-    assert rr.race_verdict(twins.values, RACE) == (0, frozenset(), 4)
+    assert rr.race_verdict(twins.values, RACE) == (0, frozenset(), {0: 2, 1: 2})
     assert rr.fixed_verdict(twins.values, 0.002) == (0, frozenset(), {1: "equivalent"})
     found = rr.measure(twins, RACE, resamples=20, seed=0)
     assert found["same"] == 1.0 and found["runs_share"] == pytest.approx(4 / 20)
@@ -44,7 +45,7 @@ def test_twins_end_equivalent_at_once_and_a_contender_runs_to_the_maximum():
     # round's alpha nor within the margin: it runs to 10 seeds, and the fixed design calls it undecided
     close = BASE - 0.0005 + np.where(np.arange(10) % 2, 0.003, -0.003)
     v = _variants([BASE, BASE.copy(), close])
-    assert rr.race_verdict(v.values, RACE) == (0, frozenset(), 10 + 2 + 10)
+    assert rr.race_verdict(v.values, RACE) == (0, frozenset(), {0: 10, 1: 2, 2: 10})
     assert rr.fixed_verdict(v.values, 0.002) == (0, frozenset(), {1: "equivalent", 2: "undecided"})
 
 
@@ -55,7 +56,7 @@ def test_a_gap_the_fixed_design_shows_and_a_race_mostly_misses():
     assert sps.ttest_rel(BASE + d, BASE).pvalue == pytest.approx(0.0416, abs=1e-4)
     v = _variants([BASE, BASE + d])
     assert rr.fixed_verdict(v.values, 0.002)[1] == frozenset({1})
-    assert rr.race_verdict(v.values, RACE) == (0, frozenset(), 20)  # in this order: never worse, all 10 seeds
+    assert rr.race_verdict(v.values, RACE) == (0, frozenset(), {0: 10, 1: 10})  # this order: never worse
     found = rr.measure(v, RACE, resamples=200, seed=0)
     # other orders put the most negative gaps first, where an early look can call it worse (and agree)
     assert found["same"] == found["same_worse"] < 0.15 and found["same_best"] == 1.0

@@ -72,34 +72,37 @@ def fixed_verdict(values, margin, alpha=decisions.ALPHA):
 
 
 def race_verdict(values, race):
-    """``(best, worse, runs)`` of ``race`` run on ``values`` (variants,
+    """``(best, worse, spent)`` of ``race`` run on ``values`` (variants,
     seeds) in column order: the race's last best, the indices it stopped
-    as worse, and the runs it trained."""
+    as worse, and ``{index: seeds it ran}``."""
     results = {i: dict(enumerate(row)) for i, row in enumerate(values)}
     rounds, _, need = racing.replay(results, race)
     if need:
         raise ValueError(f"the race needs more seeds than the {values.shape[1]} given")
     worse = frozenset(v for r in rounds for v, c in r.classes.items() if c == "worse")
-    return rounds[-1].best, worse, len(values) * race.most - racing.saved_runs(rounds, list(results), race)
+    return rounds[-1].best, worse, racing.seeds_spent(rounds, list(results), race)
 
 
 def measure(variants: Variants, race, resamples=1000, seed=0, mode="permute"):
     """Agreement of ``race`` with the fixed design at ``race.most`` seeds
     over ``resamples`` draws of the seeds. Returns a dict: ``same`` (the
     share of resamples with the same verdict), ``same_best``,
-    ``same_worse``, ``runs_share`` (mean runs over the fixed design's) and
-    ``runs_share_max`` (the most a resample used)."""
+    ``same_worse``, ``runs_share`` (mean runs over the fixed design's),
+    ``runs_share_max`` (the most a resample used) and ``seeds_mean`` (each
+    variant's mean seeds run)."""
     if race.most > len(variants.seeds) and mode == "permute":
         raise ConfigError(f"race [{race.least}, {race.most}]: the sweep has {len(variants.seeds)} seeds")
     rng = np.random.default_rng(seed)
     n, full = len(variants.seeds), len(variants.names) * race.most
     best_ok = worse_ok = both = 0
-    shares = []
+    shares, per = [], np.zeros(len(variants.names))
     for _ in range(resamples):
         idx = rng.permutation(n)[:race.most] if mode == "permute" else rng.integers(0, n, race.most)
         vals = variants.values[:, idx]
         f_best, f_worse, f_classes = fixed_verdict(vals, race.margin / 100)  # the report's alpha
-        r_best, r_worse, runs = race_verdict(vals, race)
+        r_best, r_worse, spent = race_verdict(vals, race)
+        runs = sum(spent.values())
+        per += np.array([spent[i] for i in range(len(vals))])
         b = r_best == f_best or f_classes.get(r_best) == "equivalent"
         w = r_worse == f_worse
         best_ok, worse_ok, both = best_ok + b, worse_ok + w, both + (b and w)
@@ -108,7 +111,8 @@ def measure(variants: Variants, race, resamples=1000, seed=0, mode="permute"):
     return {"race": name(race), "least": race.least, "most": race.most, "step": race.step, "alpha": race.alpha,
             "same": both / resamples, "same_lo": lo, "same_hi": hi, "same_best": best_ok / resamples,
             "same_worse": worse_ok / resamples, "runs_share": float(np.mean(shares)),
-            "runs_share_max": float(np.max(shares)), "resamples": resamples, "mode": mode}
+            "runs_share_max": float(np.max(shares)), "resamples": resamples, "mode": mode,
+            "seeds_mean": (per / resamples).tolist()}
 
 
 def name(race):
