@@ -34,7 +34,7 @@ import numpy as np
 from .errors import ConfigError
 from .report import decisions, stats
 
-KEYS = ("race", "step")
+KEYS = ("race", "step", "alpha")
 MOST_SEEDS = 1000
 
 
@@ -80,10 +80,12 @@ def _count(value, name, where, least, key="seeds"):
 
 
 def parse(value, where, alpha=decisions.ALPHA, margin=decisions.DEFAULT_MARGIN, key="seeds"):
-    """The :class:`Race` of ``seeds = { race = [least, most], step = n }``
-    (``step`` optional: the minimum). Raises ConfigError in one line naming
-    ``where`` and ``key`` (``[tune] confirm_seeds`` races too) for anything
-    else; the grid parser calls this for a table."""
+    """The :class:`Race` of ``seeds = { race = [least, most], step = n,
+    alpha = a }`` (``step`` optional, default the minimum; ``alpha``, the
+    race's family error over all its rounds, optional, default ``alpha``).
+    Raises ConfigError in one line naming ``where`` and ``key`` (``[tune]
+    confirm_seeds`` races too) for anything else; the grid parser calls
+    this for a table."""
     if not isinstance(value, dict):
         raise ConfigError(f"{where} {key}: a race is a table such as {{ race = [2, 10] }}, got {value!r}")
     unknown = sorted(set(value) - set(KEYS))
@@ -96,7 +98,10 @@ def parse(value, where, alpha=decisions.ALPHA, margin=decisions.DEFAULT_MARGIN, 
     least = _count(bounds[0], "the race's minimum", where, 2, key)  # two seeds: the least a test needs
     most = _count(bounds[1], "the race's maximum", where, least, key)
     step = _count(value.get("step", least), "step", where, 1, key)
-    return Race(least, most, step, alpha, margin)
+    alpha = value.get("alpha", alpha)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ConfigError(f"{where} {key}: alpha must be a number in (0, 1) such as 0.05, got {alpha!r}")
+    return Race(least, most, step, float(alpha), margin)
 
 
 @dataclass(frozen=True)
