@@ -7,6 +7,7 @@ non-positive numbers, unknown choices and missing data paths all raise one
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import itertools
@@ -60,6 +61,9 @@ class Schedule:
     strategy: str = "grid"
     eta: int = 3
     min_iterations: int | None = None
+    race: object = None  # a harness.racing.Race, from [sweep] seeds = { race = [2, 10] }
+
+
 BACKENDS = tuple(REGISTRY_OF_BACKENDS)
 TRAIN_KEYS = tuple(f.name for f in fields(RunConfig) if f.name not in DATA_KEYS and f.name != "seed")
 
@@ -160,6 +164,7 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     _check_keys(train, TRAIN_KEYS, f"{path} [train]")
     _check_keys(grid, TRAIN_KEYS + ARCH_AXES, f"{path} [grid]")
     _check_report(_table(doc, "report", path), f"{path} [report]")
+    race, sweep = _race(sweep, doc, path)
     name, jobs, seeds, backend, scheduler, budget = _sweep_settings(sweep, path, jobs, scheduler, budget)
     base_values, base_error = _base_values(data, train, path)
     tune = _tune(_table(doc, "tune", path), grid, doc, base_values, path)
@@ -179,7 +184,7 @@ def load_sweep(path, jobs=None, scheduler=None, budget=None) -> Sweep:
     return Sweep(path, text, name, jobs, tuple(seeds), backend, scheduler,
                  tuple(c for _, c, _ in runs), tuple(r for r, _, _ in runs), varying, source.fingerprint,
                  len(source.X), budget, tune, tuple(m for _, _, m in runs), tuple(points),
-                 _confirmations(combos, seeds, tune, expand), _schedule(sweep, path, [c for _, c, _ in runs]),
+                 _confirmations(combos, seeds, tune, expand), _schedule(sweep, path, [c for _, c, _ in runs], race),
                  _notes(grid, path))
 
 
@@ -201,17 +206,21 @@ def _check_rows(source, runs, path):
             raise ConfigError(f"{path} [data]: {e}") from None
 
 
-def _schedule(sweep, path, runs):
+def _schedule(sweep, path, runs, race=None):
     """The [sweep] keys of :data:`SCHEDULE_KEYS`, checked, and by the
     strategy against the runs (halving's rungs: each starts before a run
-    ends, on an evaluation)."""
+    ends, on an evaluation). A race table for seeds makes the strategy
+    "racing"."""
     values = {}
     for key, (default, check, what) in SCHEDULE_KEYS.items():
-        value = sweep.get(key, default)
+        value = sweep.get(key, "racing" if key == "strategy" and race else default)
         if value is not None and not check(value):
             raise ConfigError(f"{path} [sweep] {key}: must be {what}, got {value!r}")
         values[key] = value
-    schedule = Schedule(**values)
+    if race and values["strategy"] != "racing":
+        raise ConfigError(f"{path} [sweep] strategy: seeds = {{ race = ... }} races the seeds, which strategy "
+                          f"{values['strategy']!r} does not; drop strategy or give seeds as a list")
+    schedule = Schedule(**values, race=race)
     REGISTRY[schedule.strategy].check(schedule, runs, path)
     return schedule
 
@@ -224,6 +233,32 @@ def _confirmations(combos, seeds, tune, expand):
     new_seeds = tunemod.confirm_seeds(seeds, tune.confirm_seeds)
     return {(m["point"], m["trial"]): tuple((r, c) for r, c, _ in expand([(combo, m)], new_seeds))
             for combo, m in combos}
+
+
+def _margin(doc):
+    """``[report] margin`` (points), checked already, or the default."""
+    from .report.decisions import DEFAULT_MARGIN
+
+    report = doc.get("report")
+    return float(report.get("margin", DEFAULT_MARGIN)) if isinstance(report, dict) else DEFAULT_MARGIN
+
+
+def _race(sweep, doc, path):
+    """``(race, sweep)``: with ``[sweep] seeds = { race = [least, most] }``,
+    its :class:`harness.racing.Race` (judged at ``[report] margin``) and the
+    [sweep] table with seeds 0 to most - 1 (the worst case, which the plan
+    prices); otherwise ``(None, sweep)``."""
+    seeds = sweep.get("seeds")
+    if not isinstance(seeds, dict):
+        return None, sweep
+    # here: racing imports the report's statistics, which a plain sweep need not load
+    from . import racing
+
+    if doc.get("tune"):
+        raise ConfigError(f"{path} [sweep] seeds: with [tune], [sweep] seeds lists the search seeds and the "
+                          "confirmation races: [tune] confirm_seeds = { race = [2, 10] }")
+    race = racing.parse(seeds, f"{path} [sweep]", margin=_margin(doc))
+    return race, {**sweep, "seeds": list(range(race.most))}
 
 
 def _tune(table, grid, doc, base_values, path):
@@ -239,6 +274,8 @@ def _tune(table, grid, doc, base_values, path):
         raise ConfigError(f"{path} [tune]: tuning selects on the validation rows, and here they are the test "
                           "split; set [data] validation to a fraction of the training file, such as 0.1, so "
                           "the test split stays held out")
+    if tune is not None and tune.race is not None:  # judged at the report's margin
+        tune = dataclasses.replace(tune, race=dataclasses.replace(tune.race, margin=_margin(doc)))
     return tune
 
 

@@ -4,6 +4,7 @@
 - ``summary.csv``: one row per run of the grid that ended;
 - ``plan.json``: the runs and their estimates, for ``harness status``;
 - ``tuned.csv``: a tuned sweep's selection and confirmation;
+- ``race.json``: a racing sweep's decisions so far (:mod:`harness.race_record`), for status and the report;
 - ``runs/<run_id>/``: one folder per run (see :mod:`harness.store`);
 - ``.lock`` (held by the running sweep), ``.writers`` (held by every process
   that may write, see :mod:`harness.ownership`), ``.threads`` (the threads
@@ -18,6 +19,7 @@ SETTINGS = "sweep.toml"
 SUMMARY = "summary.csv"
 PLAN = "plan.json"
 TUNED = "tuned.csv"
+RACE = "race.json"
 LOCK = ".lock"
 WRITERS = ".writers"
 THREADS = ".threads"

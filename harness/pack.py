@@ -31,7 +31,7 @@ from .errors import ConfigError
 
 EVALUATIONS = "evaluations.csv.gz"
 RECORDS = "runs.json.gz"
-SWEEP_FILES = (layout.SUMMARY, layout.SETTINGS, layout.TUNED)
+SWEEP_FILES = (layout.SUMMARY, layout.SETTINGS, layout.TUNED, layout.RACE)
 PACKED_FILES = (EVALUATIONS, RECORDS)
 MEASURED = (latency.FILE,)  # measured once; kept so a packed report reuses it
 PACKED_NOTE_START = "This sweep is packed (harness pack)"

@@ -224,6 +224,10 @@ def describe(plan: Plan) -> list[str]:
     if sweep.tune is not None:
         lines += _tune_lines(sweep)
     lines += plan.strategy.describe(sweep)
+    if sweep.tune is not None and sweep.tune.race is not None:  # the confirmation races
+        from .raced import describe as race_lines
+
+        lines += race_lines(sweep)
     if est.refined:
         lines.append(f"estimates refined by {count(est.refined, 'finished run')} in {out}")
     if sweep.budget is not None:

@@ -27,14 +27,14 @@ and steps of 2, K = 5 and each look tests at 0.01.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ConfigError
 from .report import decisions, stats
 
-KEYS = ("race", "step")
+KEYS = ("race", "step", "alpha")
 MOST_SEEDS = 1000
 
 
@@ -73,29 +73,35 @@ def is_race(value):
     return isinstance(value, dict)
 
 
-def _count(value, name, where, least):
+def _count(value, name, where, least, key="seeds"):
     if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MOST_SEEDS:
-        raise ConfigError(f"{where} seeds: {name} must be a whole number from {least} to {MOST_SEEDS}, got {value!r}")
+        raise ConfigError(f"{where} {key}: {name} must be a whole number from {least} to {MOST_SEEDS}, got {value!r}")
     return value
 
 
-def parse(value, where, alpha=decisions.ALPHA, margin=decisions.DEFAULT_MARGIN):
-    """The :class:`Race` of ``seeds = { race = [least, most], step = n }``
-    (``step`` optional: the minimum). Raises ConfigError in one line naming
-    ``where`` for anything else; the grid parser calls this for a table."""
+def parse(value, where, alpha=decisions.ALPHA, margin=decisions.DEFAULT_MARGIN, key="seeds"):
+    """The :class:`Race` of ``seeds = { race = [least, most], step = n,
+    alpha = a }`` (``step`` optional, default the minimum; ``alpha``, the
+    race's family error over all its rounds, optional, default ``alpha``).
+    Raises ConfigError in one line naming ``where`` and ``key`` (``[tune]
+    confirm_seeds`` races too) for anything else; the grid parser calls
+    this for a table."""
     if not isinstance(value, dict):
-        raise ConfigError(f"{where} seeds: a race is a table such as {{ race = [2, 10] }}, got {value!r}")
+        raise ConfigError(f"{where} {key}: a race is a table such as {{ race = [2, 10] }}, got {value!r}")
     unknown = sorted(set(value) - set(KEYS))
     if unknown or "race" not in value:
-        raise ConfigError(f"{where} seeds: {'unknown key ' + repr(unknown[0]) if unknown else 'no race = [min, max]'}"
+        raise ConfigError(f"{where} {key}: {'unknown key ' + repr(unknown[0]) if unknown else 'no race = [min, max]'}"
                           f" in the race table; keys: {', '.join(sorted(KEYS))}")
     bounds = value["race"]
     if not isinstance(bounds, list) or len(bounds) != 2:
-        raise ConfigError(f"{where} seeds: race must be [min, max] such as [2, 10], got {bounds!r}")
-    least = _count(bounds[0], "the race's minimum", where, 2)  # two seeds: the least a test needs
-    most = _count(bounds[1], "the race's maximum", where, least)
-    step = _count(value.get("step", least), "step", where, 1)
-    return Race(least, most, step, alpha, margin)
+        raise ConfigError(f"{where} {key}: race must be [min, max] such as [2, 10], got {bounds!r}")
+    least = _count(bounds[0], "the race's minimum", where, 2, key)  # two seeds: the least a test needs
+    most = _count(bounds[1], "the race's maximum", where, least, key)
+    step = _count(value.get("step", least), "step", where, 1, key)
+    alpha = value.get("alpha", alpha)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ConfigError(f"{where} {key}: alpha must be a number in (0, 1) such as 0.05, got {alpha!r}")
+    return Race(least, most, step, float(alpha), margin)
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,16 @@ class Round:
     """What one round decided: ``stopped`` {variant: reason}, ``going``
     (the variants that get more seeds), ``best`` (the current best),
     ``seeds_next`` (seeds each going variant should have next; None when
-    the race is over) and ``paired`` (the analysis used)."""
+    the race is over), ``paired`` (the analysis used) and ``classes``
+    {stopped variant: its class against the best, one of
+    :data:`decisions.DECISIONS`}."""
     index: int
     best: str
     stopped: dict
     going: tuple
     seeds_next: int | None
     paired: bool
+    classes: dict = field(default_factory=dict)
 
 
 def _values(results, seeds):
@@ -136,7 +145,7 @@ def decide(results, round_index, race, seeds=None, pairable=True):
     others = [v for v in results if v != best]
     alpha = race.alpha_per_look
     found = _against_best(finite, best, race.margin / 100, alpha, paired)
-    stopped, going, last = {}, [best], round_index == race.rounds - 1
+    stopped, classes, going, last = {}, {}, [best], round_index == race.rounds - 1
     for v, (decision, diff) in zip(others, found):
         where = f"racing ended it at round {round_index + 1} ({n} seeds)"
         if decision == "worse":
@@ -148,9 +157,11 @@ def decide(results, round_index, race, seeds=None, pairable=True):
             stopped[v] = f"{where}: {word} {best} at the maximum of {race.most} seeds"
         else:
             going.append(v)
+            continue
+        classes[v] = decision or "undecided"  # None: too few values to test
     if last or len(going) == 1:
-        return Round(round_index, best, stopped, (), None, paired)
-    return Round(round_index, best, stopped, tuple(going), race.schedule[round_index + 1], paired)
+        return Round(round_index, best, stopped, (), None, paired, classes)
+    return Round(round_index, best, stopped, tuple(going), race.schedule[round_index + 1], paired, classes)
 
 
 def _against_best(finite, best, margin, alpha, paired):
@@ -197,11 +208,16 @@ def replay(results, race, seeds=None, pairable=True):
     return rounds, racing, {}
 
 
-def saved_runs(rounds, variants, race):
-    """Runs a finished race saved against giving every variant the maximum:
-    ``variants * most`` minus the seeds each variant ran."""
+def seeds_spent(rounds, variants, race):
+    """``{variant: seeds it ran}`` in a finished race."""
     spent = dict.fromkeys(variants, race.least)
     for r in rounds:
         for v in r.going:
             spent[v] = r.seeds_next or spent[v]
-    return len(variants) * race.most - sum(spent.values())
+    return spent
+
+
+def saved_runs(rounds, variants, race):
+    """Runs a finished race saved against giving every variant the maximum:
+    ``variants * most`` minus the seeds each variant ran."""
+    return len(variants) * race.most - sum(seeds_spent(rounds, variants, race).values())

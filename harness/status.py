@@ -45,6 +45,7 @@ class RunState(str, Enum):
     CUT_SHORT = "cut short"        # started, no sweep running, no checkpoint: a resume starts it over
     WAITING = "waiting"            # not started yet
     DAMAGED = "damaged"            # its record fails its manifest: not believed, a resume redoes it
+    NOT_NEEDED = "not needed"      # racing decided its variant before this seed's round: never trained
     PAUSED = "paused"              # a run's returned record only: saved at its stop_at (a halving rung), never on disk
 
     def is_finished(self) -> bool:

@@ -79,6 +79,10 @@ def write_summary(sweep: Sweep, out: Path) -> pd.DataFrame:
         row = summary_row(layout.run_dir(out, run_id), cfg)
         if row is not None:
             rows.append({**row, **meta})
+    if (out / layout.RACE).exists():  # a raced sweep: which round ended each variant, and why
+        from .race_record import annotate
+
+        rows = annotate(out, rows)
     frame = pd.DataFrame(rows)
     text = frame.to_csv(index=False) if rows else ",".join(SUMMARY_FIRST + SUMMARY_LAST) + "\n"
     manifest.write_sealed(out / layout.SUMMARY, text)

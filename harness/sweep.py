@@ -174,13 +174,19 @@ def _confirm(job: Job, force):
     confirm = [(r, c) for r, c, _ in sweep.confirmation(chosen)]
     _, todo = planmod.split_runs(sweep, out, force, confirm)
     seeds = tuned_sweep.tunemod.confirm_seeds(sweep.seeds, sweep.tune.confirm_seeds)
+    at_most = " at most (racing)" if sweep.tune.race is not None else ""
     events.note(f"tuning: each of {count(len(chosen), 'grid point')} selected its best of "
                 f"{count(sweep.tune.trials, 'trial')}; confirming on seeds {', '.join(map(str, seeds))}: "
-                f"{len(todo)} of {count(len(confirm), 'run')} to train")
+                f"{len(todo)} of {count(len(confirm), 'run')} to train{at_most}")
     est = job.plan.price(todo, start=planmod.checkpointed(out, todo, force))
     _clear(out, todo, force)
     store.atomic_write_json(out / store.PLAN, planmod.plan_record(sweep, est, confirm))
-    failed = job.execute(todo, est)
+    if sweep.tune.race is not None:  # the confirmation races: its own rounds, read from the run folders
+        from .raced import confirmation_variants, race
+
+        failed = race(job, *confirmation_variants(sweep, chosen))
+    else:
+        failed = job.execute(todo, est)
     tuned_sweep.write_tuned(sweep, out)
     return failed
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import layout, manifest, store
+from . import layout, manifest, race_record, store
 from .errors import ConfigError
 from .status import STATES, RunState
 from .words import count, seconds
@@ -44,6 +44,7 @@ def progress(folder):
     folder = Path(folder)
     plan = _read_plan(folder)
     running = store.sweep_running(folder)
+    skipped = race_record.not_needed(folder)
     out = []
     for run_id, info in plan["runs"].items():
         run_dir = layout.run_dir(folder, run_id)
@@ -70,6 +71,8 @@ def progress(folder):
                 row.update(iteration=it, val_acc=val)
                 if running:
                     row["eta_seconds"] = elapsed / it * (info["iterations"] - it)
+        elif run_id in skipped:
+            row.update(state=RunState.NOT_NEEDED.value, variant=skipped[run_id][0], problem=skipped[run_id][1])
         else:
             row["state"] = RunState.WAITING.value
         row["flops"] = info["flops_per_iter"] * info["iterations"]
@@ -175,6 +178,13 @@ def render(folder):
             why = f" ({r['problem']}: the next sweep starts it over)" if r.get("problem") else ""
             lines.append(f"  {r['state']}: {r['run_id']} {r['layers']} seed {r['seed']}: "
                          f"iteration {it} of {r['iterations']}{val}{eta}{why}")
+    skipped = {}
+    for r in runs:
+        if r["state"] == RunState.NOT_NEEDED:
+            skipped.setdefault((r["variant"], r["problem"]), []).append(r)
+    for (variant, why), rs in skipped.items():
+        lines.append(f"  {RunState.NOT_NEEDED.value}: {count(len(rs), 'run')} of {variant} "
+                     f"(seeds {', '.join(str(s) for s in sorted(r['seed'] for r in rs))}): {why}")
     if running:
         eta = sweep_eta(plan, runs)
         lines.append("sweep: " + ("no run finished yet, so no estimate of the rest" if eta is None

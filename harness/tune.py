@@ -95,6 +95,7 @@ class Tune:
     seed: int
     confirm_seeds: int
     dists: dict
+    race: object = None  # a harness.racing.Race: confirm_seeds = { race = [2, 10] }, confirm_seeds its maximum
 
     def draws(self):
         """``[{setting: value}, ...]``, one dict per trial, the same for every grid point."""
@@ -147,7 +148,12 @@ def parse(table, where, tunable, kinds, coerce, axes):
         return None
     trials = _count(table, "trials", 1, 1, where)
     seed = _count(table, "seed", 0, 0, where)
-    confirm = _count(table, "confirm_seeds", 3, 0, where)
+    race = None
+    if isinstance(table.get("confirm_seeds"), dict):  # the confirmation races (harness.racing)
+        from . import racing
+
+        race = racing.parse(table["confirm_seeds"], where, key="confirm_seeds")
+    confirm = race.most if race else _count(table, "confirm_seeds", 3, 0, where)
     dists = {}
     for key, spec in table.items():
         if key in TUNE_KEYS:
@@ -161,7 +167,7 @@ def parse(table, where, tunable, kinds, coerce, axes):
                                    f"{where} {key}")
     if not dists:
         raise ConfigError(f"{where}: no setting to tune; add one like lr = {{ log_uniform = [1e-4, 1e-1] }}")
-    tune = Tune(trials, seed, confirm, dists)
+    tune = Tune(trials, seed, confirm, dists, race)
     _distinct_draws(tune, where)
     return tune
 

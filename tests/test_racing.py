@@ -19,6 +19,8 @@ def test_the_schedule_and_the_alpha_per_look():
     race = racing.parse({"race": [2, 9], "step": 3}, "g")
     assert race.schedule == (2, 5, 8, 9) and race.alpha_per_look == pytest.approx(0.0125)
     assert racing.parse({"race": [3, 3]}, "g").schedule == (3,)
+    loose = racing.parse({"race": [2, 10], "step": 4, "alpha": 0.2}, "g")
+    assert loose.schedule == (2, 6, 10) and loose.alpha_per_look == pytest.approx(0.2 / 3)
     assert racing.is_race({"race": [2, 10]}) and not racing.is_race([0, 1, 2])
 
 
@@ -28,7 +30,9 @@ def test_the_schedule_and_the_alpha_per_look():
     ({"race": [2, 10.0]}, "the race's maximum must be a whole number"),
     ({"race": [2]}, "race must be [min, max] such as [2, 10], got [2]"),
     ({"race": [2, 10], "step": 0}, "step must be a whole number from 1 to 1000, got 0"),
-    ({"race": [2, 10], "rounds": 3}, "unknown key 'rounds' in the race table; keys: race, step"),
+    ({"race": [2, 10], "rounds": 3}, "unknown key 'rounds' in the race table; keys: alpha, race, step"),
+    ({"race": [2, 10], "alpha": 1.0}, "alpha must be a number in (0, 1) such as 0.05, got 1.0"),
+    ({"race": [2, 10], "alpha": True}, "alpha must be a number in (0, 1) such as 0.05, got True"),
     ({"step": 2}, "no race = [min, max] in the race table"),
     ([2, 10], "a race is a table such as { race = [2, 10] }"),
 ])

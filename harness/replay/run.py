@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import measure, output, recorded as recmod, simulate
+from . import measure, output, racing, recorded as recmod, simulate
 
 
 def settings(etas, mins, seeds):
@@ -17,10 +17,12 @@ def settings(etas, mins, seeds):
 
 
 def replay_folder(folder, etas, mins, seeds, search_seeds=(), resamples=1000, seed=0, target=0.95, out=None,
-                  progress=None, splits=200):
+                  progress=None, splits=200, races=(), race_mode="permute"):
     """Replay and write replay.csv, replay.md, replay.html and replay.png
     into ``out`` (default: the folder). ``progress(done, total, what)`` hears
-    each setting. Returns ``(out, rows, recommended row or None, aa)``.
+    each setting. ``races``: :class:`harness.racing.Race` settings to measure
+    too (a Racing section; ``race_mode`` as :func:`racing.measure` takes).
+    Returns ``(out, rows, recommended row or None, aa, race rows)``.
     Every setting is checked before anything runs or is written."""
     if resamples < 1:
         raise ConfigError(f"--resamples {resamples}: must be at least 1")
@@ -36,7 +38,8 @@ def replay_folder(folder, etas, mins, seeds, search_seeds=(), resamples=1000, se
         if not 1 <= k <= len(rec.seeds):
             raise ConfigError(f"--search-seeds {k}: the sweep has {len(rec.seeds)} search seeds per configuration; "
                               f"give 1 to {len(rec.seeds)}")
-    total = len(todo) + len(search_seeds) + 1
+    variants = racing.load(folder, max(r.most for r in races)) if races else None
+    total = len(todo) + len(search_seeds) + len(races) + 1
     tell = progress or (lambda done, n, what: None)
     rows = []
     for i, s in enumerate(todo):
@@ -46,6 +49,10 @@ def replay_folder(folder, etas, mins, seeds, search_seeds=(), resamples=1000, se
     if search_seeds:
         tell(len(todo), total, "[tune] selection")
         rows += measure.tune_rows(rec, search_seeds, resamples, seed)
+    race_rows = []
+    for i, r in enumerate(races):
+        tell(len(todo) + len(search_seeds) + i, total, racing.name(r))
+        race_rows.append(racing.measure(variants, r, resamples, seed, race_mode))
     tell(total - 1, total, "A/A check")
     aa = measure.aa_check(rec.accs, splits, seed)
     tell(total, total, "files")
@@ -53,5 +60,6 @@ def replay_folder(folder, etas, mins, seeds, search_seeds=(), resamples=1000, se
     out = Path(out) if out else rec.folder
     out.mkdir(parents=True, exist_ok=True)
     output.plot(rows, best, out / output.PLOT)
-    output.write(out, rows, output.blocks(rec, rows, best, target, aa, resamples, seed))
-    return out, rows, best, aa
+    blks = output.blocks(rec, rows, best, target, aa, resamples, seed)
+    output.write(out, rows, blks + (racing.blocks(variants, race_rows, seed) if races else []))
+    return out, rows, best, aa, race_rows

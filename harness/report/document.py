@@ -12,7 +12,7 @@ import pandas as pd
 from .. import layout, pack, store, sweep_status
 from ..errors import ConfigError
 from ..status import NAMES, STATES, RunStatus, in_comparison, mask
-from . import costs, decisions, fitted, front, halving as halvingmod, pooling, reading, stats, tables, tuned as tunedmod, verdict as verdictmod
+from . import costs, decisions, fitted, front, halving as halvingmod, pooling, racing as racingmod, reading, stats, tables, tuned as tunedmod, verdict as verdictmod
 from .plots import PLOTS, plot_all
 from .tuned import load_tuned
 from .render import render_html, render_md
@@ -248,6 +248,7 @@ def build(folder, summary=None, metrics=None, title=None, run_dir=None, sources=
         blocks += tunedmod.blocks(tuned, tune, full, halved=bool(levels))
     if levels:
         blocks += halvingmod.blocks(full, levels)
+    blocks += racingmod.blocks(folder)
     _article_blocks(blocks, summary)
     blocks.append(("h2", "Variants, over seeds"))
     blocks.append(("table", _variants_table(g) if not g.empty else pd.DataFrame({"variant": []})))

@@ -9,6 +9,7 @@ functions, tested against values worked out independently.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -57,6 +58,7 @@ def t_cdf(t, df):
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=4096)  # races and replays ask the same few (q, df) thousands of times
 def t_ppf(q, df):
     """The ``q`` quantile of Student's t (bisection on the CDF)."""
     if not 0 < q < 1:
