@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import racing
 from ..errors import ConfigError
-from ..report import decisions, tables
+from ..report import decisions, reading, tables
 from ..report import tuned as tunedmod
 from ..status import in_comparison
 from ..words import count
@@ -46,7 +46,7 @@ def load(folder, least=10) -> Variants:
     """The report's variants of a finished sweep (packed or not), on the
     seeds every one of them has; ConfigError naming the folder when fewer
     than ``least`` seeds are shared or a variant ran one seed twice."""
-    summary, _, folder = tables.load(folder)
+    summary, _, folder = reading.load(folder)
     pair = tunedmod.load_tuned(folder)
     compared = tunedmod.compared(summary, *pair) if pair is not None and "role" in summary else summary
     g = tables.grouped(compared[in_comparison(compared.status)])
