@@ -21,9 +21,10 @@ def _options(parser):
     flags = []
     for action in parser._actions:
         flags += [o for o in action.option_strings if o.startswith("--")]
-        for sub in getattr(action, "choices", None) or {}:
-            if isinstance(action.choices[sub], argparse.ArgumentParser):
-                flags += _options(action.choices[sub])
+        choices = getattr(action, "choices", None)
+        for sub in choices.values() if isinstance(choices, dict) else ():  # a tuple of values is no subcommand
+            if isinstance(sub, argparse.ArgumentParser):
+                flags += _options(sub)
     return flags
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import mlp, train
+from harness import loop, mlp, train
 from harness.cli import main
 from harness.config import RunConfig
 from harness.errors import ConfigError
@@ -117,7 +117,7 @@ def test_early_stopping_restores_the_best_parameters(tiny_csv, monkeypatch):
 
     monkeypatch.setattr(mlp, "accuracy", fake_accuracy)
     params = mlp.init_params(cfg.layers, cfg.init, cfg.seed, cfg.dtype)
-    rows = list(train.train_steps(params, cfg, split))
+    rows = list(loop.train_steps(params, cfg, split))
     # best at the 2nd evaluation (iteration 10); two evaluations without gain, so it stops at 20
     assert len(rows) == 20 and len(seen) == 4
     for (W, b), (bW, bb) in zip(params, seen[1]):
