@@ -165,6 +165,8 @@ def _add_sweep(sub):
     p.add_argument("--out", metavar="DIR", default="results", help="results root (default: results)")
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers, overriding [sweep] jobs")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
+    p.add_argument("--probe", action="store_true", help="with --dry-run: ask the dask scheduler for its workers "
+                                                        "(a dry run contacts no scheduler otherwise)")
     p.add_argument("--no-live-report", action="store_true",
                    help="write the report only at the end, not also while runs finish")
     p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated training wall time exceeds "
@@ -192,7 +194,13 @@ def _dry_run(sweep, args):
     cache folder). Exit status 2 when the estimate exceeds the budget."""
     from .plan import describe, make_plan
 
-    plan = make_plan(sweep, Path(args.out) / sweep.name, force=args.force, say=_note, dry_run=True)
+    from .backend import offline
+
+    with offline(not args.probe):
+        plan = make_plan(sweep, Path(args.out) / sweep.name, force=args.force, say=_note, dry_run=True)
+    if sweep.backend == "dask":
+        from .remote_runs import shipping_lines
+        print("\n".join(shipping_lines(sweep)))
     print("\n".join(describe(plan)))
     if plan.refusal is None:
         return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import backend as backends
 from . import layout, store
-from .errors import HarnessError
+from .errors import BackendLost, HarnessError
 from .events import Events
 from .grid import Sweep
 from .ownership import Owner
@@ -89,8 +89,48 @@ def execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=No
     if not todo:
         return []
     backend = backends.of(sweep)
-    with backend.session():
-        return _train(backend, sweep, out, todo, est, events, live, stop_at)
+    with backend.session(events.note) as client:
+        if backend.local:
+            failed = _train(backend, sweep, out, todo, est, events, live, stop_at)
+        else:
+            failed = _train_remote(client, sweep, out, todo, est, events, live, stop_at)
+    check_records(out, todo)
+    return failed
+
+
+def check_records(out: Path, todo):
+    """Raise :class:`BackendLost` (one line) unless every run of ``todo``
+    left its record in the sweep folder: a status, or the checkpoint of a
+    pause. A sweep never reports success for results that went elsewhere."""
+    missing = [r for r, _ in todo if not (layout.run_dir(out, r) / store.STATUS).exists()
+               and not (layout.run_dir(out, r) / store.CHECKPOINT).exists()]
+    if missing:
+        raise BackendLost(f"{count(len(missing), 'run')}' records did not reach {out} (first: {missing[0]}); "
+                          "nothing was recorded for them: run the sweep again")
+
+
+def _train_remote(client, sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at):
+    """:func:`execute` on a Dask cluster: the workers send each run's
+    record back, and this process writes it (:mod:`harness.remote_runs`)."""
+    from .remote_runs import RemoteRuns
+
+    failed = []
+    watcher = Watcher(sweep, out, todo, events, live)
+    record = _recorder(backends.of(sweep), todo, events, watcher, failed, None)
+    events.started(est, todo, run_meta(sweep))
+    runs = RemoteRuns(client, sweep, out, events.note)
+    watcher.start()
+    try:
+        for i, (run_id, cfg) in enumerate(todo):
+            request = RunRequest(est.whole(run_id), sweep.schedule.checkpoint_seconds, stop_at)
+            runs.submit(run_id, cfg, request, priority=len(todo) - i)  # costliest first, as locally
+        for status in runs.completed():
+            record(status)
+    finally:
+        runs.close()
+        watcher.stop()
+        events.closed()
+    return failed
 
 
 def _train(backend, sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at):
@@ -100,15 +140,15 @@ def _train(backend, sweep: Sweep, out: Path, todo, est, events: Events, live, st
     failed, pending = [], list(todo)
     # Runs read their thread count from this file as they go: when fewer runs
     # are left than workers, the ones still going take over the idle cores.
-    threads_file = out / layout.THREADS if backend.local else None
-    owner = Owner.me(out) if backend.local else None
+    threads_file = out / layout.THREADS
+    owner = Owner.me(out)
     watcher = Watcher(sweep, out, todo, events, live)
     record = _recorder(backend, todo, events, watcher, failed, threads_file)
     events.started(est, todo, run_meta(sweep))
     watcher.start()
     try:
         while pending:
-            parallel, threads = backend.parallel(len(pending))  # inside the session: joblib sees dask
+            parallel, threads = backend.parallel(len(pending))
             if threads_file is not None:
                 _tell_threads(threads_file, threads)
             tasks = (delayed(train_in_worker)(cfg, str(layout.run_dir(out, run_id)), threads, backend.isolate,

@@ -29,11 +29,12 @@ class RunRequest:
     checkpoint_seconds: float
     stop_at: int | None = None
 
-    def train(self, cfg: RunConfig, run_dir, threads, threads_file):
-        """:func:`harness.train.run` of this request, in this process."""
+    def train(self, cfg: RunConfig, run_dir, threads, threads_file, on_row=None):
+        """:func:`harness.train.run` of this request, in this process
+        (``on_row``: see there; a remote run's courier listens on it)."""
         return train_run(cfg, run_dir, threads=threads, threads_file=threads_file,
                          record={"estimated_seconds": self.estimated_seconds},
-                         checkpoint_seconds=self.checkpoint_seconds, stop_at=self.stop_at)
+                         checkpoint_seconds=self.checkpoint_seconds, stop_at=self.stop_at, on_row=on_row)
 
 
 def train_in_worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file, owner,
