@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import threading
@@ -142,6 +143,8 @@ def run_remote(task: RemoteTask, data=None) -> dict:
         finally:
             courier.stop()
         if courier.abandoned:
+            logging.getLogger(__name__).warning("harness: run %s (attempt %s): its client is gone; stopped at "
+                                                "iteration %s", task.run_id, task.token[:8], courier.last)
             return {"token": task.token, "run_id": task.run_id, "abandoned": True}
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name != "status.json"}
         return {"token": task.token, "run_id": task.run_id, "worker": worker.address, "status": status,
@@ -198,6 +201,7 @@ class Courier(threading.Thread):
         self.rows_stamp, self.offset = None, 0
         self.ckpt_stamp = _stamp(folder / "checkpoint.npz")  # the seeded one is the client's already
         self.beat, self.beat_seen = None, time.monotonic()
+        self.last = None  # the last iteration trained
 
     def send(self, message):
         self.queue.put({"token": self.task.token, "run_id": self.task.run_id, **message}, timeout=10)
@@ -211,7 +215,9 @@ class Courier(threading.Thread):
             except Exception:  # noqa: BLE001 - a scheduler gone: the heartbeat goes stale and the run stops
                 pass
 
-    def check(self, row):  # noqa: ARG002 (on_row: called by the training loop after each row)
+    def check(self, row):
+        """``on_row``: the training loop calls it after each row."""
+        self.last = row["iteration"]
         if self.abandoned or time.monotonic() - self.beat_seen > STALE_SECONDS:
             self.abandoned = True
             raise Abandoned("the client is gone")

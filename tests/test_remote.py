@@ -5,6 +5,7 @@ and kill -9 them (tests/dask_procs.py)."""
 import json
 import os
 import pickle
+import re
 import socket
 import time
 from pathlib import Path
@@ -156,6 +157,18 @@ def reference(tmp_path_factory):
     return numbers(folder / "out" / "k")
 
 
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory):
+    """As ``reference``, with runs long enough to outlive a client by far."""
+    folder = tmp_path_factory.mktemp("long")
+    grid = write_grid(folder, iterations=LONG)
+    assert main(["sweep", str(grid), "--out", str(folder / "out"), "--quiet", "--no-live-report"]) == 0
+    return numbers(folder / "out" / "k")
+
+
+LONG = 8000
+
+
 @pytest.mark.slow
 def test_kill_9_of_a_worker_retries_its_run_from_its_checkpoint(tmp_path, cluster, reference):
     cluster.scheduler()
@@ -183,7 +196,7 @@ def test_kill_9_of_the_scheduler_exits_2_in_one_line_and_a_resume_completes(tmp_
     grid = write_grid(tmp_path, iterations=1500)
     out = tmp_path / "out" / "k"
     proc = sweep(grid, tmp_path / "out", cluster.address)
-    _wait(lambda: any((r / "status.json").exists() for r in (out / "runs").iterdir()) and _checkpointed(out, 1),
+    _wait(lambda: _checkpointed(out, 1) and any((r / "status.json").exists() for r in (out / "runs").iterdir()),
           90, "one run finished and one checkpointed")
     cluster.kill(cluster.sched)
     _, err = proc.communicate(timeout=60)
@@ -205,25 +218,28 @@ def test_kill_9_of_the_scheduler_exits_2_in_one_line_and_a_resume_completes(tmp_
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_client_stops_its_runs_and_a_resume_drops_their_late_words(tmp_path, cluster, reference):
+def test_kill_9_of_the_client_stops_its_runs_and_a_resume_drops_their_late_words(tmp_path, cluster, long_reference):
     from harness.remote import COURIER_SECONDS, STALE_SECONDS
 
     cluster.scheduler()
     scratch = [cluster.worker("a"), cluster.worker("b")]
     cluster.wait(2).close()
-    grid = write_grid(tmp_path, iterations=1500)
+    grid = write_grid(tmp_path, iterations=LONG)
     out = tmp_path / "out" / "k"
     proc = sweep(grid, tmp_path / "out", cluster.address)
     _wait(lambda: _checkpointed(out, 2), 60, "checkpoints")
     cluster.kill(proc)
     killed = time.monotonic()
-    running = lambda: [p for s in scratch for p in s.glob("harness-run-*")]  # noqa: E731
+    running = lambda: [p for s in scratch for p in s.rglob("harness-run-*")]  # noqa: E731
     assert running()
     _wait(lambda: not running(), STALE_SECONDS + COURIER_SECONDS + 0.3 + 5, "the orphaned runs to stop")
     took = time.monotonic() - killed
+    stopped = [int(m) for name in ("a", "b") for m in
+               re.findall(r"its client is gone; stopped at iteration (\d+)", (tmp_path / f"worker-{name}.log").read_text())]
+    assert len(stopped) == 2 and max(stopped) < LONG  # stopped, not finished
     again = sweep(grid, tmp_path / "out", cluster.address)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert "dropped a late" in err  # what the orphans said after the kill reached the new sweep and went nowhere
-    assert numbers(out) == reference
+    assert numbers(out) == long_reference
     print(f"orphaned runs stopped {took:.1f} s after the client's kill -9")
