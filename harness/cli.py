@@ -192,9 +192,8 @@ def _dry_run(sweep, args):
     """Print the plan (see :func:`harness.plan.describe`); reads the folder,
     trains and writes nothing (but the machine's calibration, in the user's
     cache folder). Exit status 2 when the estimate exceeds the budget."""
-    from .plan import describe, make_plan
-
     from .backend import offline
+    from .plan import describe, make_plan
 
     with offline(not args.probe):
         plan = make_plan(sweep, Path(args.out) / sweep.name, force=args.force, say=_note, dry_run=True)

@@ -208,12 +208,10 @@ class Courier(threading.Thread):
 
     def run(self):
         while not self.halt.wait(COURIER_SECONDS):
-            try:
+            with contextlib.suppress(Exception):  # a scheduler gone: the heartbeat goes stale and the run stops
                 self.send_rows()
                 self.send_checkpoint()
                 self.listen()
-            except Exception:  # noqa: BLE001 - a scheduler gone: the heartbeat goes stale and the run stops
-                pass
 
     def check(self, row):
         """``on_row``: the training loop calls it after each row."""

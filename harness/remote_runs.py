@@ -8,6 +8,7 @@ one line. A heartbeat tells the workers the client lives; when it stops,
 their runs stop at their next row."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -17,8 +18,17 @@ from pathlib import Path
 
 from . import layout, store
 from .errors import BackendLost
-from .remote import (HEARTBEAT_SECONDS, STOP, DataShipment, RemoteTask, alive_name, checkpoint_name, pack_data,
-                     rows_name, run_remote)
+from .remote import (
+    HEARTBEAT_SECONDS,
+    STOP,
+    DataShipment,
+    RemoteTask,
+    alive_name,
+    checkpoint_name,
+    pack_data,
+    rows_name,
+    run_remote,
+)
 from .status import RunStatus
 from .words import count
 
@@ -57,16 +67,15 @@ class Heartbeat(threading.Thread):
         from distributed import Variable
 
         super().__init__(name="harness-heartbeat", daemon=True)
-        self.variable, self.halt, self.ok, self.beats = Variable(alive_name(session), client=client), threading.Event(), time.monotonic(), 0
+        self.variable, self.halt = Variable(alive_name(session), client=client), threading.Event()
+        self.ok, self.beats = time.monotonic(), 0
         self.beat()
 
     def beat(self):
-        try:
+        with contextlib.suppress(Exception):  # the scheduler is not answering: LOST_SECONDS decides
             self.variable.set(self.beats, timeout=HEARTBEAT_SECONDS * 2)
             self.beats += 1
             self.ok = time.monotonic()
-        except Exception:  # noqa: BLE001 - the scheduler is not answering: LOST_SECONDS decides
-            pass
 
     def run(self):
         while not self.halt.wait(HEARTBEAT_SECONDS):
@@ -75,10 +84,8 @@ class Heartbeat(threading.Thread):
     def stop(self):
         """The runs stop at their next look, sooner than a stale heartbeat tells them."""
         self.halt.set()
-        try:
+        with contextlib.suppress(Exception):  # a lost scheduler: their heartbeat goes stale instead
             self.variable.set(STOP, timeout=2)
-        except Exception:  # noqa: BLE001 - a lost scheduler: their heartbeat goes stale instead
-            pass
 
 
 class RemoteRuns:
@@ -250,10 +257,8 @@ class RemoteRuns:
         """Stop the heartbeat (saying stop) and cancel what is still pending."""
         self.heartbeat.stop()
         if self.pending:
-            try:
+            with contextlib.suppress(Exception):  # a lost scheduler cancels nothing more
                 self.client.cancel(list(self.pending), reason="the sweep ended")
-            except Exception:  # noqa: BLE001 - a lost scheduler cancels nothing more
-                pass
 
 
 def _read(path: Path):
@@ -266,10 +271,8 @@ def _read(path: Path):
 def _forget(client, name):
     from distributed import Variable
 
-    try:
+    with contextlib.suppress(Exception):  # a lost scheduler forgets everything anyway
         Variable(name, client=client).delete()
-    except Exception:  # noqa: BLE001 - a lost scheduler forgets everything anyway
-        pass
 
 
 def write_record(out: Path, record: dict, cfg):

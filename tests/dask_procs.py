@@ -42,7 +42,7 @@ def free_port():
 def can_hide():
     """Whether workers can be put in a mount namespace of their own here."""
     return (shutil.which("unshare") is not None and os.geteuid() == 0
-            and subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0)
+            and subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False).returncode == 0)
 
 
 class Cluster:
@@ -54,9 +54,10 @@ class Cluster:
         self.address = None
 
     def _start(self, name, cmd):
-        log = open(self.logs / f"{name}.log", "w")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.logs / f"{name}.log", "w") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         self.procs.append(proc)
         return proc
 

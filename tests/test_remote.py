@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from dask_procs import Cluster, can_hide, numbers, sweep, write_grid
 
 from harness.cli import main
-
-from dask_procs import Cluster, can_hide, numbers, sweep, write_grid
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -66,7 +65,7 @@ class _Queue:
     def __init__(self, messages):
         self.messages = messages
 
-    def get(self, batch, timeout):  # noqa: ARG002
+    def get(self, batch, timeout):
         messages, self.messages = self.messages, []
         return messages
 
@@ -230,7 +229,7 @@ def test_kill_9_of_the_client_stops_its_runs_and_a_resume_drops_their_late_words
     _wait(lambda: _checkpointed(out, 2), 60, "checkpoints")
     cluster.kill(proc)
     killed = time.monotonic()
-    running = lambda: [p for s in scratch for p in s.rglob("harness-run-*")]  # noqa: E731
+    running = lambda: [p for s in scratch for p in s.rglob("harness-run-*")]
     assert running()
     _wait(lambda: not running(), STALE_SECONDS + COURIER_SECONDS + 0.3 + 5, "the orphaned runs to stop")
     took = time.monotonic() - killed
