@@ -128,6 +128,42 @@ def test_workers_that_cannot_see_out_complete_the_sweep(tmp_path, hidden, monkey
         assert config["pid"] in pids and config["path"] == str(tmp_path / "data.csv")
 
 
+@pytest.mark.slow
+def test_a_dask_executor_takes_runs_while_it_runs(tmp_path, hidden):
+    from harness.events import Events
+    from harness.executor import Executor
+    from harness.grid import load_sweep
+    from harness.plan import make_plan
+
+    cluster, _, _ = hidden
+    sweep = load_sweep(write_grid(tmp_path, iterations=60, seeds="0, 1, 2"), scheduler=cluster.address)
+    out = tmp_path / "out" / "k"
+    (out / "runs").mkdir(parents=True)
+    plan = make_plan(sweep, out)
+    todo, seen = list(plan.todo), []
+    with Executor(sweep, out, Events(), live=False) as executor:
+        executor.submit(todo[:1], plan.estimate)
+        for status in executor.completed():
+            seen.append(status["run_id"])
+            if len(seen) < len(todo):
+                executor.submit(todo[len(seen):len(seen) + 1], plan.estimate)
+    assert seen == [r for r, _ in todo] and all((out / "runs" / r / "status.json").exists() for r in seen)
+
+
+def test_a_record_that_does_not_arrive_fails_the_sweep_in_one_line(tmp_path, monkeypatch, capsys):
+    """Whatever the backend: a run that left no record in the sweep folder
+    is not a success."""
+    from harness import executor
+
+    monkeypatch.setattr(executor, "train_in_worker", lambda *a, **k: {"run_id": a[1].rsplit("/", 1)[1],
+                                                                       "status": "done"})
+    grid = _grid(tmp_path, "")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "o"), "--quiet", "--jobs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("harness: error: the records of 1 run did not reach")
+    assert (tmp_path / "o" / "g" / "summary.csv").exists()
+
+
 def _wait(predicate, seconds, what):
     deadline = time.monotonic() + seconds
     while not predicate():
