@@ -318,6 +318,8 @@ def _add_bench(sub):
                    help="only the full-batch step and lone-minibatch cases (what --kernels runs per kernel)")
     p.add_argument("--kernels", metavar="LIST", help="the step and minibatch cases once per OpenBLAS kernel, "
                    "each in a fresh process (OPENBLAS_CORETYPE), side by side: e.g. Haswell,SkylakeX")
+    p.add_argument("--dask", action="store_true", help="only the Dask section: overhead per run on a local "
+                                                       "cluster against loky, and bytes shipped per run")
     p.add_argument("--out", metavar="DIR", default="results/bench", help="output folder (default results/bench)")
     p.set_defaults(func=cmd_bench)
 
@@ -337,7 +339,7 @@ def cmd_bench(args):
             raise ConfigError(f"flag --kernels: {why} (a list like Haswell,SkylakeX)")
         run_kernels(kernels, args.out, args.repeats, args.quick)
         return 0
-    run_bench(args.out, args.repeats, args.quick, race_only=args.race, cases_only=args.cases_only)
+    run_bench(args.out, args.repeats, args.quick, race_only=args.race, cases_only=args.cases_only, dask_only=args.dask)
     return 0
 
 

@@ -6,9 +6,9 @@ identity, the checkpoint of a continuing run: bytes, never a path under
 record: every file the run wrote, and its status. The client writes them
 (:mod:`harness.remote_runs`); the worker writes nothing the sweep reads.
 
-While it trains, a :class:`Courier` thread sends the client the run's new
-metrics rows and each new checkpoint (every ``checkpoint_seconds``) through
-a Dask ``Queue``, leaves the latest checkpoint in a Dask ``Variable`` (a
+While it trains, a :class:`Courier` thread sends the client the run's
+config.json, its new metrics rows and each new checkpoint (every
+``checkpoint_seconds``) through a Dask ``Queue``, leaves the latest checkpoint in a Dask ``Variable`` (a
 retry after a worker's loss continues from it), and watches the client's
 heartbeat: when it stops, the run stops at its next row."""
 from __future__ import annotations
@@ -202,6 +202,7 @@ class Courier(threading.Thread):
         self.ckpt_stamp = _stamp(folder / "checkpoint.npz")  # the seeded one is the client's already
         self.beat, self.beat_seen = None, time.monotonic()
         self.last = None  # the last iteration trained
+        self.config_sent = False
 
     def send(self, message):
         self.queue.put({"token": self.task.token, "run_id": self.task.run_id, **message}, timeout=10)
@@ -209,6 +210,7 @@ class Courier(threading.Thread):
     def run(self):
         while not self.halt.wait(COURIER_SECONDS):
             with contextlib.suppress(Exception):  # a scheduler gone: the heartbeat goes stale and the run stops
+                self.send_config()
                 self.send_rows()
                 self.send_checkpoint()
                 self.listen()
@@ -226,6 +228,13 @@ class Courier(threading.Thread):
             self.abandoned = True
         elif beat != self.beat:
             self.beat, self.beat_seen = beat, time.monotonic()
+
+    def send_config(self):
+        """``config.json`` once written: the client's ``harness status`` then sees the run running."""
+        path = self.folder / "config.json"
+        if not self.config_sent and path.exists():
+            self.send({"kind": "config", "data": path.read_bytes()})
+            self.config_sent = True
 
     def send_rows(self):
         """The metrics file's whole new lines since the last send (all of

@@ -8,6 +8,7 @@ one line. A heartbeat tells the workers the client lives; when it stops,
 their runs stop at their next row."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -34,6 +35,8 @@ from .words import count
 
 POLL_SECONDS = 0.25
 LOST_SECONDS = 6.0  # no word from the scheduler this long: it is gone
+# Bytes shipped by every RemoteRuns of this process, by part (read by the bench).
+SHIPPED = collections.Counter()
 RESUBMITS = 3       # attempts abandoned while the client lives (a heartbeat lost in transit) before the run fails
 
 
@@ -103,7 +106,7 @@ class RemoteRuns:
         self.pending = {}  # future -> run_id
         self.ended, self.dropped, self.started, self.saved = set(), set(), set(), {}
         self.shipments = {}  # data path -> (DataShipment, future of its files)
-        self.shipped = {"data": 0, "tasks": 0, "rows": 0, "checkpoints": 0, "records": 0}
+        self.shipped = collections.Counter()  # bytes by part, and how many checkpoints came
         self.heartbeat = Heartbeat(client, self.session)
         self.heartbeat.start()
 
@@ -227,6 +230,11 @@ class RemoteRuns:
                         else "from the start"))
         self.started.add(message["token"])
 
+    def on_config(self, message):
+        folder = layout.run_dir(self.out, message["run_id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        store.atomic_write_bytes(folder / "config.json", client_config(message["data"], self.cfgs[message["run_id"]]))
+
     def on_rows(self, message):
         """Rows, at their offset in the run's ``metrics.csv.part`` (as a local run streams them)."""
         path = layout.run_dir(self.out, message["run_id"]) / "metrics.csv.part"
@@ -252,9 +260,11 @@ class RemoteRuns:
             store.atomic_write_bytes(layout.run_dir(self.out, run_id) / store.CHECKPOINT, saved["checkpoint"])
             self.saved[run_id] = saved["iteration"]
             self.shipped["checkpoints"] += len(saved["checkpoint"])
+            self.shipped["checkpoints sent"] += 1
 
     def close(self):
         """Stop the heartbeat (saying stop) and cancel what is still pending."""
+        SHIPPED.update(self.shipped)
         self.heartbeat.stop()
         if self.pending:
             with contextlib.suppress(Exception):  # a lost scheduler cancels nothing more
@@ -282,10 +292,8 @@ def write_record(out: Path, record: dict, cfg):
     folder = layout.run_dir(out, record["run_id"])
     folder.mkdir(parents=True, exist_ok=True)
     files = dict(record["files"])
-    if cfg.path and "config.json" in files:
-        config = json.loads(files["config.json"])
-        config["path"] = cfg.path
-        files["config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    if "config.json" in files:
+        files["config.json"] = client_config(files["config.json"], cfg)
     for name, data in files.items():
         store.atomic_write_bytes(folder / name, data)
     status = record["status"]
@@ -294,3 +302,13 @@ def write_record(out: Path, record: dict, cfg):
     for path in folder.iterdir():
         if path.is_file() and path.name not in files and (path.name != store.STATUS or status["status"] is None):
             path.unlink(missing_ok=True)
+
+
+def client_config(data: bytes, cfg) -> bytes:
+    """A remote run's config.json naming the data path the sweep gave, not
+    the worker's copy of it."""
+    if not cfg.path:
+        return data
+    config = json.loads(data)
+    config["path"] = cfg.path
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()

@@ -55,8 +55,11 @@ def test_a_tuned_sweep_on_dask_matches_local(tmp_path, tiny_csv, cluster):
 
 @pytest.mark.slow
 def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster, capsys):
+    from harness import backend
+
     address, _ = cluster
     grid = write_grid(tmp_path, tiny_csv, jobs=1)
+    backend._announced.clear()  # named once per process: earlier tests connected to it
     assert main(["sweep", str(grid), "--dry-run", "--probe", "--scheduler", address]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip().splitlines()[-1].endswith(" s with 2 workers")

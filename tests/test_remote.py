@@ -14,6 +14,7 @@ import pytest
 from dask_procs import Cluster, can_hide, numbers, sweep, write_grid
 
 from harness.cli import main
+from harness.sweep_status import progress
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -59,6 +60,19 @@ def test_dask_security_settings_pass_through(tmp_path, capsys):
         assert main(["sweep", str(grid), "--out", str(tmp_path / "o")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("harness: error")]
     assert len(err) == 1 and "cannot connect to the dask scheduler" in err[0] and "encrypt" in err[0].lower()
+
+
+def test_a_shipped_dataset_is_checked_by_its_hash_on_the_worker(tmp_path, tiny_idx):
+    from harness.data import read_source
+    from harness.errors import DataError
+    from harness.remote import pack_data, unpack_data
+
+    shipment, files = pack_data(tiny_idx)
+    here = unpack_data(shipment, files, tmp_path / "worker")
+    assert here != tiny_idx and read_source(path=str(here)).fingerprint == read_source(path=str(tiny_idx)).fingerprint
+    name = min(files)
+    with pytest.raises(DataError, match="arrived with SHA-256"):
+        unpack_data(shipment, {**files, name: files[name] + b"x"}, tmp_path / "other")
 
 
 class _Queue:
@@ -213,11 +227,13 @@ def test_kill_9_of_a_worker_retries_its_run_from_its_checkpoint(tmp_path, cluste
     grid = write_grid(tmp_path, iterations=1500)
     proc = sweep(grid, tmp_path / "out", cluster.address)
     _wait(lambda: _checkpointed(tmp_path / "out" / "k", 2), 60, "checkpoints")
+    _, running, runs = progress(tmp_path / "out" / "k")  # harness status, as for a local sweep
+    assert running and all(r["state"] == "running" and r["iteration"] > 0 for r in runs)
     busy = [w for w, keys in client.processing().items() if keys]
     victim = client.scheduler_info()["workers"][busy[0]]["name"]
     client.close()
     cluster.kill(cluster.workers[victim])
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
     assert "its worker was lost; retried on" in err and "from its checkpoint at iteration" in err
     assert numbers(tmp_path / "out" / "k") == reference
@@ -234,7 +250,7 @@ def test_kill_9_of_the_scheduler_exits_2_in_one_line_and_a_resume_completes(tmp_
     _wait(lambda: _checkpointed(out, 1) and any((r / "status.json").exists() for r in (out / "runs").iterdir()),
           90, "one run finished and one checkpointed")
     cluster.kill(cluster.sched)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=400)
     assert proc.returncode == 2
     errors = [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line]
     assert len(errors) == 1 and errors[0].startswith("harness: error: lost the dask scheduler")
@@ -247,7 +263,7 @@ def test_kill_9_of_the_scheduler_exits_2_in_one_line_and_a_resume_completes(tmp_
     cluster.worker("c")
     cluster.wait(1).close()
     again = sweep(grid, tmp_path / "out", cluster.address)
-    _, err = again.communicate(timeout=120)
+    _, err = again.communicate(timeout=400)
     assert again.returncode == 0, err
     assert numbers(out) == reference
 
@@ -273,7 +289,7 @@ def test_kill_9_of_the_client_stops_its_runs_and_a_resume_drops_their_late_words
                re.findall(r"its client is gone; stopped at iteration (\d+)", (tmp_path / f"worker-{name}.log").read_text())]
     assert len(stopped) == 2 and max(stopped) < LONG  # stopped, not finished
     again = sweep(grid, tmp_path / "out", cluster.address)
-    _, err = again.communicate(timeout=120)
+    _, err = again.communicate(timeout=400)
     assert again.returncode == 0, err
     assert "dropped a late" in err  # what the orphans said after the kill reached the new sweep and went nowhere
     assert numbers(out) == long_reference
