@@ -34,7 +34,13 @@ def test_a_grid_files_scheduler_needs_backend_dask(tmp_path, capsys):
     assert len(err) == 1 and 'scheduler: used only with backend = "dask" set as well' in err[0]
 
 
-def test_a_dry_run_contacts_no_scheduler_and_says_what_it_ships(tmp_path, capsys):
+def test_a_dry_run_contacts_no_scheduler_and_says_what_it_ships(tmp_path, capsys, monkeypatch):
+    from helpers import fake_model
+
+    from harness import cost
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cost, "calibrate", fake_model)  # the estimate needs no measured machine here
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
