@@ -204,8 +204,11 @@ class RemoteRuns:
             _forget(self.client, name)
 
     def drop(self, message, what):
+        """Say once per attempt that its words go nowhere, and free what it left on the scheduler."""
         if message["token"] not in self.dropped:
             self.dropped.add(message["token"])
+            for name in (checkpoint_name(message["token"]), rows_name(message["token"])):
+                _forget(self.client, name)
             self.say(f"run {message['run_id']}: dropped a late {what} from attempt {message['token'][:8]}, "
                      "not the one this sweep expects")
 

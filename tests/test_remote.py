@@ -96,7 +96,7 @@ def test_a_message_from_an_attempt_not_expected_is_dropped_in_one_line(tmp_path)
     said = []
     runs = object.__new__(RemoteRuns)
     runs.out, runs.say, runs.expected, runs.ended, runs.dropped = tmp_path, said.append, {"r1": "new"}, set(), set()
-    runs.shipped, runs.started = {"rows": 0}, set()
+    runs.shipped, runs.started, runs.client = {"rows": 0}, set(), None
     runs.queue = _Queue([{"token": "old", "run_id": "r1", "kind": "rows", "offset": 0, "data": b"stale\n"},
                          {"token": "old", "run_id": "r1", "kind": "rows", "offset": 6, "data": b"more\n"},
                          {"token": "new", "run_id": "r1", "kind": "rows", "offset": 0, "data": b"h\n1\n"}])
@@ -293,7 +293,8 @@ def test_kill_9_of_the_client_stops_its_runs_and_a_resume_drops_their_late_words
     took = time.monotonic() - killed
     stopped = [int(m) for name in ("a", "b") for m in
                re.findall(r"its client is gone; stopped at iteration (\d+)", (tmp_path / f"worker-{name}.log").read_text())]
-    assert len(stopped) == 2 and max(stopped) < LONG  # stopped, not finished
+    # each orphan stopped, not finished (a loaded machine may add an attempt abandoned and resubmitted earlier)
+    assert len(stopped) >= 2 and max(stopped) < LONG
     again = sweep(grid, tmp_path / "out", cluster.address)
     _, err = again.communicate(timeout=400)
     assert again.returncode == 0, err
