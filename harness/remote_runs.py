@@ -84,9 +84,11 @@ class Heartbeat(threading.Thread):
         while not self.halt.wait(HEARTBEAT_SECONDS):
             self.beat()
 
-    def stop(self):
+    def stop(self, client):
         """The runs stop at their next look, sooner than a stale heartbeat tells them."""
         self.halt.set()
+        if client.status != "running":
+            return  # a lost scheduler: their heartbeat goes stale instead
         with contextlib.suppress(Exception):  # a lost scheduler: their heartbeat goes stale instead
             self.variable.set(STOP, timeout=2)
 
@@ -142,7 +144,15 @@ class RemoteRuns:
         when the scheduler is gone."""
         from distributed import wait
 
+        offline = None
         while self.pending:
+            if self.client.status != "running":  # reconnecting: a call now would only wait for it
+                offline = offline or time.monotonic()
+                if self.client.status != "connecting" or time.monotonic() - offline > LOST_SECONDS:
+                    raise self.lost()
+                time.sleep(POLL_SECONDS)
+                continue
+            offline = None
             try:
                 done = wait(list(self.pending), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED").done
             except TimeoutError:
@@ -268,8 +278,8 @@ class RemoteRuns:
     def close(self):
         """Stop the heartbeat (saying stop) and cancel what is still pending."""
         SHIPPED.update(self.shipped)
-        self.heartbeat.stop()
-        if self.pending:
+        self.heartbeat.stop(self.client)
+        if self.pending and self.client.status == "running":
             with contextlib.suppress(Exception):  # a lost scheduler cancels nothing more
                 self.client.cancel(list(self.pending), reason="the sweep ended")
 
