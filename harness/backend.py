@@ -38,7 +38,7 @@ def dask_workers(address):
 
         with Client(address, timeout="5s") as client:
             return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or None
-    except Exception:  # no dask, no scheduler: the estimate says it assumed
+    except Exception:  # noqa: BLE001 - no dask, no scheduler: the estimate says it assumed
         return None
 
 
@@ -63,14 +63,14 @@ class Local:
         self.sweep = sweep
         self.isolate = "fork" in multiprocessing.get_all_start_methods()
 
-    def workers(self, n_tasks, say=None) -> int:  # noqa: ARG002 (nothing to probe, nothing to say)
+    def workers(self, n_tasks, say=None) -> int:  # nothing to probe, nothing to say
         return jobs(self.sweep, n_tasks)
 
     def threads(self, running) -> int:
         return threads_per_run(running)
 
     @contextlib.contextmanager
-    def session(self, say=None):  # noqa: ARG002
+    def session(self, say=None):
         """Around a batch of submissions: nothing to open locally."""
         yield None
 
@@ -117,7 +117,7 @@ class Dask:
                     f"{count(jobs(self.sweep, n_tasks), 'worker')}")
         return self.found or jobs(self.sweep, n_tasks)
 
-    def threads(self, running) -> int:  # noqa: ARG002
+    def threads(self, running) -> int:  # one per run, whatever runs
         return 1
 
     @contextlib.contextmanager

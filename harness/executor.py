@@ -53,11 +53,9 @@ class Watcher(threading.Thread):
         from .report import write_report
 
         t, self.reported = time.monotonic(), self.finished
-        try:
+        with contextlib.suppress(Exception):  # a partial report is a convenience; the final one reports its own errors
             write_summary(self.sweep, self.out)
             write_report(self.out)  # says it is partial: this sweep holds the lock
-        except Exception:
-            pass  # a partial report is a convenience; the final one reports its own errors
         took = time.monotonic() - t
         self.rewrites, self.rewrite_seconds = self.rewrites + 1, self.rewrite_seconds + took
         self.next_report = time.monotonic() + max(LIVE_REPORT_SECONDS, LIVE_REPORT_SHARE * took)
@@ -171,7 +169,7 @@ class Executor:
                     self.record(status)
                     yield status
                 break
-            except Exception as e:  # a backend fault, not a run's (runs record their own)
+            except Exception as e:  # noqa: BLE001 - a backend fault, not a run's (runs record their own)
                 pending = fail_lost_runs(pending, self.out, e, self.record, self.watcher.ended)
 
     def __exit__(self, kind, error, trace):

@@ -16,7 +16,8 @@ from .errors import HarnessError
 from .ownership import watch_owner, writing
 from .signals import INTERRUPTED_BY
 from .status import RunStatus
-from .train import prepare, run as train_run
+from .train import prepare
+from .train import run as train_run
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def train_in_worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, t
     with writing(owner), signals.sigterm_as_interrupt(main=False):
         try:
             return _worker_run(cfg, run_dir, threads, isolate, threads_file, owner, request)
-        except Exception as e:  # this run's fault alone: never the backend's, nor another run's
+        except Exception as e:  # noqa: BLE001 - this run's fault alone: never the backend's, nor another run's
             return _failed_here(run_dir, e)
 
 
@@ -137,5 +138,5 @@ def _child(cfg, run_dir, threads, threads_file, owner, request):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
-    except Exception:
+    except Exception:  # noqa: BLE001
         os._exit(1)  # the run could not record its end (its folder gone, a full disk): its worker does
