@@ -56,10 +56,16 @@ def test_a_dry_run_contacts_no_scheduler_and_says_what_it_ships(tmp_path, capsys
     assert f"dask: d.csv ({size:,} bytes) is sent once to every worker" in captured.out
 
 
-def test_dask_security_settings_pass_through(tmp_path, capsys):
+def test_dask_security_settings_pass_through(tmp_path, capsys, monkeypatch):
     """dask.config's security settings reach the client: requiring
     encryption refuses a plain tcp:// scheduler, in one line."""
     import dask
+    from helpers import fake_model
+
+    from harness import cost
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cost, "calibrate", fake_model)
 
     grid = _grid(tmp_path, 'backend = "dask"\nscheduler = "tcp://127.0.0.1:9"')
     with dask.config.set({"distributed.comm.require-encryption": True}):
