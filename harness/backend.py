@@ -38,7 +38,7 @@ def dask_workers(address):
 
         with Client(address, timeout="5s") as client:
             return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or None
-    except Exception:  # no dask, no scheduler: the estimate says it assumed
+    except Exception:  # noqa: BLE001 - no dask, no scheduler: the estimate says it assumed
         return None
 
 
@@ -63,16 +63,16 @@ class Local:
         self.sweep = sweep
         self.isolate = "fork" in multiprocessing.get_all_start_methods()
 
-    def workers(self, n_tasks, say=None) -> int:  # noqa: ARG002 (nothing to probe, nothing to say)
+    def workers(self, n_tasks, say=None) -> int:  # nothing to probe, nothing to say
         return jobs(self.sweep, n_tasks)
 
     def threads(self, running) -> int:
         return threads_per_run(running)
 
     @contextlib.contextmanager
-    def session(self):
+    def session(self, say=None):
         """Around a batch of submissions: nothing to open locally."""
-        yield
+        yield None
 
     def parallel(self, n_tasks):
         """The joblib Parallel object for ``n_tasks`` runs, and threads per run."""
@@ -87,8 +87,9 @@ class Local:
 class Dask:
     """A Dask cluster's threads, one run each (start its workers with
     ``--nthreads 1`` per core). Its workers may be other machines: they
-    cannot watch the sweep's main process nor share a threads file, and a
-    run trains in the worker itself."""
+    cannot watch the sweep's main process nor share a disk with it: a run
+    trains in the worker itself, and sends its record back to the sweep,
+    which writes it (:mod:`harness.remote_runs`)."""
 
     name = "dask"
     local = False
@@ -101,44 +102,82 @@ class Dask:
 
     def workers(self, n_tasks, say=None) -> int:
         """The cluster's threads, asked once; the sweep's jobs when it
-        cannot be reached (which ``say`` hears, once)."""
+        cannot be reached, or must not be (a dry run without ``--probe``),
+        which ``say`` hears, once."""
+        if not self.probed and _offline:
+            self.probed = True
+            if say:
+                say(f"dask: a dry run does not contact the scheduler {self.sweep.scheduler} (--probe asks it "
+                    f"for its workers): estimating for {count(jobs(self.sweep, n_tasks), 'worker')}")
         if not self.probed:
+            announce(self.sweep.scheduler, say)
             self.found, self.probed = dask_workers(self.sweep.scheduler), True
             if self.found is None and say:
                 say(f"dask scheduler {self.sweep.scheduler} not reachable: estimating for "
                     f"{count(jobs(self.sweep, n_tasks), 'worker')}")
         return self.found or jobs(self.sweep, n_tasks)
 
-    def threads(self, running) -> int:  # noqa: ARG002
+    def threads(self, running) -> int:  # one per run, whatever runs
         return 1
 
     @contextlib.contextmanager
-    def session(self):
-        """A client of the scheduler, and joblib pointed at it."""
-        from joblib import parallel_config
+    def session(self, say=None):
+        """A client of the scheduler (named to ``say`` first), with
+        distributed's own logging held to errors that are not ours to tell:
+        a lost scheduler is told in one line by the sweep."""
+        import logging
 
+        announce(self.sweep.scheduler, say)
         client = _dask_client(self.sweep.scheduler)
+        loggers = [logging.getLogger(n) for n in ("distributed", "distributed.client", "distributed.core")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
         try:
-            with parallel_config(backend="dask"):
-                yield
+            yield client
         finally:
-            client.close()
+            with contextlib.suppress(Exception):
+                client.close(timeout=3)
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
-    def parallel(self, n_tasks):  # noqa: ARG002 (the cluster takes what it can)
-        from joblib import Parallel
 
-        return Parallel(n_jobs=-1, return_as="generator_unordered"), 1
+_offline = False
+_announced = set()
+
+
+@contextlib.contextmanager
+def offline(yes=True):
+    """Within: no scheduler is contacted for its workers (a dry run without --probe)."""
+    global _offline
+    before, _offline = _offline, yes
+    try:
+        yield
+    finally:
+        _offline = before
+
+
+def announce(address, say):
+    """Name the scheduler about to be contacted, once per process: its
+    protocol carries pickles, so the user sees which peer is trusted."""
+    if say and address not in _announced:
+        _announced.add(address)
+        say(f"dask: connecting to the scheduler at {address}")
 
 
 def _dask_client(address):
+    """A client of ``address``; TLS and other security settings come from
+    dask.config (``distributed.comm.tls.*``, a ``tls://`` address) as for any
+    Dask client."""
     try:
         from dask.distributed import Client
     except ImportError:
         raise ConfigError("backend 'dask' needs dask.distributed: pip install 'harness[dask]'") from None
     try:
         return Client(address, timeout="20s")
-    except OSError as e:
-        raise ConfigError(f"cannot reach the dask scheduler at {address}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - unreachable, refused, or its security settings refuse it
+        why = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise ConfigError(f"cannot connect to the dask scheduler at {address}: {why}") from None
 
 
 REGISTRY = {b.name: b for b in (Local, Dask)}

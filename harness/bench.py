@@ -313,9 +313,11 @@ def kernel_note():
             "layouts, and the rows below say where the other layout is faster")
 
 
-def run_bench(out="results/bench", repeats=7, quick=False, say=silent, race_only=False, cases_only=False):
+def run_bench(out="results/bench", repeats=7, quick=False, say=silent, race_only=False, cases_only=False,
+              dask_only=False):
     """Every section (or only the sweep race; or with ``cases_only`` only
-    the step and lone-minibatch cases), into ``out``/bench.csv and bench.png."""
+    the step and lone-minibatch cases; or with ``dask_only`` only the Dask
+    section), into ``out``/bench.csv and bench.png."""
     threads = os.cpu_count() or 1
     rows = []
 
@@ -329,7 +331,10 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=silent, race_only
     if kernel_note():
         say(kernel_note())
         rows.append({"section": "machine", "item": kernel_note(), "value": None, "unit": "", "note": ""})
-    if not race_only:
+    if dask_only:
+        from .dask_bench import dask_section
+        dask_section(quick, add, say)
+    elif not race_only:
         src = datamod.load_source("mnist")
         say("1. full-batch training step on 33,600 MNIST rows")
         step_section(src, threads, repeats, add)
@@ -342,7 +347,9 @@ def run_bench(out="results/bench", repeats=7, quick=False, say=silent, race_only
         latency_section(add)
         if not cases_only:
             sweep_sections(quick, add, say)
-    if not cases_only:
+            from .dask_bench import dask_section
+            dask_section(quick, add, say)
+    if not cases_only and not dask_only:
         from .race import race_section
 
         with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,8 @@ def _add_sweep(sub):
     p.add_argument("--out", metavar="DIR", default="results", help="results root (default: results)")
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers, overriding [sweep] jobs")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786 (implies dask)")
+    p.add_argument("--probe", action="store_true", help="with --dry-run: ask the dask scheduler for its workers "
+                                                        "(a dry run contacts no scheduler otherwise)")
     p.add_argument("--no-live-report", action="store_true",
                    help="write the report only at the end, not also while runs finish")
     p.add_argument("--budget", metavar="TIME", help="refuse to start when the estimated training wall time exceeds "
@@ -54,9 +56,14 @@ def _dry_run(sweep, args):
     """Print the plan (see :func:`harness.plan.describe`); reads the folder,
     trains and writes nothing (but the machine's calibration, in the user's
     cache folder). Exit status 2 when the estimate exceeds the budget."""
+    from .backend import offline
     from .plan import describe, make_plan
 
-    plan = make_plan(sweep, Path(args.out) / sweep.name, force=args.force, say=_note, dry_run=True)
+    with offline(not args.probe):
+        plan = make_plan(sweep, Path(args.out) / sweep.name, force=args.force, say=_note, dry_run=True)
+    if sweep.backend == "dask":
+        from .remote_runs import shipping_lines
+        print("\n".join(shipping_lines(sweep)))
     print("\n".join(describe(plan)))
     if plan.refusal is None:
         return 0
@@ -175,6 +182,8 @@ def _add_bench(sub):
                    help="only the full-batch step and lone-minibatch cases (what --kernels runs per kernel)")
     p.add_argument("--kernels", metavar="LIST", help="the step and minibatch cases once per OpenBLAS kernel, "
                    "each in a fresh process (OPENBLAS_CORETYPE), side by side: e.g. Haswell,SkylakeX")
+    p.add_argument("--dask", action="store_true", help="only the Dask section: overhead per run on a local "
+                                                       "cluster against loky, and bytes shipped per run")
     p.add_argument("--out", metavar="DIR", default="results/bench", help="output folder (default results/bench)")
     p.set_defaults(func=cmd_bench)
 
@@ -194,7 +203,8 @@ def cmd_bench(args):
             raise ConfigError(f"flag --kernels: {why} (a list like Haswell,SkylakeX)")
         run_kernels(kernels, args.out, args.repeats, args.quick, say=print)
         return 0
-    run_bench(args.out, args.repeats, args.quick, say=print, race_only=args.race, cases_only=args.cases_only)
+    run_bench(args.out, args.repeats, args.quick, say=print, race_only=args.race, cases_only=args.cases_only,
+              dask_only=args.dask)
     return 0
 
 

@@ -25,3 +25,9 @@ class DiskFull(HarnessError):
 class LinkRefused(HarnessError):
     """A file or folder of a results folder that is a symbolic link: never
     written through, since it could point anywhere outside ``--out``."""
+
+
+class BackendLost(HarnessError):
+    """The cluster a sweep trains on is gone (its Dask scheduler), or a
+    run's record did not reach the sweep: one line, exit 2, after the
+    summary of what finished is written."""

@@ -20,6 +20,9 @@ class Events:
         """Training begins: ``todo`` is ``[(run_id, cfg), ...]``; ``meta``
         maps a tuned sweep's run ids to their point, trial and role."""
 
+    def added(self, estimate, todo, meta=None):
+        """More runs (``todo``, priced by ``estimate``) joined those training."""
+
     def advanced(self, run_id, iteration):
         """A running run has logged ``iteration``."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import backend as backends
 from . import layout, store
-from .errors import HarnessError
+from .errors import BackendLost, HarnessError
 from .events import Events
 from .grid import Sweep
 from .ownership import Owner
@@ -53,11 +53,9 @@ class Watcher(threading.Thread):
         from .report import write_report
 
         t, self.reported = time.monotonic(), self.finished
-        try:
+        with contextlib.suppress(Exception):  # a partial report is a convenience; the final one reports its own errors
             write_summary(self.sweep, self.out)
             write_report(self.out)  # says it is partial: this sweep holds the lock
-        except Exception:
-            pass  # a partial report is a convenience; the final one reports its own errors
         took = time.monotonic() - t
         self.rewrites, self.rewrite_seconds = self.rewrites + 1, self.rewrite_seconds + took
         self.next_report = time.monotonic() + max(LIVE_REPORT_SECONDS, LIVE_REPORT_SHARE * took)
@@ -81,53 +79,127 @@ def run_meta(sweep: Sweep):
 
 def execute(sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at=None):
     """Train ``todo`` on the sweep's backend (to ``stop_at`` only, when
-    given: the runs pause there); returns the failed runs' statuses.
-
-    If the backend itself loses a worker (it cannot happen to an isolated
-    run, but can on Dask), the runs that worker had in flight are recorded
-    as failed and the rest are submitted again."""
+    given: the runs pause there); returns the failed runs' statuses."""
     if not todo:
         return []
-    backend = backends.of(sweep)
-    with backend.session():
-        return _train(backend, sweep, out, todo, est, events, live, stop_at)
+    with Executor(sweep, out, events, live) as executor:
+        executor.submit(todo, est, stop_at)
+        for _ in executor.completed():
+            pass
+    return executor.failed
 
 
-def _train(backend, sweep: Sweep, out: Path, todo, est, events: Events, live, stop_at):
-    """:func:`execute` inside the backend's session."""
-    from joblib import delayed
+class Executor:
+    """Trains runs on the sweep's backend as a strategy hands them over:
+    :meth:`submit` takes runs at any time, also while :meth:`completed` is
+    being iterated. On Dask they start at once (:mod:`harness.remote_runs`);
+    locally, runs submitted meanwhile start as the next batch of loky
+    workers once the batch before them has ended. As a context manager it
+    opens the backend's session and the watcher, and at its end checks that
+    every run's record arrived (:func:`check_records`).
 
-    failed, pending = [], list(todo)
-    # Runs read their thread count from this file as they go: when fewer runs
-    # are left than workers, the ones still going take over the idle cores.
-    threads_file = out / layout.THREADS if backend.local else None
-    owner = Owner.me(out) if backend.local else None
-    watcher = Watcher(sweep, out, todo, events, live)
-    record = _recorder(backend, todo, events, watcher, failed, threads_file)
-    events.started(est, todo, run_meta(sweep))
-    watcher.start()
-    try:
+    Locally, if the backend itself loses a worker (it cannot happen to an
+    isolated run), the runs that worker had in flight are recorded as
+    failed and the rest are submitted again."""
+
+    def __init__(self, sweep: Sweep, out: Path, events: Events, live):
+        self.sweep, self.out, self.events, self.live = sweep, out, events, live
+        self.backend = backends.of(sweep)
+        self.failed, self.submitted, self.queue = [], {}, []
+        self.remote = self.est = None
+        # Local runs read their thread count from this file as they go: when fewer
+        # runs are left than workers, the ones still going take over the idle cores.
+        self.threads_file = out / layout.THREADS if self.backend.local else None
+        self.watcher = Watcher(sweep, out, [], events, live)
+        self.record = _recorder(self.backend, self.submitted, events, self.watcher, self.failed, self.threads_file)
+
+    def __enter__(self):
+        self.stack = contextlib.ExitStack()
+        client = self.stack.enter_context(self.backend.session(self.events.note))
+        if not self.backend.local:
+            from .remote_runs import RemoteRuns
+
+            self.remote = RemoteRuns(client, self.sweep, self.out, self.events.note)
+        return self
+
+    def submit(self, todo, est, stop_at=None):
+        """Runs ``[(run_id, cfg)]`` to train (to ``stop_at``), priced by ``est``."""
+        ids = [r for r, _ in todo]
+        self.watcher.ended.difference_update(ids)
+        self.submitted.update(todo)
+        self.watcher.ids += [r for r in ids if r not in self.watcher.ids]
+        if self.est is None:
+            self.est = est
+            self.events.started(est, todo, run_meta(self.sweep))
+            self.watcher.start()
+        else:
+            self.events.added(est, todo, run_meta(self.sweep))
+        requests = [(r, c, RunRequest(est.whole(r), self.sweep.schedule.checkpoint_seconds, stop_at)) for r, c in todo]
+        if self.remote is None:
+            self.queue += requests
+            return
+        for i, (run_id, cfg, request) in enumerate(requests):
+            self.remote.submit(run_id, cfg, request, priority=len(requests) - i)  # costliest first, as locally
+
+    def completed(self):
+        """Each run's status as it ends, recorded (told, counted, the failed kept)."""
+        if self.remote is not None:
+            for status in self.remote.completed():
+                self.record(status)
+                yield status
+            return
+        while self.queue:
+            batch, self.queue = self.queue, []
+            yield from self._local(batch)
+
+    def _local(self, batch):
+        """A batch of ``[(run_id, cfg, request)]`` on loky workers."""
+        from joblib import delayed
+
+        owner, requests = Owner.me(self.out), {r: q for r, _, q in batch}
+        pending = [(r, c) for r, c, _ in batch]
         while pending:
-            parallel, threads = backend.parallel(len(pending))  # inside the session: joblib sees dask
-            if threads_file is not None:
-                _tell_threads(threads_file, threads)
-            tasks = (delayed(train_in_worker)(cfg, str(layout.run_dir(out, run_id)), threads, backend.isolate,
-                                              threads_file and str(threads_file), owner,
-                                              RunRequest(est.whole(run_id), sweep.schedule.checkpoint_seconds, stop_at))
+            parallel, threads = self.backend.parallel(len(pending))
+            _tell_threads(self.threads_file, threads)
+            tasks = (delayed(train_in_worker)(cfg, str(layout.run_dir(self.out, run_id)), threads,
+                                              self.backend.isolate, str(self.threads_file), owner, requests[run_id])
                      for run_id, cfg in pending)
             try:
                 for status in parallel(tasks):
-                    record(status)
+                    self.record(status)
+                    yield status
                 break
-            except Exception as e:  # a backend fault, not a run's (runs record their own)
-                pending = fail_lost_runs(pending, out, e, record, watcher.ended)
-    finally:
-        watcher.stop()
-        events.closed()
-        if watcher.rewrites:
-            events.note(f"live report: rewritten {count(watcher.rewrites, 'time')}, "
-                        f"{watcher.rewrite_seconds:.1f} s in all")
-    return failed
+            except Exception as e:  # noqa: BLE001 - a backend fault, not a run's (runs record their own)
+                pending = fail_lost_runs(pending, self.out, e, self.record, self.watcher.ended)
+
+    def __exit__(self, kind, error, trace):
+        try:
+            if self.remote is not None:
+                self.remote.close()
+        finally:
+            if self.watcher.is_alive():
+                self.watcher.stop()
+            if self.est is not None:
+                self.events.closed()
+            if self.watcher.rewrites:
+                self.events.note(f"live report: rewritten {count(self.watcher.rewrites, 'time')}, "
+                                 f"{self.watcher.rewrite_seconds:.1f} s in all")
+            self.stack.close()
+        if kind is None:  # a run that came back failed was told as such (its folder removed while it ran)
+            told = {s["run_id"] for s in self.failed}
+            check_records(self.out, [r for r in self.submitted if r not in told])
+
+
+def check_records(out: Path, runs):
+    """Raise :class:`BackendLost` (one line) unless every run of ``runs``
+    (run ids) left its record in the sweep folder: a status, or the
+    checkpoint of a pause. A sweep never reports success for results that
+    went elsewhere."""
+    missing = [r for r in runs if not (layout.run_dir(out, r) / store.STATUS).exists()
+               and not (layout.run_dir(out, r) / store.CHECKPOINT).exists()]
+    if missing:
+        raise BackendLost(f"the records of {count(len(missing), 'run')} did not reach {out} (first: {missing[0]}); "
+                          "nothing was recorded for them: run the sweep again")
 
 
 def _recorder(backend, todo, events: Events, watcher, failed, threads_file):

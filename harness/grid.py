@@ -304,9 +304,13 @@ def _sweep_settings(sweep, path, jobs, scheduler, budget):
     backend = sweep.get("backend", "loky")
     if backend not in BACKENDS:
         raise ConfigError(f"{path} [sweep] backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    from_file = scheduler is None
     scheduler = sweep.get("scheduler", "") if scheduler is None else scheduler
     if not isinstance(scheduler, str):
         raise ConfigError(f"{path} [sweep] scheduler: must be an address string like 'tcp://host:8786'")
+    if scheduler and from_file and backend != "dask":  # a file alone never picks a network peer
+        raise ConfigError(f"{path} [sweep] scheduler: used only with backend = \"dask\" set as well "
+                          "(or pass --scheduler)")
     if scheduler:
         backend = "dask"
     elif backend == "dask":

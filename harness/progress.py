@@ -67,6 +67,15 @@ class Tracker(Printed):
         self.running, self.counts, self.paces = set(), {}, []
         self.lock = threading.Lock()
 
+    def added(self, estimate, todo, meta=None):
+        with self.lock:
+            for part in ("seconds", "iterations", "tasks", "start"):
+                getattr(self.est, part).update(getattr(estimate, part))
+            self.cfgs.update(todo)
+            self.meta.update(meta or {})
+            self.fraction.update(dict.fromkeys(dict(todo), 0.0))
+        self.show()
+
     def advanced(self, run_id, iteration):
         with self.lock:
             done = iteration - self.est.start.get(run_id, 0)  # a continued run counts from its checkpoint

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import layout, manifest, memory, signals, store, tuned_sweep
 from . import plan as planmod
-from .errors import ConfigError, HarnessError
+from .errors import BackendLost, ConfigError, HarnessError
 from .events import Events
 from .executor import execute
 from .grid import Sweep
@@ -76,6 +76,10 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
                             f"(estimated {duration(est.wall)})")
         except KeyboardInterrupt:
             return _interrupted(sweep, out, resume_command, events.warning)
+        except BackendLost:  # the summary of what finished first; then its one line, exit 2
+            with contextlib.suppress(HarnessError):
+                write_summary(sweep, out)
+            raise
         if imports is not None:
             imports.join()
         summary = write_summary(sweep, out)

@@ -16,7 +16,8 @@ from .errors import HarnessError
 from .ownership import watch_owner, writing
 from .signals import INTERRUPTED_BY
 from .status import RunStatus, paused_record
-from .train import prepare, run as train_run
+from .train import prepare
+from .train import run as train_run
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,12 @@ class RunRequest:
     checkpoint_seconds: float
     stop_at: int | None = None
 
-    def train(self, cfg: RunConfig, run_dir, threads, threads_file):
-        """:func:`harness.train.run` of this request, in this process."""
+    def train(self, cfg: RunConfig, run_dir, threads, threads_file, on_row=None):
+        """:func:`harness.train.run` of this request, in this process
+        (``on_row``: see there; a remote run's courier listens on it)."""
         return train_run(cfg, run_dir, threads=threads, threads_file=threads_file,
                          record={"estimated_seconds": self.estimated_seconds},
-                         checkpoint_seconds=self.checkpoint_seconds, stop_at=self.stop_at)
+                         checkpoint_seconds=self.checkpoint_seconds, stop_at=self.stop_at, on_row=on_row)
 
 
 def train_in_worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, threads_file, owner,
@@ -50,7 +52,7 @@ def train_in_worker(cfg: RunConfig, run_dir: str, threads: int, isolate: bool, t
     with writing(owner), signals.sigterm_as_interrupt(main=False):
         try:
             return _worker_run(cfg, run_dir, threads, isolate, threads_file, owner, request)
-        except Exception as e:  # this run's fault alone: never the backend's, nor another run's
+        except Exception as e:  # noqa: BLE001 - this run's fault alone: never the backend's, nor another run's
             return _failed_here(run_dir, e)
 
 
@@ -136,5 +138,5 @@ def _child(cfg, run_dir, threads, threads_file, owner, request):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except KeyboardInterrupt:
         os._exit(130)  # the run folder says "interrupted"; no traceback from every child
-    except Exception:
+    except Exception:  # noqa: BLE001
         os._exit(1)  # the run could not record its end (its folder gone, a full disk): its worker does

@@ -55,11 +55,16 @@ def test_a_tuned_sweep_on_dask_matches_local(tmp_path, tiny_csv, cluster):
 
 @pytest.mark.slow
 def test_dry_run_on_dask_counts_the_clusters_workers(tmp_path, tiny_csv, cluster, capsys):
+    from harness import backend
+
     address, _ = cluster
     grid = write_grid(tmp_path, tiny_csv, jobs=1)
-    assert main(["sweep", str(grid), "--dry-run", "--scheduler", address]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" s with 2 workers")
-    assert main(["sweep", str(grid), "--dry-run", "--scheduler", "tcp://127.0.0.1:9"]) == 0
+    backend._announced.clear()  # named once per process: earlier tests connected to it
+    assert main(["sweep", str(grid), "--dry-run", "--probe", "--scheduler", address]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1].endswith(" s with 2 workers")
+    assert f"dask: connecting to the scheduler at {address}\n" in captured.err
+    assert main(["sweep", str(grid), "--dry-run", "--probe", "--scheduler", "tcp://127.0.0.1:9"]) == 0
     captured = capsys.readouterr()
     assert "not reachable: estimating for 1 worker\n" in captured.err
     assert captured.out.strip().splitlines()[-1].endswith(" s with 1 worker")
