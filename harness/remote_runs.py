@@ -30,7 +30,7 @@ from .remote import (
     rows_name,
     run_remote,
 )
-from .status import RunStatus
+from .status import RunStatus, is_paused
 from .words import count
 
 POLL_SECONDS = 0.25
@@ -310,10 +310,11 @@ def write_record(out: Path, record: dict, cfg):
     for name, data in files.items():
         store.atomic_write_bytes(folder / name, data)
     status = record["status"]
-    if status["status"] is not None:
+    paused = is_paused(status)  # at a halving rung: no status yet, its checkpoint continues it
+    if not paused:
         store.write_status(folder, status)
     for path in folder.iterdir():
-        if path.is_file() and path.name not in files and (path.name != store.STATUS or status["status"] is None):
+        if path.is_file() and path.name not in files and (path.name != store.STATUS or paused):
             path.unlink(missing_ok=True)
 
 
