@@ -37,10 +37,10 @@ def test_a_grid_files_scheduler_needs_backend_dask(tmp_path, capsys):
 def test_a_dry_run_contacts_no_scheduler_and_says_what_it_ships(tmp_path, capsys, monkeypatch):
     from helpers import fake_model
 
-    from harness import cost
+    from harness import calibration
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cost, "calibrate", fake_model)  # the estimate needs no measured machine here
+    monkeypatch.setattr(calibration, "calibrate", fake_model)  # the estimate needs no measured machine here
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -62,10 +62,10 @@ def test_dask_security_settings_pass_through(tmp_path, capsys, monkeypatch):
     import dask
     from helpers import fake_model
 
-    from harness import cost
+    from harness import calibration
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(cost, "calibrate", fake_model)
+    monkeypatch.setattr(calibration, "calibrate", fake_model)
 
     grid = _grid(tmp_path, 'backend = "dask"\nscheduler = "tcp://127.0.0.1:9"')
     with dask.config.set({"distributed.comm.require-encryption": True}):
