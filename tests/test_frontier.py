@@ -185,3 +185,19 @@ def test_a_running_sweep_measures_no_latency_and_stores_none(tmp_path):
     from harness.report import costs
 
     assert costs._us(math.nan) == "at the end" and costs._us(4.2e-5) == "42"
+
+
+@pytest.mark.parametrize("decisions, named", [(["best", "worse", "worse"], False),
+                                              (["best", "equivalent", "worse"], True)])
+def test_the_time_plots_legend_names_equivalent_variants_only_when_there_are_some(tmp_path, monkeypatch,
+                                                                                   decisions, named):
+    from harness.report import plots
+
+    shown = []
+    monkeypatch.setattr(plots, "legend", lambda ax, handles: shown.extend(h.get_label() for h in handles))
+    rows = _family([64, 128, 256], lambda n: 0.9)
+    g = pd.DataFrame(rows).assign(shape="constant", s_per_iter=[1e-3, 2e-3, 4e-3], s_lo=[0.9e-3, 1.9e-3, 3.9e-3],
+                                  s_hi=[1.1e-3, 2.1e-3, 4.1e-3], decision=decisions)
+    plots.plot_acc_vs_time(g, tmp_path / "t.png")
+    assert "Pareto front (never falls)" in shown
+    assert ("equivalent to best" in shown) is named

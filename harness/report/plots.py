@@ -113,9 +113,10 @@ def plot_acc_vs_time(g, path):
         tied = g[g.decision == "equivalent"]
         ax.scatter(tied.s_per_iter, tied.acc, s=200, facecolors="none", edgecolors="crimson", linewidths=1.3, zorder=3)
         frontmod.draw(ax, g, "s_per_iter", lo="s_lo", hi="s_hi")
-        handles += [Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
-                           markeredgecolor="crimson", label="equivalent to best"),
-                    Line2D([], [], color="black", linestyle="--", label="Pareto front (never falls)"),
+        if len(tied):  # a legend names only what the plot shows
+            handles.append(Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
+                                  markeredgecolor="crimson", label="equivalent to best"))
+        handles += [Line2D([], [], color="black", linestyle="--", label="Pareto front (never falls)"),
                     Line2D([], [], marker="o", markersize=11, linestyle="", markerfacecolor="none",
                            markeredgecolor="grey", label="within noise of the front")]
         ax.set_xscale("log")
