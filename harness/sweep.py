@@ -29,6 +29,19 @@ from .train import checkpoint_problem
 from .words import count, duration
 
 
+def _prepare(sweep: Sweep, out: Path, force, events):
+    """Under the sweep's lock: old writers gone, stale temporary files
+    removed, then the plan (told to ``events``)."""
+    wait_for_old_writers(out, events.note)
+    swept = store.sweep_temp_files(out)
+    if swept:
+        events.note(f"removed {count(swept, 'temporary file')} left by an earlier sweep")
+    events.note(f"results: {out.resolve()}")
+    for line in _data_lines(sweep):
+        events.note(f"data: {line}")
+    return _plan_and_tell(sweep, out, force, events.note)
+
+
 def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report=True, resume_command=None,
               live_report=True):
     """Train the grid's unfinished runs, write ``summary.csv`` and (unless
@@ -48,14 +61,7 @@ def run_sweep(sweep: Sweep, out_root="results", force=False, events=None, report
     layout.runs_dir(out).mkdir(exist_ok=True)
     with locked(out, events.note), signals.sigterm_as_interrupt():
         try:
-            wait_for_old_writers(out, events.note)
-            swept = store.sweep_temp_files(out)
-            if swept:
-                events.note(f"removed {count(swept, 'temporary file')} left by an earlier sweep")
-            events.note(f"results: {out.resolve()}")
-            for line in _data_lines(sweep):
-                events.note(f"data: {line}")
-            plan = _plan_and_tell(sweep, out, force, events.note)
+            plan = _prepare(sweep, out, force, events)
             todo, est = plan.todo, plan.estimate
         except ConfigError:  # a refusal (the budget) writes nothing: undo the folder's making
             _remove(made)
