@@ -99,6 +99,10 @@ layers = [[16, 10], [16, 8, 10], [16, 16, 10]]
 lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 """
 
+# The same three rungs over 9 configurations (9 -> 3 -> 1): a third of the training
+HALVING_NINE = HALVING.replace("lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]", "lr = [0.003, 0.03, 0.3]")
+assert HALVING_NINE != HALVING
+
 TUNED = """
 [sweep]
 name = "tuned"
@@ -149,11 +153,13 @@ eval_every = 100
 lr = 0.1
 """
 
-def slow_grid(tmp_path, iterations=3000, name="slow.toml"):
+def slow_grid(tmp_path, iterations=3000, name="slow.toml", seeds=6):
+    """A sweep of ``seeds`` runs (one per seed) slow enough to kill mid-run."""
     X, y = make_digits(300)
     data = write_csv(tmp_path / "data.csv", X, y)
     path = tmp_path / name
-    path.write_text(SLOW_GRID.format(data=data.name, iterations=iterations))
+    text = SLOW_GRID.format(data=data.name, iterations=iterations)
+    path.write_text(text.replace("seeds = [0, 1, 2, 3, 4, 5]", f"seeds = {list(range(seeds))}"))
     return path
 
 def as_from_a_shell():
@@ -207,3 +213,14 @@ def write_grid(tmp_path, tiny_csv, text=GRID, name="grid.toml", **fmt):
     path = tmp_path / name
     path.write_text(text.format(**{"jobs": 2, "data": tiny_csv.name, **fmt}))
     return path
+
+def sweep_without_report(grid, out, scheduler=None, force=False):
+    """What ``harness sweep GRID --out OUT --quiet`` does (with ``--force``
+    when ``force``), less the report:
+    for a sweep whose report no test reads (its plots cost seconds). Returns
+    the exit status."""
+    from harness.grid import load_sweep
+    from harness.progress import for_terminal
+    from harness.sweep import run_sweep
+
+    return run_sweep(load_sweep(grid, scheduler=scheduler), out, force=force, events=for_terminal(True), report=False)

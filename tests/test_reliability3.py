@@ -28,7 +28,7 @@ from harness.words import count
 
 from helpers import make_digits, write_csv
 from helpers import fake_model
-from helpers import GRID, write_grid
+from helpers import GRID, sweep_without_report, write_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_the_tolerance_tests_pass_under_another_openblas_kernel():
 def test_config_json_records_the_blas_kernel_outside_the_run_id(tmp_path, tiny_csv):
     grid = _grid(tmp_path, tiny_csv)
     sweep = load_sweep(grid)
-    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sweep_without_report(grid, tmp_path / "out") == 0  # its run folder alone is read
     folder = tmp_path / "out" / "one" / "runs" / sweep.run_ids[0]
     conf = json.loads((folder / "config.json").read_text())
     blas = numpy_blas()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dask_procs import Cluster, can_hide, numbers, sweep, write_grid
+from helpers import sweep_without_report
 
 from harness.cli import main
 from harness.sweep_status import progress
@@ -214,7 +215,7 @@ def reference(tmp_path_factory):
     """The local (loky) numbers of the fault tests' grid."""
     folder = tmp_path_factory.mktemp("reference")
     grid = write_grid(folder, iterations=1500)
-    assert main(["sweep", str(grid), "--out", str(folder / "out"), "--quiet", "--no-live-report"]) == 0
+    assert sweep_without_report(grid, folder / "out") == 0  # its numbers alone
     return numbers(folder / "out" / "k")
 
 
@@ -223,7 +224,7 @@ def long_reference(tmp_path_factory):
     """As ``reference``, with runs long enough to outlive a client by far."""
     folder = tmp_path_factory.mktemp("long")
     grid = write_grid(folder, iterations=LONG)
-    assert main(["sweep", str(grid), "--out", str(folder / "out"), "--quiet", "--no-live-report"]) == 0
+    assert sweep_without_report(grid, folder / "out") == 0
     return numbers(folder / "out" / "k")
 
 

@@ -8,7 +8,7 @@ from harness import mlp
 from harness.cli import main
 from harness.report import PLOTS, pareto
 
-from helpers import GRID, check_pngs, write_grid
+from helpers import GRID, check_pngs, sweep_without_report, write_grid
 
 
 @pytest.mark.slow
@@ -164,7 +164,7 @@ def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_pat
         if name == "b":  # defaults written out in one grid file only: no difference between the runs
             text = text.replace("[train]\n", '[train]\nactivation = "relu"\ninit = "he"\n')
         grid = write_grid(tmp_path, tiny_csv, text=text, name=f"{name}.toml")
-        assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+        assert sweep_without_report(grid, tmp_path / "out") == 0  # compare reads the runs, not the sweeps' reports
         roots.append(tmp_path / "out" / name)
     out = tmp_path / "cmp"
     assert main(["compare", *map(str, roots), "--out", str(out)]) == 0
@@ -180,7 +180,7 @@ def test_compare_puts_two_sweeps_side_by_side_and_refuses_different_data(tmp_pat
     other = tmp_path / "g.toml"
     other.write_text(f"[sweep]\nname = 'c'\n[data]\npath = '{tiny_idx}'\nvalidation = 0.25\n"
                      "[train]\niterations = 20\n[grid]\nlayers = [[16, 8, 10]]\n")
-    assert main(["sweep", str(other), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sweep_without_report(other, tmp_path / "out") == 0
     capsys.readouterr()
     assert main(["compare", str(roots[0]), str(tmp_path / "out" / "c"), "--out", str(tmp_path / "cmp2")]) == 2
     assert "trained on different data" in capsys.readouterr().err
@@ -245,7 +245,7 @@ def test_compare_counts_each_run_once_and_writes_beside_the_sweeps(tmp_path, tin
 
     small = GRID.replace("depth = [1, 2]\nwidth = [8, 12]\nshape = [\"constant\", \"halving\"]\n", "layers = [[16, 8, 10]]\n")
     grid = write_grid(tmp_path, tiny_csv, text=small.replace('name = "tiny"', 'name = "a"'), name="a.toml")
-    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sweep_without_report(grid, tmp_path / "out") == 0  # compare reads the runs, not the sweeps' reports
     root = tmp_path / "out" / "a"
     capsys.readouterr()
 
@@ -270,7 +270,7 @@ def test_compare_counts_each_run_once_and_writes_beside_the_sweeps(tmp_path, tin
     # without --out: beside the sweeps compared, not under the working directory's results/
     other = write_grid(tmp_path, tiny_csv, text=small.replace('name = "tiny"', 'name = "b"')
                        .replace("lr = 0.5", "lr = 0.2"), name="b.toml")
-    assert main(["sweep", str(other), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sweep_without_report(other, tmp_path / "out") == 0
     monkeypatch.chdir(tmp_path / "copy")
     assert main(["compare", str(root), str(tmp_path / "out" / "b")]) == 0
     assert (tmp_path / "out" / "compare-a-vs-b" / "report.md").is_file()

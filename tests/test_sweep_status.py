@@ -58,10 +58,10 @@ def test_status_after_the_sweep_died_and_of_a_folder_without_a_sweep(tmp_path, c
 
 @pytest.mark.slow
 def test_a_sweep_writes_its_plan(tmp_path, tiny_csv):
-    from helpers import GRID, write_grid
+    from helpers import GRID, sweep_without_report, write_grid
 
     grid = write_grid(tmp_path, tiny_csv, text=GRID.replace("seeds = [0, 1]", "seeds = [0]"))
-    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sweep_without_report(grid, tmp_path / "out") == 0  # its plan and run records alone are read
     plan, running, runs = progress(tmp_path / "out" / "tiny")
     assert not running and len(runs) == 7 and {r["state"] for r in runs} == {"done"}
     assert {r["iterations"] for r in runs} == {30, 40}
