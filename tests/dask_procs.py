@@ -14,23 +14,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SLOW_GRID = """
-[sweep]
-name = "k"
-jobs = 2
-seeds = [{seeds}]
-checkpoint_seconds = 0.3
-
-[data]
-path = "data.csv"
-validation = 0.25
-
-[train]
-layers = [16, 128, 128, 10]
-iterations = {iterations}
-eval_every = 100
-lr = 0.1
-"""
 
 
 def free_port():
@@ -110,12 +93,14 @@ class Cluster:
 
 def write_grid(folder: Path, iterations, seeds="0, 1"):
     sys.path.insert(0, str(ROOT / "tests"))
-    from helpers import make_digits, write_csv
+    from helpers import SLOW_GRID, make_digits, write_csv
 
     X, y = make_digits(300)
     write_csv(folder / "data.csv", X, y)
     grid = folder / "k.toml"
-    grid.write_text(SLOW_GRID.format(iterations=iterations, seeds=seeds))
+    text = SLOW_GRID.format(data="data.csv", iterations=iterations)  # checkpoints often: a kill loses little
+    grid.write_text(text.replace('name = "slow"', 'name = "k"')
+                    .replace("seeds = [0, 1, 2, 3, 4, 5]", f"seeds = [{seeds}]\ncheckpoint_seconds = 0.3"))
     return grid
 
 
